@@ -1,0 +1,1 @@
+"""The companion's core: band link, family relay, pairing, store, router. No Kivy in here."""

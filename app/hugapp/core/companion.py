@@ -1,0 +1,223 @@
+"""One companion (a phone, or a home gateway): its bands, its circles, the relay and the router.
+
+    async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
+        await phone.pair_band(address)         # the wearer holds the heart for 5 s first
+        offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
+        await phone.join_link(code)            # on the other phone
+        phone.send_hug()                       # the big heart on the screen
+
+Everything a screen shows comes from the store (history, bands, members) or the live state here
+(link states, presence); `on_change` is called whenever any of it may have changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from datetime import tzinfo
+from types import TracebackType
+from typing import Any
+
+from hugapp.core import bandlink, linking
+from hugapp.core import relaystore as rs
+from hugapp.core.bandlink import BandLink, BleConfig, LinkState
+from hugapp.core.hugs import PlaySpec
+from hugapp.core.notify import Notifier, make_notifier
+from hugapp.core.relay import Relay
+from hugapp.core.router import Router
+from hugapp.core.store import Store
+from hugproto import frames
+
+log = logging.getLogger("hugapp.companion")
+
+
+class Companion:
+    def __init__(
+        self,
+        store: Store,
+        ble: BleConfig,
+        broker_url: str | None,
+        *,
+        name: str = "Me",
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        relay_retry_interval: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.ble = ble
+        self.broker_url = broker_url
+        self.clock = clock
+        self.notifier = notifier or make_notifier()
+        self.on_change = on_change
+        self.me = rs.ensure_identity(store, name)
+        self.relay: Relay | None = None
+        self.router = Router(
+            store,
+            self.me,
+            self,
+            self.notifier,
+            clock=clock,
+            tz=tz,
+            relay_wake=self._relay_wake,
+            on_change=self._changed,
+        )
+        if broker_url is not None:
+            self.relay = Relay(
+                store,
+                self.me,
+                broker_url,
+                clock=clock,
+                on_message=self.router.on_relay_message,
+                on_acked=self.router.on_delivered,
+                on_presence=lambda _l, _m, _o: self._changed(),
+                on_members=lambda _l: self._changed(),
+                retry_interval=relay_retry_interval,
+            )
+        self.links: dict[str, BandLink] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Companion:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        self._spawn("router", self.router.run())
+        if self.relay is not None:
+            self._spawn("relay", self.relay.run())
+        for band in self.store.bands():
+            self._start_link(band.address)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks[name] = asyncio.ensure_future(coro)
+
+    def _changed(self) -> None:
+        self.on_change()
+
+    def _relay_wake(self) -> None:
+        if self.relay is not None:
+            self.relay.poke()
+
+    # ------------------------------------------------------------------ bands (the router's Bands)
+
+    def connected(self, address: str) -> bool:
+        link = self.links.get(address)
+        return link is not None and link.state is LinkState.CONNECTED
+
+    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
+        link = self.links.get(address)
+        if link is None:
+            raise bandlink.BandUnavailable(f"no link to band {address}")
+        await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
+
+    def _start_link(self, address: str) -> None:
+        if address in self.links:
+            return
+
+        async def on_press(_address: str, _seq: int) -> None:
+            self.router.wake()
+
+        async def on_felt(band: str, token: int) -> None:
+            self.router.on_felt(band, token)
+
+        def on_state(_state: LinkState) -> None:
+            self.router.wake()
+            self._changed()
+
+        link = BandLink(
+            self.store,
+            address,
+            self.ble,
+            on_press=on_press,
+            on_felt=on_felt,
+            on_state=on_state,
+            clock=self.clock,
+        )
+        self.links[address] = link
+        self._spawn("band:" + address, link.run())
+
+    async def scan(
+        self, timeout: float = 5.0, progress: Callable[[bandlink.FoundBand], None] | None = None
+    ) -> list[bandlink.FoundBand]:
+        return await bandlink.scan_bands(self.ble, timeout, progress)
+
+    async def pair_band(self, address: str, name: str | None = None) -> None:
+        """Pair a band whose heart was held for 5 s; keeps it connected from then on."""
+        link = self.links.pop(address, None)
+        task = self._tasks.pop("band:" + address, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await bandlink.pair_band(self.ble, self.store, address, name)
+        finally:
+            if link is not None or any(b.address == address for b in self.store.bands()):
+                self._start_link(address)
+        self._changed()
+
+    async def forget_band(self, address: str) -> None:
+        link = self.links.pop(address, None)
+        if link is not None:
+            await link.forget()
+        else:
+            self.store.forget_band(address)
+        task = self._tasks.pop("band:" + address, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._changed()
+
+    async def test_buzz(self, address: str) -> None:
+        link = self.links.get(address)
+        if link is None:
+            raise bandlink.BandUnavailable("that band is not paired with this phone")
+        await link.identify(2)
+
+    # ------------------------------------------------------------------ circles
+
+    def _broker(self) -> str:
+        if self.broker_url is None:
+            raise linking.LinkError("Linking needs the family broker: start the app with --broker")
+        return self.broker_url
+
+    async def offer_link(self, link_id: str | None = None) -> linking.LinkOffer:
+        return await linking.create_link_code(
+            self.store, self.me, self._broker(), link_id=link_id, clock=self.clock, relay=self.relay
+        )
+
+    async def join_link(self, code: str) -> linking.LinkResult:
+        result = await linking.join_with_code(code, self.store, self.me, self._broker())
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                await self.relay.refresh()
+        self._changed()
+        return result
+
+    def members(self) -> list[rs.Member]:
+        out: list[rs.Member] = []
+        for link in rs.links(self.store):
+            out += [m for m in rs.members(self.store, link.link_id) if m.member_id != self.me.member_id]
+        return out
+
+    # ------------------------------------------------------------------ hugs
+
+    def send_hug(self, gesture: int = frames.GESTURE_TAP, value: int = 1) -> str:
+        return self.router.send_from_screen(gesture, value)

@@ -1,0 +1,542 @@
+"""Phone-to-phone relay over any MQTT 3.1.1/5 broker, sealed end to end (see envelope.py for the wire).
+
+Correctness comes from this module and the store, not from the broker (end-to-end argument):
+
+* a message is written to the durable outbox (SQLite) before it is published, and re-published on every
+  (re)connect, whenever the recipient's presence turns online, and every `retry_interval` seconds of
+  the injected clock, until the recipient's end-to-end acknowledgement arrives;
+* the recipient acknowledges only after its handler returned (having stored the message durably) and
+  records the message id; a message id already recorded is dropped and only re-acknowledged, so
+  duplicates from the broker, from retries or after a restart are never handled twice.
+
+So the broker may lose or duplicate messages: QoS 1, a persistent session and a retained presence with
+a last will only make delivery prompt. Reconnects back off from 1 s, doubling to 30 s, with jitter.
+
+Handler contract: `on_message(incoming)` is awaited once per message id; if it raises, nothing is
+recorded or acknowledged and the sender's retry calls it again. For exactly-once even across a kill
+in the instant between the handler's write and the relay's record, the handler may call
+`relaystore.mark_seen(db, ...)` inside its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from hugapp.core import relaystore as rs
+from hugapp.core.envelope import (
+    EnvelopeError,
+    Forged,
+    Garbled,
+    Message,
+    RelayError,
+    Replayed,
+    UnknownLink,
+    inbox_filter,
+    inbox_topic,
+    open_envelope,
+    presence_topic,
+    seal,
+)
+from hugapp.core.store import Store, StoreError
+
+log = logging.getLogger("hugapp.relay")
+
+# Hugs are small and answered at once: Nagle's algorithm with delayed ACKs would hold them ~40 ms.
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+ACK = "sys.ack"
+MEMBER_ADDED = "sys.member-added"
+MEMBER_REMOVED = "sys.member-removed"
+PRESENCE = "sys.presence"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    link_id: str
+    sender: str
+    msg_id: str
+    type: str
+    payload: dict[str, Any]
+    sent_at: float
+
+
+OnMessage = Callable[[Incoming], Awaitable[None]]
+OnAcked = Callable[[str, str], object]  # (msg id, member id that acknowledged) -> None or awaitable
+OnPresence = Callable[[str, str, bool], object]  # (link id, member id, online)
+OnMembers = Callable[[str], object]  # (link id) membership changed
+OnPublished = Callable[[str, str], None]  # (msg id, recipient): handed to the broker (not yet delivered)
+OnRejected = Callable[[str, str], None]  # (reason code, topic): for security counters and tests
+
+
+@dataclass
+class RelayStats:
+    connects: int = 0
+    published: int = 0
+    received: int = 0
+    handled: int = 0
+    duplicates: int = 0
+    acks_sent: int = 0
+    acks_received: int = 0
+    rejected: dict[str, int] = field(default_factory=dict[str, int])
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """mqtt://[user[:password]@]host[:port] (1883) or mqtts://... (8883, TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise RelayError(f"broker URL must start with mqtt:// or mqtts://, not {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    if not parts.hostname:
+        raise RelayError(f"broker URL {url!r} names no host")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+async def publish(client: aiomqtt.Client, topic: str, data: bytes, retain: bool = False) -> None:
+    """QoS 1 publish that never swallows a cancellation (aiomqtt waits for PUBACK with asyncio.wait_for,
+    which on Python 3.11 can drop a cancel that races with the PUBACK)."""
+    await client.publish(topic, data, qos=1, retain=retain)
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _maybe_await(value: object) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+class Relay:
+    """One MQTT connection per companion, serving every circle this companion belongs to."""
+
+    def __init__(
+        self,
+        store: Store,
+        identity: rs.Identity,
+        broker_url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_message: OnMessage | None = None,
+        on_acked: OnAcked | None = None,
+        on_presence: OnPresence | None = None,
+        on_members: OnMembers | None = None,
+        on_rejected: OnRejected | None = None,
+        on_published: OnPublished | None = None,
+        retry_interval: float = 60.0,
+        poll_interval: float = 1.0,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 30.0,
+        keepalive: int = 30,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.store = store
+        self.me = identity
+        self.address = parse_broker_url(broker_url)
+        self.clock = clock
+        self.on_message = on_message
+        self.on_acked = on_acked
+        self.on_presence = on_presence
+        self.on_members = on_members
+        self.on_rejected = on_rejected
+        self.on_published = on_published
+        self.retry_interval = retry_interval
+        self.poll_interval = poll_interval
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.keepalive = keepalive
+        self.tls_context = tls_context
+        self.stats = RelayStats()
+        self.connected = asyncio.Event()
+        self.presence: dict[tuple[str, str], bool] = {}
+        self._client: aiomqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._urgent: set[str] = set()
+        self._flush_lock = asyncio.Lock()
+        self._presence_subs: set[str] = set()
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(self) -> None:
+        """Stay connected (reconnecting with backoff) until cancelled."""
+        delay = self.reconnect_min
+        while True:
+            was_up = False
+            try:
+                was_up = await self._session()
+            except aiomqtt.MqttError as e:
+                log.info("broker %s:%d unreachable or lost: %s", self.address.host, self.address.port, e)
+            finally:
+                self.connected.clear()
+                self._client = None
+                self._presence_subs.clear()
+            if was_up:
+                delay = self.reconnect_min
+            await asyncio.sleep(min(delay, self.reconnect_max) * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.reconnect_max)
+
+    async def send(
+        self, link_id: str, payload: Mapping[str, Any], to: str | None = None, type_: str = "hug"
+    ) -> str:
+        """Store a message for `to` (None: every other member of the circle) and publish it; returns its
+        id. Returns once stored: delivery is reported through `on_acked`, once per recipient."""
+        return self._enqueue(link_id, payload, to, type_)
+
+    def poke(self) -> None:
+        """Publish what became due (messages just stored with outbox_add), without resending the rest."""
+        self._wake.set()
+
+    def kick(self) -> None:
+        """Publish whatever is pending now (e.g. after the app learnt that the network is back)."""
+        self._urgent.add("*")
+        self._wake.set()
+
+    async def refresh(self) -> None:
+        """Subscribe to the presence of members learnt since connecting (after linking)."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._subscribe_presence(client)
+
+    async def announce_member(self, link_id: str, member_id: str) -> None:
+        """Tell the other members of a circle about a member who just joined (through this phone)."""
+        new = rs.member(self.store, link_id, member_id)
+        if new is None:
+            raise RelayError("no such member in that circle")
+        others = [
+            m.member_id
+            for m in rs.members(self.store, link_id)
+            if m.member_id not in (member_id, self.me.member_id)
+        ]
+        for other in others:
+            self._enqueue(link_id, {"member": new.to_wire()}, other, MEMBER_ADDED)
+        await self.refresh()
+
+    async def remove_member(self, link_id: str, member_id: str) -> None:
+        """Remove a member from a circle: every remaining member drops them (sealed member-removed).
+
+        What this guarantees: the remaining phones stop sending to the removed member at once, refuse
+        anything sealed as coming from them, and forget their inbox and presence. What it does not:
+        the removed phone still knows the circle's link key, so it could decrypt copies of later
+        messages if it could read the other inboxes (deploy/'s ACLs forbid that on Mosquitto/EMQX, the
+        embedded household broker does not). For a hard cut, link again to start a fresh circle key.
+        """
+        others = [
+            m.member_id
+            for m in rs.members(self.store, link_id)
+            if m.member_id not in (member_id, self.me.member_id)
+        ]
+        for other in others:
+            self._enqueue(link_id, {"member_id": member_id}, other, MEMBER_REMOVED)
+        if member_id == self.me.member_id:
+            return  # leaving: the others drop this phone; forget the circle (forget_link) once acked
+        with self.store.transaction() as db:
+            rs.drop_member(db, link_id, member_id)
+        await _maybe_await(self.on_members(link_id) if self.on_members else None)
+
+    # ------------------------------------------------------------------ outbox
+
+    def _enqueue(self, link_id: str, payload: Mapping[str, Any], to: str | None, type_: str) -> str:
+        if rs.link(self.store, link_id) is None:
+            raise RelayError("this phone is not in that circle")
+        circle = [m.member_id for m in rs.members(self.store, link_id) if m.member_id != self.me.member_id]
+        recipients = circle if to is None else [to]
+        if to is not None and to not in circle:
+            raise RelayError("that person is not in this circle")
+        if not recipients:
+            raise RelayError("nobody else is in this circle yet")
+        msg_id = rs.new_id()
+        with self.store.transaction() as db:
+            rs.outbox_add(db, msg_id, link_id, recipients, type_, payload, self.clock())
+        self._wake.set()
+        return msg_id
+
+    async def _outbox_loop(self, client: aiomqtt.Client) -> None:
+        last_prune = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            urgent, self._urgent = self._urgent, set()
+            if "*" in urgent:
+                await self._flush(client, due_only=False)
+            else:
+                for member_id in urgent:
+                    await self._flush(client, due_only=False, recipient=member_id)
+                await self._flush(client, due_only=True)
+            now = self.clock()
+            if now - last_prune > 3600:
+                last_prune = now
+                rs.outbox_expire(self.store, now - rs.SEEN_RETENTION_S)
+                rs.prune_seen(self.store, now - rs.SEEN_RETENTION_S)
+
+    async def _flush(self, client: aiomqtt.Client, due_only: bool, recipient: str | None = None) -> None:
+        async with self._flush_lock:
+            due = self.clock() - self.retry_interval if due_only else None
+            for item in rs.outbox_pending(self.store, due_before=due, recipient=recipient):
+                await self._publish_item(client, item)
+
+    async def _publish_item(self, client: aiomqtt.Client, item: rs.OutboxItem) -> None:
+        circle = rs.link(self.store, item.link_id)
+        to = rs.member(self.store, item.link_id, item.recipient)
+        if circle is None or to is None:
+            return
+        topic = inbox_topic(circle.key, to.member_id, to.mailbox)
+        _, data = seal(
+            circle.key, topic, self.me.member_id, item.type, item.payload, item.sent_at, item.msg_id
+        )
+        await publish(client, topic, data)
+        rs.outbox_published(self.store, item.msg_id, item.recipient)
+        self.stats.published += 1
+        if self.on_published is not None:
+            self.on_published(item.msg_id, item.recipient)
+
+    # ------------------------------------------------------------------ connection
+
+    def _presence_envelope(self, online: bool) -> bytes:
+        topic = presence_topic(self.me.mailbox)
+        _, data = seal(
+            self.me.presence_key, topic, self.me.member_id, PRESENCE, {"online": online}, self.clock()
+        )
+        return data
+
+    async def _session(self) -> bool:
+        a = self.address
+        tls = (
+            self.tls_context
+            if self.tls_context is not None
+            else (ssl.create_default_context() if a.tls else None)
+        )
+        will = aiomqtt.Will(
+            presence_topic(self.me.mailbox), self._presence_envelope(False), qos=1, retain=True
+        )
+        client = aiomqtt.Client(
+            a.host,
+            a.port,
+            username=a.username,
+            password=a.password,
+            identifier=self.me.client_id,
+            clean_session=False,
+            will=will,
+            keepalive=self.keepalive,
+            tls_context=tls,
+            timeout=10,
+            socket_options=NO_DELAY,
+        )
+        async with client:
+            self._client = client
+            self.stats.connects += 1
+            await client.subscribe(inbox_filter(self.me.mailbox), qos=1)
+            await self._subscribe_presence(client)
+            await publish(client, presence_topic(self.me.mailbox), self._presence_envelope(True), retain=True)
+            self.connected.set()
+            log.info("relay connected to %s:%d", a.host, a.port)
+            self._urgent.add("*")
+            self._wake.set()
+            pump = asyncio.create_task(self._outbox_loop(client), name="relay-outbox")
+            try:
+                async for message in client.messages:
+                    await self._dispatch(client, message.topic.value, bytes(message.payload))
+                    if pump.done():
+                        pump.result()  # surface its error (MqttError -> reconnect)
+            except asyncio.CancelledError:
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await client.publish(
+                            presence_topic(self.me.mailbox),
+                            self._presence_envelope(False),
+                            qos=1,
+                            retain=True,
+                        )
+                raise
+            finally:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await pump
+        return True
+
+    async def _subscribe_presence(self, client: aiomqtt.Client) -> None:
+        wanted = {
+            presence_topic(m.mailbox)
+            for circle in rs.links(self.store)
+            for m in rs.members(self.store, circle.link_id)
+            if m.member_id != self.me.member_id
+        }
+        for topic in sorted(wanted - self._presence_subs):
+            await client.subscribe(topic, qos=1)
+            self._presence_subs.add(topic)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
+    # ------------------------------------------------------------------ receiving
+
+    def _reject(self, err: EnvelopeError, topic: str) -> None:
+        self.stats.rejected[err.reason] = self.stats.rejected.get(err.reason, 0) + 1
+        level = logging.INFO if isinstance(err, Replayed) else logging.WARNING
+        log.log(
+            level,
+            "envelope rejected (%s): %s [topic %s]",
+            err.reason,
+            err.detail,
+            topic,
+            extra={"reason": err.reason},
+        )
+        if self.on_rejected is not None:
+            self.on_rejected(err.reason, topic)
+
+    async def _dispatch(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
+        self.stats.received += 1
+        try:
+            if topic.startswith(presence_topic("")):
+                await self._on_presence_message(topic, data)
+            else:
+                await self._on_inbox_message(client, topic, data)
+        except EnvelopeError as e:
+            self._reject(e, topic)
+
+    def _route(self, topic: str) -> rs.Link:
+        prefix = inbox_filter(self.me.mailbox)[:-1]
+        if topic.startswith(prefix):
+            for circle in rs.links(self.store):
+                if inbox_topic(circle.key, self.me.member_id, self.me.mailbox) == topic:
+                    return circle
+        raise UnknownLink("no circle of this phone has that inbox")
+
+    async def _on_inbox_message(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
+        circle = self._route(topic)
+        senders = [
+            m.member_id for m in rs.members(self.store, circle.link_id) if m.member_id != self.me.member_id
+        ]
+        msg = open_envelope(circle.key, topic, senders, data)
+        if msg.type == ACK:
+            await self._on_ack(msg)
+            return
+        now = self.clock()
+        if msg.sent_at < now - rs.SEEN_RETENTION_S:
+            raise Replayed("older than the dedup window")
+        if rs.seen(self.store, msg.msg_id):
+            self.stats.duplicates += 1
+            self._reject(Replayed(f"message {msg.msg_id[:8]} already received"), topic)
+            await self._ack(client, circle, msg.sender, msg.msg_id)
+            return
+        incoming = Incoming(circle.link_id, msg.sender, msg.msg_id, msg.type, msg.payload, msg.sent_at)
+        if msg.type.startswith("sys."):
+            self._apply_control(incoming, now)
+        else:
+            if self.on_message is not None:
+                try:
+                    await self.on_message(incoming)
+                except Exception:
+                    log.exception(
+                        "message handler failed; not acknowledged, the sender will retry",
+                        extra={"reason": "handler_failed"},
+                    )
+                    return
+            with self.store.transaction() as db:
+                rs.mark_seen(db, msg.msg_id, circle.link_id, msg.sender, now)
+        self.stats.handled += 1
+        await self._ack(client, circle, msg.sender, msg.msg_id)
+        if msg.type.startswith("sys."):
+            await self._subscribe_presence(client)
+            await _maybe_await(self.on_members(circle.link_id) if self.on_members else None)
+
+    def _apply_control(self, m: Incoming, now: float) -> None:
+        with self.store.transaction() as db:
+            if m.type == MEMBER_ADDED:
+                raw = m.payload.get("member")
+                if not isinstance(raw, dict):
+                    raise Garbled("member-added without a member")
+                fields: dict[str, Any] = raw  # pyright: ignore[reportUnknownVariableType]
+                try:
+                    new = rs.Member.from_wire(m.link_id, fields)
+                except StoreError as e:
+                    raise Garbled(str(e)) from None
+                if new.member_id != self.me.member_id:
+                    rs.save_member(db, new, now)
+            elif m.type == MEMBER_REMOVED:
+                gone = m.payload.get("member_id")
+                if not isinstance(gone, str):
+                    raise Garbled("member-removed without a member id")
+                if gone == self.me.member_id:
+                    db.execute(
+                        "DELETE FROM relay_outbox WHERE link_id = ? AND acked_at IS NULL", (m.link_id,)
+                    )
+                    db.execute("DELETE FROM links WHERE link_id = ?", (m.link_id,))
+                else:
+                    rs.drop_member(db, m.link_id, gone)
+            else:
+                log.info("ignoring unknown control message %s", m.type)
+            rs.mark_seen(db, m.msg_id, m.link_id, m.sender, now)
+
+    async def _ack(self, client: aiomqtt.Client, circle: rs.Link, to_member: str, msg_id: str) -> None:
+        to = rs.member(self.store, circle.link_id, to_member)
+        if to is None or rs.link(self.store, circle.link_id) is None:
+            return
+        topic = inbox_topic(circle.key, to.member_id, to.mailbox)
+        _, data = seal(circle.key, topic, self.me.member_id, ACK, {"ids": [msg_id]}, self.clock())
+        await publish(client, topic, data)
+        self.stats.acks_sent += 1
+
+    async def _on_ack(self, msg: Message) -> None:
+        ids = msg.payload.get("ids")
+        if not isinstance(ids, list):
+            raise Garbled("ack without ids")
+        for raw in ids:  # pyright: ignore[reportUnknownVariableType]
+            if isinstance(raw, str) and rs.outbox_acked(self.store, raw, msg.sender):
+                self.stats.acks_received += 1
+                await _maybe_await(self.on_acked(raw, msg.sender) if self.on_acked else None)
+
+    async def _on_presence_message(self, topic: str, data: bytes) -> None:
+        if not data:
+            return  # a cleared retained message
+        mailbox = topic.rsplit("/", 1)[-1]
+        known = [
+            m
+            for circle in rs.links(self.store)
+            for m in rs.members(self.store, circle.link_id)
+            if m.mailbox == mailbox and m.member_id != self.me.member_id
+        ]
+        if not known:
+            raise UnknownLink("presence of nobody in this phone's circles")
+        msg = open_envelope(known[0].presence_key, topic, [known[0].member_id], data)
+        if msg.type != PRESENCE:
+            raise Forged("not a presence message")
+        online = bool(msg.payload.get("online"))
+        for m in known:
+            changed = self.presence.get((m.link_id, m.member_id)) != online
+            self.presence[(m.link_id, m.member_id)] = online
+            if changed:
+                await _maybe_await(
+                    self.on_presence(m.link_id, m.member_id, online) if self.on_presence else None
+                )
+        if online:
+            self._urgent.add(known[0].member_id)
+            self._wake.set()

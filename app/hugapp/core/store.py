@@ -1,0 +1,303 @@
+"""Durable state of one companion in SQLite: bands, presses, and (later migrations) links and hugs.
+
+Every write is a transaction with synchronous=FULL in WAL mode, so a companion killed at any
+instant restarts with either all of a change or none of it. The schema evolves through numbered
+migrations (PRAGMA user_version); add a migration, never edit an old one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "hugbutton"
+PRESS_DEDUP_WINDOW_S = 30 * 24 * 3600  # a band's u16 seq may come round again after that
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unknown band, bad value)."""
+
+
+MIGRATIONS: list[str] = [
+    # 1: bands and the presses they sent
+    """
+    CREATE TABLE bands (
+        address TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key BLOB NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        added_at REAL NOT NULL,
+        last_seen REAL NOT NULL DEFAULT 0,
+        battery INTEGER NOT NULL DEFAULT -1
+    );
+    CREATE TABLE presses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        band TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        gesture INTEGER NOT NULL,
+        value INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        pressed_at REAL NOT NULL,
+        received_at REAL NOT NULL,
+        routed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX presses_band_seq ON presses (band, seq);
+    CREATE INDEX presses_unrouted ON presses (routed) WHERE routed = 0;
+    """,
+    # 2: relay (hugapp.core.relaystore): this companion's identity, circles (links) and their members,
+    # the durable outbox of sealed messages, and the message ids already received (dedup)
+    """
+    CREATE TABLE relay_identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        member_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        presence_key BLOB NOT NULL,
+        client_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE links (
+        link_id TEXT PRIMARY KEY,
+        key BLOB NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE link_members (
+        link_id TEXT NOT NULL REFERENCES links (link_id) ON DELETE CASCADE,
+        member_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        presence_key BLOB NOT NULL,
+        signature INTEGER NOT NULL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (link_id, member_id)
+    );
+    CREATE TABLE relay_outbox (
+        msg_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        link_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        last_publish REAL NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        acked_at REAL,
+        PRIMARY KEY (msg_id, recipient)
+    );
+    CREATE INDEX relay_outbox_pending ON relay_outbox (recipient) WHERE acked_at IS NULL;
+    CREATE TABLE relay_seen (
+        msg_id TEXT PRIMARY KEY,
+        link_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    """,
+    # 3: router (hugapp.core.router): hugs sent and received, plays per band, settings
+    """
+    CREATE TABLE hugs (
+        hug_id TEXT PRIMARY KEY,
+        direction TEXT NOT NULL,
+        link_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        source_band TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        receipt INTEGER NOT NULL DEFAULT 0,
+        missed INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE plays (
+        hug_id TEXT NOT NULL,
+        band TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        pattern INTEGER NOT NULL,
+        signature INTEGER NOT NULL,
+        intensity INTEGER NOT NULL,
+        repeat INTEGER NOT NULL,
+        not_before REAL NOT NULL,
+        age_from REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        sent_at REAL NOT NULL DEFAULT 0,
+        felt_at REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (hug_id, band)
+    );
+    CREATE INDEX plays_open ON plays (band, state);
+    CREATE TABLE band_tokens (band TEXT PRIMARY KEY, next INTEGER NOT NULL);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Band:
+    address: str
+    name: str
+    key: bytes
+    model: str
+    added_at: float
+    last_seen: float
+    battery: int
+
+
+@dataclass(frozen=True)
+class Press:
+    id: int
+    band: str
+    seq: int
+    gesture: int
+    value: int
+    duration_ms: int
+    pressed_at: float
+    received_at: float
+
+
+def default_path() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "companion.sqlite3"
+
+
+class Store:
+    def __init__(self, path: Path | str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def now(self) -> float:
+        return float(self._clock())
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Generator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(f"{self.path} was written by a newer Hug Button (schema {current})")
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as db:
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version}")
+
+    # ---- bands
+
+    def save_band(self, address: str, name: str, key: bytes, model: str = "") -> Band:
+        """Add a band or replace its key (re-pairing)."""
+        if len(key) != 16:
+            raise StoreError("a band key has 16 bytes")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO bands (address, name, key, model, added_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(address) DO UPDATE SET key = excluded.key, name = excluded.name, "
+                "model = excluded.model",
+                (address, name, key, model, self.now()),
+            )
+        return self.band(address)
+
+    def band(self, address: str) -> Band:
+        row = self.db.execute(
+            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands WHERE address = ?",
+            (address,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no band {address} is paired with this phone")
+        return Band(*row)
+
+    def bands(self) -> list[Band]:
+        rows = self.db.execute(
+            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands ORDER BY added_at"
+        ).fetchall()
+        return [Band(*row) for row in rows]
+
+    def rename_band(self, address: str, name: str) -> None:
+        if not name.strip():
+            raise StoreError("a band needs a name")
+        with self.transaction() as db:
+            if (
+                db.execute("UPDATE bands SET name = ? WHERE address = ?", (name.strip(), address)).rowcount
+                == 0
+            ):
+                raise StoreError(f"no band {address} is paired with this phone")
+
+    def forget_band(self, address: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM bands WHERE address = ?", (address,))
+
+    def band_seen(self, address: str, battery: int | None = None) -> None:
+        with self.transaction() as db:
+            if battery is None:
+                db.execute("UPDATE bands SET last_seen = ? WHERE address = ?", (self.now(), address))
+            else:
+                db.execute(
+                    "UPDATE bands SET last_seen = ?, battery = ? WHERE address = ?",
+                    (self.now(), battery, address),
+                )
+
+    # ---- presses
+
+    def record_press(
+        self, band: str, seq: int, gesture: int, value: int, duration_ms: int, age_s: int
+    ) -> bool:
+        """Store a press durably; False when (band, seq) was already stored (a resend)."""
+        now = self.now()
+        with self.transaction() as db:
+            dup = db.execute(
+                "SELECT 1 FROM presses WHERE band = ? AND seq = ? AND received_at > ?",
+                (band, seq, now - PRESS_DEDUP_WINDOW_S),
+            ).fetchone()
+            if dup is not None:
+                return False
+            db.execute(
+                "INSERT INTO presses (band, seq, gesture, value, duration_ms, pressed_at, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (band, seq, gesture, value, duration_ms, now - age_s, now),
+            )
+        return True
+
+    def presses(self, band: str | None = None) -> list[Press]:
+        sql = "SELECT id, band, seq, gesture, value, duration_ms, pressed_at, received_at FROM presses"
+        rows = (
+            self.db.execute(sql + " WHERE band = ? ORDER BY id", (band,))
+            if band is not None
+            else self.db.execute(sql + " ORDER BY id")
+        ).fetchall()
+        return [Press(*row) for row in rows]
+
+    def unrouted_presses(self) -> list[Press]:
+        rows = self.db.execute(
+            "SELECT id, band, seq, gesture, value, duration_ms, pressed_at, received_at FROM presses "
+            "WHERE routed = 0 ORDER BY id"
+        ).fetchall()
+        return [Press(*row) for row in rows]
+
+    def mark_routed(self, press_id: int, db: sqlite3.Connection | None = None) -> None:
+        """Mark a press handed to the router (pass `db` to do it inside the caller's transaction)."""
+        if db is not None:
+            db.execute("UPDATE presses SET routed = 1 WHERE id = ?", (press_id,))
+            return
+        with self.transaction() as tx:
+            tx.execute("UPDATE presses SET routed = 1 WHERE id = ?", (press_id,))

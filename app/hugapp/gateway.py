@@ -1,0 +1,120 @@
+"""`hugbutton gateway`: the companion without a screen (a Raspberry Pi or laptop at home)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from hugapp.core import bandlink, linking
+from hugapp.core.bandlink import BleConfig
+from hugapp.core.companion import Companion
+from hugapp.core.store import Store, default_path
+
+log = logging.getLogger("hugapp.gateway")
+
+
+def ble_config(airspace: str | None) -> BleConfig:
+    """The platform's Bluetooth, or the simulated airspace when an address is given."""
+    if airspace is None:
+        return BleConfig()
+    from hugsim.bleak_backend import airspace_backend
+
+    scanner, client = airspace_backend(airspace)
+    return BleConfig(scanner, client)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", help="the family broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
+    parser.add_argument("--data", help=f"folder for this companion's data (default: {default_path().parent})")
+    parser.add_argument(
+        "--name", default="Home", help="this companion's name in its circles (first run only)"
+    )
+    parser.add_argument("--airspace", help="use the simulated radio at HOST:PORT instead of Bluetooth")
+    sub = parser.add_subparsers(dest="gateway_command")
+    sub.add_parser("run", help="serve paired bands and circles until stopped (the default)")
+    sub.add_parser("scan", help="list bands in range")
+    pair = sub.add_parser("pair", help="pair a band whose heart is being held for 5 s")
+    pair.add_argument("address")
+    pair.add_argument("--band-name")
+    sub.add_parser("offer", help="show a code to link another phone, and wait for it")
+    join = sub.add_parser("join", help="join another phone's circle with its code")
+    join.add_argument("code")
+    sub.add_parser("status", help="bands, circles and the last hugs")
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(Path(args.data) / "companion.sqlite3" if args.data else None)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    store = _store(args)
+    companion = Companion(store, ble_config(args.airspace), args.broker, name=args.name)
+    command = args.gateway_command or "run"
+    if command == "status":
+        for band in store.bands():
+            print(f"band   {band.address}  {band.name}  battery {band.battery}%")
+        for member in companion.members():
+            print(f"member {member.name}  signature {member.signature}")
+        for entry in companion.router.history(20):
+            arrow = "->" if entry.direction == "out" else "<-"
+            state = "missed" if entry.missed else entry.receipt.name.lower()
+            print(f"hug    {arrow} {entry.hug_id[:8]}  {state}")
+        return 0
+    if command == "scan":
+        print("scanning for bands (5 s)...", flush=True)
+        for band in await companion.scan(
+            5.0, lambda b: print(f"  heard {b.name} {b.address} {b.rssi} dBm", flush=True)
+        ):
+            state = (
+                "pairing window open" if band.pairing_open else ("paired" if band.paired else "not paired")
+            )
+            print(f"{band.address}  {band.name}  {band.rssi} dBm  {state}")
+        return 0
+    if command == "pair":
+        print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
+        await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
+        print("paired")
+        return 0
+    async with companion:
+        if command == "offer":
+            offer = await companion.offer_link()
+            print(f"link code: {offer.code}  (valid 3 minutes, once)", flush=True)
+            result = await offer.wait()
+            print(f"linked with {result.member.name}")
+            return 0
+        if command == "join":
+            result = await companion.join_link(args.code)
+            print(f"joined {result.member.name}'s circle")
+            return 0
+        print(
+            f"gateway {companion.me.name} running: {len(store.bands())} band(s), "
+            f"broker {args.broker or 'none (local hugs only)'}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    return 0
+
+
+def run_command(command: Coroutine[Any, Any, int]) -> int:
+    """Run a companion command: log to stderr, and turn the core's errors into a message and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("bleak").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(command)
+    except (bandlink.BandLinkError, linking.LinkError) as exc:
+        print(f"hugbutton: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_command(_run(args))

@@ -1,0 +1,12 @@
+"""The companion's Kivy UI: screens over the core (``controller`` is the Kivy-free adapter).
+
+Kivy reads ``sys.argv`` and takes over logging and ``sys.stderr`` on import unless told not to; the app
+has its own command line (``hugbutton app``) and logging, so those are switched off here, before
+anything imports Kivy (importing any ``hugapp.ui`` module runs this first).
+"""
+
+import os
+
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+os.environ.setdefault("KIVY_NO_FILELOG", "1")

@@ -1,0 +1,615 @@
+"""BandCore: the whole band logic as one pure object. No hardware, no BLE module, no clock.
+
+The shell (hugband.app / ble) owns the radio and the pins. It feeds events in and carries actions out:
+
+    core = BandCore(board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), time.ticks_ms())
+    every loop (5-10 ms while core.busy, slower when idle):
+        core.on_button(pin_pressed, now)          # or core.on_touch(touchpad.read(), now)
+        core.poll(now)
+        a = core.pop_action()
+        while a is not None: perform(a); a = core.pop_action()
+    from the (queued, not IRQ-context) BLE events:
+        core.on_connect(conn, now) / core.on_disconnect(conn, now) / core.on_command(conn, data, now)
+    every ~60 s: core.on_battery(millivolts, now)
+
+Actions are tuples whose first item is one of the A_* kinds:
+    (A_NOTIFY, conn, frame)        notify ``frame`` on the event characteristic to ``conn``
+    (A_STATE, frame, 0)            set the state characteristic value (and notify it if subscribed)
+    (A_MOTOR, duty, 0)             motor duty 0..1023 (DRV2605L boards: write haptics.drv2605_rtp(duty))
+    (A_LED, colour, 0)             LED colour 0xRRGGBB, 0 = off (pin LEDs: on when non-zero)
+    (A_DISCONNECT, conn, 0)        drop this connection
+    (A_ADVERTISE, interval_ms, payload)  (re)start advertising with this payload; interval 0 = stop
+    (A_BATTERY, percent, 0)        battery level characteristic value
+    (A_CPU, mhz, 0)                set machine.freq(mhz * 1_000_000)
+    (A_DEEP_SLEEP, 0, 0)           arm wake on the heart and machine.deepsleep()
+    (A_FACTORY_RESET, 0, 0)        storage is already wiped: machine.reset()
+The action queue holds ``_ACTIONS`` entries; the shell drains it after every call. If it is full the
+newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
+
+Security rules enforced here:
+- The band key (PAIR_KEY frame) is accepted only inside the pairing window, opened by the 5 s hold,
+  lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed once a key is accepted.
+- Nothing but AUTH and PAIR_KEY is accepted before AUTH succeeds; an unpaired band refuses AUTH.
+- Every later frame must open under this connection's session (MAC, rising counter, well-formed).
+- A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
+  frame disconnects it; a connection not authenticated after ``_AUTH_TIMEOUT_MS`` (5 s) is dropped.
+- Events (AuthOk, Press, Felt, Status) are sent only on an authenticated connection. One connection
+  at a time: another central connecting meanwhile is disconnected at once.
+"""
+
+import struct
+
+from hugband import button, led, power
+from hugband.haptics import Player
+from hugband.outbox import Outbox, seq_after
+from hugband.ticks import add, diff
+from hugproto import frames, patterns
+from hugproto.adv import encode_advertising
+from hugproto.compat import const
+from hugproto.errors import ProtocolError
+
+A_NOTIFY = const(1)
+A_STATE = const(2)
+A_MOTOR = const(3)
+A_LED = const(4)
+A_DISCONNECT = const(5)
+A_ADVERTISE = const(6)
+A_BATTERY = const(7)
+A_CPU = const(8)
+A_DEEP_SLEEP = const(9)
+A_FACTORY_RESET = const(10)
+ACTION_NAMES = (
+    "",
+    "notify",
+    "state",
+    "motor",
+    "led",
+    "disconnect",
+    "advertise",
+    "battery",
+    "cpu",
+    "deep_sleep",
+    "factory_reset",
+)
+
+FIRMWARE = const(1)
+
+_ACTIONS = const(32)
+_PAIRING_WINDOW_MS = const(60000)
+_AUTH_TIMEOUT_MS = const(5000)
+_MAX_BAD = const(3)
+_RESEND_MS = const(10000)
+_SEND_BURST = const(4)
+_FELT_QUEUE = const(8)
+_RECENT_TOKENS = const(16)
+_TOKEN_QUEUED = const(1)
+_TOKEN_PLAYED = const(2)
+_TOKEN_INTERNAL = const(0x10000)  # player tokens >= this are the band's own patterns, not Plays
+_TOKEN_RESET = const(0x10001)
+_CLOCK_WAIT_MS = const(250)  # after AUTH, wait this long for SetTime before sending presses
+
+# key store: key, motor_max, led, low_battery_pct, idle_sleep_min, then 4 bytes of SHA-256
+_KEY_FMT = "<16sBBBH"
+_KEY_BODY = const(21)
+_KEY_FILE = const(25)
+
+
+class _Conn:
+    def __init__(self, handle, nonce: bytes, now_ms: int) -> None:
+        self.handle = handle
+        self.nonce = nonce
+        self.t0 = now_ms
+        self.session: "frames.Session | None" = None
+        self.dead = False  # we asked the shell to disconnect it
+        self.bad = 0
+        self.sent_upto = 0  # last outbox seq sent on this connection
+        self.progress_ms = now_ms  # last ack or first send of a press (resend timer)
+        self.send_after = now_ms  # presses wait until then (or until SetTime) after AUTH
+
+
+class BandCore:
+    def __init__(self, board: dict, storage, random_bytes, keystore, now_ms: int) -> None:
+        self.board = board
+        self._storage = storage
+        self._random = random_bytes
+        self._keystore = keystore
+        # counters (reported in Status and by the benchmarks)
+        self.rejected = 0
+        self.actions_dropped = 0
+        self.storage_errors = 0
+        self.felt_lost = 0
+        self.presses = 0
+        # parts
+        self.gestures = button.Gestures()
+        self.touch = None
+        if board.get("touch_pin") is not None:
+            self.touch = button.TouchFilter(board["touch_threshold"], board.get("touch_rises", True))
+        self.player = Player()
+        self.motor_max = 255  # SetConfig CONFIG_MOTOR_MAX, 1..255 of full duty
+        self.outbox = Outbox()
+        self.led = led.LedPolicy(now_ms)
+        self.battery = power.BatteryMonitor()
+        self.policy = power.PowerPolicy(board.get("cpu_mhz", 80), now_ms)
+        self.backoff = power.AdvertisingBackoff(now_ms)
+        self.meter = power.EnergyMeter(now_ms, self.policy.cpu_mhz)
+        self._steps = bytearray(patterns.BUFFER_SIZE)
+        self._q: list = [None] * _ACTIONS
+        self._qh = 0
+        self._qn = 0
+        self._felt = [0] * _FELT_QUEUE
+        self._tokens = [-1] * _RECENT_TOKENS  # Play tokens seen lately, so a resent Play buzzes once
+        self._token_flags = bytearray(_RECENT_TOKENS)
+        self._tokens_next = 0
+        self._felt_h = 0
+        self._felt_n = 0
+        self._conn = None
+        self._key = None
+        self._pairing_until = now_ms
+        self._pairing = False
+        self._epoch_s = 0  # wall clock (s since 2000) at _epoch_ms; 0 = never set
+        self._epoch_ms = 0
+        self.tz_minutes = 0
+        self._resetting = False
+        self._asleep = False
+        self._flags_sent = -1
+        self._battery_sent = -1
+        # boot
+        self._load_key()
+        data = None
+        try:
+            data = storage.read()
+        except OSError:
+            self.storage_errors += 1
+        self.outbox.from_bytes(data, self._random_seq())
+        self._push(A_CPU, self.policy.cpu_mhz, 0)
+        self._advertise(now_ms)
+        self.meter.set_state(power.ADVERTISING, now_ms)
+
+    # ------------------------------------------------------------------ public state
+    @property
+    def paired(self) -> bool:
+        return self._key is not None
+
+    @property
+    def pairing_open(self) -> bool:
+        return self._pairing
+
+    @property
+    def authenticated(self) -> bool:
+        return self._conn is not None and self._conn.session is not None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def busy(self) -> bool:
+        """Something time-critical is going on: poll every 5-10 ms."""
+        return self.player.busy or not self.gestures.idle or self._pairing or self._conn is not None
+
+    @property
+    def flags(self) -> int:
+        f = 0
+        if self._key is not None:
+            f |= frames.FLAG_PAIRED
+        if self._pairing:
+            f |= frames.FLAG_PAIRING_OPEN
+        if self.battery.low:
+            f |= frames.FLAG_LOW_BATTERY
+        return f
+
+    def epoch_now(self, now_ms: int) -> int:
+        """Wall clock in seconds since 2000-01-01 UTC, or 0 when SetTime never came."""
+        if not self._epoch_s:
+            return 0
+        return self._epoch_s + diff(now_ms, self._epoch_ms) // 1000
+
+    # ------------------------------------------------------------------ actions
+    def pop_action(self):
+        if not self._qn:
+            return None
+        a = self._q[self._qh]
+        self._q[self._qh] = None
+        self._qh = (self._qh + 1) % _ACTIONS
+        self._qn -= 1
+        return a
+
+    def _push(self, kind: int, a, b) -> None:
+        if self._qn >= _ACTIONS:
+            self.actions_dropped += 1
+            return
+        self._q[(self._qh + self._qn) % _ACTIONS] = (kind, a, b)
+        self._qn += 1
+
+    # ------------------------------------------------------------------ inputs
+    def on_button(self, pressed: bool, now_ms: int) -> None:
+        self.gestures.update(pressed, now_ms)
+
+    def on_touch(self, reading: int, now_ms: int) -> None:
+        if self.touch is not None:
+            self.gestures.update(self.touch.update(reading), now_ms)
+
+    def on_battery(self, mv: int, now_ms: int) -> None:
+        if self.battery.update(mv):
+            self._play_own(patterns.LOW_BATTERY, now_ms)
+            self._send_status()
+        self.led.low_battery = self.battery.low
+        if self.battery.percent != self._battery_sent:
+            self._battery_sent = self.battery.percent
+            self._push(A_BATTERY, self.battery.percent, 0)
+        self._flags_changed(now_ms)
+
+    def on_connect(self, conn, now_ms: int) -> None:
+        self.policy.activity(now_ms)
+        if self._conn is not None:
+            self.rejected += 1
+            self._push(A_DISCONNECT, conn, 0)
+            return
+        c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms)
+        self._conn = c
+        self.led.connected = True
+        self.meter.set_state(power.CONNECTED, now_ms)
+        self._push(A_STATE, self._state_frame(c), 0)
+        self._flags_sent = self.flags
+
+    def on_disconnect(self, conn, now_ms: int) -> None:
+        c = self._conn
+        if c is None or c.handle != conn:
+            return
+        self._conn = None
+        self.led.connected = False
+        self.policy.activity(now_ms)
+        self.backoff.kick(now_ms)
+        self._advertise(now_ms)
+        self.meter.set_state(power.ADVERTISING, now_ms)
+
+    def on_command(self, conn, data, now_ms: int) -> None:
+        """Bytes written to the Hug command characteristic by ``conn``."""
+        c = self._conn
+        if c is None or c.handle != conn or c.dead:
+            self.rejected += 1
+            return
+        data = bytes(data)
+        try:
+            kind = frames.frame_kind(data)
+            if kind == frames.AUTH:
+                self._on_auth(c, data, now_ms)
+            elif kind == frames.PAIR_KEY:
+                self._on_pair_key(c, data, now_ms)
+            elif c.session is None:
+                raise ProtocolError("not authenticated")
+            else:
+                self._on_message(c, c.session.open(data), now_ms)
+        except ProtocolError:
+            self._bad(c)
+
+    # ------------------------------------------------------------------ poll
+    def poll(self, now_ms: int) -> None:
+        if self._resetting and not self.player.busy:
+            self._resetting = False  # the player was stopped by something: reset anyway
+            self._factory_reset()
+        g = self.gestures
+        g.poll(now_ms)
+        ev = g.get()
+        while ev is not None:
+            self._on_gesture(ev, now_ms)
+            ev = g.get()
+        duty = self.player.poll(now_ms)
+        if duty is not None:
+            self._push(A_MOTOR, duty, 0)
+            self.meter.set_motor(duty > 0, now_ms)
+        token = self.player.pop_done()
+        while token is not None:
+            self._on_played(token, now_ms)
+            token = self.player.pop_done()
+        if self._pairing and diff(now_ms, self._pairing_until) >= 0:
+            self._pairing = False
+            self.led.pairing = False
+        c = self._conn
+        if c is not None:
+            if c.dead:
+                pass
+            elif c.session is None:
+                if diff(now_ms, c.t0) >= _AUTH_TIMEOUT_MS:
+                    self.rejected += 1
+                    self._drop(c)
+            elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
+                self._send_presses(c, now_ms)
+        else:
+            interval = self.backoff.poll(now_ms)
+            if interval is not None and not self._asleep:
+                self._push(A_ADVERTISE, interval, encode_advertising(self.flags))
+        self._flags_changed(now_ms)
+        colour = self.led.poll(now_ms)
+        if colour is not None:
+            self._push(A_LED, colour, 0)
+            self.meter.set_led(colour != 0, now_ms)
+        self.meter.update(now_ms)
+        if not self._asleep and self.policy.should_deep_sleep(now_ms, self.paired, c is not None, self.busy):
+            self._asleep = True
+            self.meter.set_state(power.DEEP_SLEEP, now_ms)
+            self._push(A_ADVERTISE, 0, b"")
+            self._push(A_DEEP_SLEEP, 0, 0)
+
+    # ------------------------------------------------------------------ commands
+    def _bad(self, c: _Conn) -> None:
+        self.rejected += 1
+        c.bad += 1
+        if c.bad >= _MAX_BAD:
+            self._drop(c)
+
+    def _drop(self, c: _Conn) -> None:
+        """Ask the shell to disconnect; stop treating it as ours right away."""
+        self._push(A_DISCONNECT, c.handle, 0)
+        c.session = None
+        c.dead = True
+
+    def _on_auth(self, c: _Conn, data: bytes, now_ms: int) -> None:
+        if self._key is None:
+            raise ProtocolError("unpaired band refuses Auth")
+        if c.session is not None:
+            raise ProtocolError("already authenticated")
+        c.session = frames.band_session(self._key, c.nonce, data)
+        c.progress_ms = now_ms
+        # presses carry their age; after a reboot that needs the wall clock, which the phone sends
+        # (SetTime) right after AuthOk: give it a moment before the first Press goes out
+        c.send_after = now_ms if self._epoch_s else add(now_ms, _CLOCK_WAIT_MS)
+        n = len(self.outbox)
+        c.sent_upto = (self.outbox.next_seq - 1 - n) & 0xFFFF
+        self._notify(c, frames.AuthOk(self.flags, self.battery.percent, n if n < 255 else 255))
+        if self.outbox.dropped or self.rejected:
+            self._send_status()
+        while self._felt_n:
+            token = self._felt[self._felt_h]
+            self._felt_h = (self._felt_h + 1) % _FELT_QUEUE
+            self._felt_n -= 1
+            self._notify(c, frames.Felt(token))
+        if self._epoch_s:
+            self._send_presses(c, now_ms)
+
+    def _on_pair_key(self, c: _Conn, data: bytes, now_ms: int) -> None:
+        if not self._pairing:
+            raise ProtocolError("pairing window closed")
+        key = frames.decode_pair_key(data, c.nonce)
+        self._key = key
+        self._save_key()
+        self._pairing = False
+        self.led.pairing = False
+        c.session = None  # whatever was authenticated before was under the old key
+        self._play_own(patterns.HUG_BACK, now_ms)  # "paired": a happy buzz
+        self._flags_changed(now_ms)
+
+    def _on_message(self, c: _Conn, msg, now_ms: int) -> None:
+        kind = msg.KIND
+        if kind == frames.PLAY:
+            state = self._token_state(msg.token)
+            if state == _TOKEN_PLAYED:  # a resent Play whose Felt was lost: answer, no second buzz
+                self._notify(c, frames.Felt(msg.token))
+                return
+            if state == _TOKEN_QUEUED:
+                return
+            n = patterns.render(msg.pattern, msg.signature, msg.intensity, msg.repeat, self._steps)
+            if self.player.start(self._steps, n, now_ms, msg.token):
+                self._remember_token(msg.token)
+        elif kind == frames.ACK:
+            removed = self.outbox.ack(msg.seq)
+            if removed > 0:
+                c.progress_ms = now_ms
+                if not seq_after(c.sent_upto, (self.outbox.next_seq - 1 - len(self.outbox)) & 0xFFFF):
+                    c.sent_upto = (self.outbox.next_seq - 1 - len(self.outbox)) & 0xFFFF
+                self._save_outbox()
+        elif kind == frames.SET_TIME:
+            self._epoch_s = msg.epoch_s
+            self._epoch_ms = now_ms
+            self.tz_minutes = msg.tz_minutes
+            self._send_presses(c, now_ms)
+        elif kind == frames.SET_CONFIG:
+            self._apply_config(msg.key, msg.value)
+            self._save_key()
+        elif kind == frames.IDENTIFY:
+            secs = msg.seconds
+            repeat = secs if secs < patterns.MAX_REPEAT else patterns.MAX_REPEAT
+            n = patterns.render(patterns.IDENTIFY, 0, 255, repeat, self._steps)
+            self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
+            self.led.identify(now_ms, secs * 1000)
+        elif kind == frames.UNPAIR:
+            self._key = None
+            self._save_key()
+            self._drop(c)
+            self._flags_changed(now_ms)
+
+    def _apply_config(self, key: int, value: int) -> None:
+        if key == frames.CONFIG_MOTOR_MAX:
+            self.motor_max = value
+            self.player.max_duty = value * 1023 // 255
+        elif key == frames.CONFIG_LED:
+            self.led.enabled = value != 0
+        elif key == frames.CONFIG_LOW_BATTERY_PCT:
+            self.battery.low_pct = value
+        elif key == frames.CONFIG_IDLE_SLEEP_MIN:
+            self.policy.idle_sleep_min = value
+
+    # ------------------------------------------------------------------ gestures and playback
+    def _on_gesture(self, ev, now_ms: int) -> None:
+        kind, value, duration, _t = ev
+        self.policy.activity(now_ms)
+        if kind == button.TAP or kind == button.SQUEEZE:
+            gesture = frames.GESTURE_TAP if kind == button.TAP else frames.GESTURE_SQUEEZE
+            self.presses += 1
+            self.outbox.add(gesture, value, duration, now_ms, self.epoch_now(now_ms))
+            self._save_outbox()
+            if self._conn is None:
+                self.backoff.kick(now_ms)
+        elif kind == button.PAIRING:
+            self._pairing = True
+            self._pairing_until = add(now_ms, _PAIRING_WINDOW_MS)
+            self.led.pairing = True
+            self._play_own(patterns.PAIRING, now_ms)
+            self.backoff.kick(now_ms)
+            if self._asleep:
+                self._asleep = False
+        elif kind == button.FACTORY_RESET:
+            self._pairing = False
+            self.led.pairing = False
+            self._push(A_MOTOR, self.player.stop(now_ms), 0)
+            self._play_own(patterns.RESET_CONFIRM, now_ms, _TOKEN_RESET)
+            self._resetting = True
+
+    def _play_own(self, pattern: int, now_ms: int, token: int = _TOKEN_INTERNAL) -> None:
+        n = patterns.render(pattern, 0, 255, 1, self._steps)
+        self.player.start(self._steps, n, now_ms, token)
+
+    def _token_state(self, token: int) -> int:
+        for i in range(_RECENT_TOKENS):
+            if self._tokens[i] == token:
+                return self._token_flags[i]
+        return 0
+
+    def _remember_token(self, token: int) -> None:
+        i = self._tokens_next
+        self._tokens[i] = token
+        self._token_flags[i] = _TOKEN_QUEUED
+        self._tokens_next = (i + 1) % _RECENT_TOKENS
+
+    def _on_played(self, token: int, now_ms: int) -> None:
+        for i in range(_RECENT_TOKENS):
+            if self._tokens[i] == token:
+                self._token_flags[i] = _TOKEN_PLAYED
+        if token == _TOKEN_RESET:
+            self._resetting = False
+            self._factory_reset()
+            return
+        if token >= _TOKEN_INTERNAL:
+            return
+        c = self._conn
+        if c is not None and c.session is not None:
+            self._notify(c, frames.Felt(token))
+            return
+        if self._felt_n >= _FELT_QUEUE:  # keep the newest receipts
+            self._felt_h = (self._felt_h + 1) % _FELT_QUEUE
+            self._felt_n -= 1
+            self.felt_lost += 1
+        self._felt[(self._felt_h + self._felt_n) % _FELT_QUEUE] = token
+        self._felt_n += 1
+
+    def _factory_reset(self) -> None:
+        self._key = None
+        self.outbox.clear(self._random_seq())
+        try:
+            self._keystore.erase()
+            self._storage.write(self.outbox.to_bytes())
+        except OSError:
+            self.storage_errors += 1
+        c = self._conn
+        if c is not None:
+            self._drop(c)
+        self._push(A_FACTORY_RESET, 0, 0)
+
+    # ------------------------------------------------------------------ sending
+    def _notify(self, c: _Conn, msg) -> None:
+        s = c.session
+        if s is not None:
+            self._push(A_NOTIFY, c.handle, s.seal(msg))
+
+    def _send_status(self) -> None:
+        c = self._conn
+        if c is not None and c.session is not None:
+            self._notify(
+                c,
+                frames.Status(self.battery.percent, self.flags, self.outbox.dropped, self.rejected & 0xFFFF),
+            )
+
+    def _send_presses(self, c: _Conn, now_ms: int) -> None:
+        ob = self.outbox
+        n = len(ob)
+        if not n:
+            c.progress_ms = now_ms
+            return
+        i = ob.index_after(c.sent_upto)
+        if i and diff(now_ms, c.progress_ms) >= _RESEND_MS:
+            i = 0  # sent but not acknowledged for a while: send everything pending again
+        if i == 0:
+            c.progress_ms = now_ms  # the resend timer runs from the (re)send of the oldest
+        sent = 0
+        epoch = self.epoch_now(now_ms)
+        while i < n and sent < _SEND_BURST and self._qn < _ACTIONS - 2:
+            seq, gesture, value, duration, age = ob.get(i, now_ms, epoch)
+            self._notify(c, frames.Press(seq, gesture, value, duration, age, self.battery.percent))
+            c.sent_upto = seq
+            sent += 1
+            i += 1
+
+    def _state_frame(self, c: _Conn) -> bytes:
+        key = self._key if self._key is not None else frames.UNPAIRED_KEY
+        return frames.encode_state(key, c.nonce, self.flags, self.battery.percent, FIRMWARE)
+
+    def _flags_changed(self, now_ms: int) -> None:
+        f = self.flags
+        if f == self._flags_sent:
+            return
+        self._flags_sent = f
+        self.led.paired = self._key is not None
+        c = self._conn
+        if c is not None:
+            self._push(A_STATE, self._state_frame(c), 0)
+        elif not self._asleep:
+            self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(f))
+
+    def _advertise(self, now_ms: int) -> None:
+        self._asleep = False
+        self.backoff.poll(now_ms)
+        self._flags_sent = self.flags
+        self.led.paired = self._key is not None
+        self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(self._flags_sent))
+
+    # ------------------------------------------------------------------ storage
+    def _random_seq(self) -> int:
+        b = self._random(2)
+        return b[0] | (b[1] << 8)
+
+    def _save_outbox(self) -> None:
+        try:
+            self._storage.write(self.outbox.to_bytes())
+        except OSError:
+            self.storage_errors += 1
+
+    def _save_key(self) -> None:
+        body = struct.pack(
+            _KEY_FMT,
+            self._key or frames.UNPAIRED_KEY,
+            self.motor_max,
+            1 if self.led.enabled else 0,
+            self.battery.low_pct,
+            self.policy.idle_sleep_min,
+        )
+        try:
+            self._keystore.write(body + _digest(body))
+        except OSError:
+            self.storage_errors += 1
+
+    def _load_key(self) -> None:
+        try:
+            data = self._keystore.read()
+        except OSError:
+            self.storage_errors += 1
+            return
+        if data is None:
+            return
+        if len(data) != _KEY_FILE or _digest(data[:_KEY_BODY]) != bytes(data[_KEY_BODY:]):
+            self.storage_errors += 1  # corrupt: the band is unpaired (re-pair with the 5 s hold)
+            return
+        key, motor, led_on, low, idle = struct.unpack_from(_KEY_FMT, data, 0)
+        key = bytes(key)
+        self._key = None if key == frames.UNPAIRED_KEY else key
+        if motor:
+            self._apply_config(frames.CONFIG_MOTOR_MAX, motor)
+        self._apply_config(frames.CONFIG_LED, led_on)
+        if 5 <= low <= 50:
+            self._apply_config(frames.CONFIG_LOW_BATTERY_PCT, low)
+        self._apply_config(frames.CONFIG_IDLE_SLEEP_MIN, idle)
+
+
+def _digest(body) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(body).digest()[:4]

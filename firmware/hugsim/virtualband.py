@@ -1,0 +1,201 @@
+"""Run the simulated world as separate processes: an airspace and virtual bands.
+
+Used by `hugbutton band sim`, the demo and the end-to-end tests. Each band is its own process
+(`python -m hugsim.band`) running the real firmware, so it can be killed and restarted alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+READY_TIMEOUT_S = 20.0
+
+
+class SimProcessError(RuntimeError):
+    """A simulated process did not start."""
+
+
+async def _first_line(proc: asyncio.subprocess.Process, what: str) -> str:
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        raise SimProcessError(f"{what} did not start within {READY_TIMEOUT_S:.0f} s") from None
+    if not line:
+        err = b""
+        if proc.stderr is not None:
+            err = await proc.stderr.read()
+        raise SimProcessError(f"{what} exited at start: {err.decode(errors='replace').strip()[-2000:]}")
+    return line.decode().strip()
+
+
+class AirspaceProcess:
+    """`python -m hugsim.airspace` as a child process."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hugsim.airspace",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self.address = await _first_line(self.proc, "the airspace")
+        return self.address
+
+    async def stop(self) -> None:
+        await _end(self.proc, signal.SIGTERM)
+
+
+class BandProcess:
+    """One virtual band: the real firmware on the sim port, in its own process."""
+
+    def __init__(
+        self,
+        airspace: str,
+        state_dir: Path,
+        board: str = "xiao_esp32c3",
+        address: str | None = None,
+        print_outputs: bool = False,
+    ) -> None:
+        self.airspace = airspace
+        self.state_dir = Path(state_dir)
+        self.board = board
+        self.address = address or ""
+        self.print_outputs = print_outputs
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict[str, Any] = {}
+
+    async def start(self) -> str:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            "-m",
+            "hugsim.band",
+            "--board",
+            self.board,
+            "--state",
+            str(self.state_dir),
+            "--airspace",
+            self.airspace,
+        ]
+        if self.address:
+            args += ["--address", self.address]
+        if self.print_outputs:
+            args.append("--print-outputs")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        while True:
+            line = await _first_line(self.proc, f"virtual band in {self.state_dir}")
+            if line.startswith("{") and '"ready"' in line:
+                self.info = json.loads(line)
+                self.address = str(self.info["address"])
+                return self.address
+
+    async def kill(self) -> None:
+        """Pull the battery: SIGKILL, no chance to save anything."""
+        await _end(self.proc, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        await _end(self.proc, signal.SIGTERM)
+
+    async def restart(self) -> str:
+        await self.kill()
+        return await self.start()
+
+
+async def _end(proc: asyncio.subprocess.Process | None, sig: int) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+def default_state_dir(address: str | None) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hugbutton" / "bands"
+    return base / (address or "default").replace(":", "")
+
+
+async def _sim(args: Any) -> int:
+    from hugsim.airspace import Airspace, AirspaceControl
+
+    server = None
+    airspace = args.airspace
+    if not airspace:
+        server = Airspace()
+        airspace = await server.start()
+    state = Path(args.state) if args.state else default_state_dir(args.address)
+    band = BandProcess(airspace, state, board=args.board, address=args.address, print_outputs=True)
+    address = await band.start()
+    print(f"virtual band {address} ({args.board}) is advertising in the airspace {airspace}")
+    print(f"  flash: {state}")
+    print("  type Enter to tap the heart, 'hold SECONDS' to hold it (5 = pairing window), 'quit' to stop")
+    assert band.proc is not None
+    assert band.proc.stdout is not None
+    stdout = band.proc.stdout
+
+    async def show_outputs() -> None:
+        while line := await stdout.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("kind") in ("motor", "led", "boot", "crash", "power"):
+                print(f"  {event['t_ms']:>9} ms  {event['kind']:<6} {event['value']}", flush=True)
+
+    outputs = asyncio.create_task(show_outputs())
+    loop = asyncio.get_running_loop()
+    try:
+        async with AirspaceControl(airspace) as control:
+            while True:
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                words = line.split()
+                if not line or words[:1] == ["quit"]:
+                    break
+                if not words:
+                    await control.hold(address, 80)
+                elif words[0] == "hold" and len(words) == 2:
+                    try:
+                        seconds = float(words[1])
+                    except ValueError:
+                        print("  hold takes seconds, e.g. hold 5")
+                        continue
+                    await control.hold(address, seconds * 1000)
+                else:
+                    print("  commands: Enter (tap), hold SECONDS, quit")
+    finally:
+        outputs.cancel()
+        await band.stop()
+        if server is not None:
+            await server.close()
+    return 0
+
+
+def main_from_cli(args: Any) -> int:
+    try:
+        return asyncio.run(_sim(args))
+    except KeyboardInterrupt:
+        return 0
+    except SimProcessError as exc:
+        print(f"hugbutton: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,244 @@
+"""The companion's band link (hugapp.core.bandlink) on bleak, through BOTH paths:
+
+- "airspace": bleak with the custom airspace backend passed through `backend=`;
+- "bluez": bleak's own Linux BlueZ backend, unmodified, talking to a simulated org.bluez on a
+  private dbus-daemon that fronts the same airspace.
+
+The band is the real firmware on a virtual band process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from hugapp.core import bandlink
+from hugapp.core.bandlink import BandLink, BleConfig, LinkState
+from hugapp.core.store import Store
+from hugproto import patterns
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.bleak_backend import airspace_backend
+from hugsim.virtualband import BandProcess
+
+from .bluez_support import simulated_bluez
+
+TAP_MS = 80
+PATHS = ["airspace", "bluez"]
+
+
+class Rig:
+    def __init__(self, air: str, band: BandProcess, control: AirspaceControl, config: BleConfig, tmp: Path):
+        self.air = air
+        self.band = band
+        self.control = control
+        self.config = config
+        self.tmp = tmp
+        self.store = Store(tmp / "phone.sqlite3")
+        self.pressed: list[tuple[str, int]] = []
+        self.felt: list[int] = []
+        self.links: list[asyncio.Task[None]] = []
+        self.changed = asyncio.Condition()
+        self._pokes: set[asyncio.Task[None]] = set()
+
+    def poke(self) -> None:
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        task = asyncio.ensure_future(notify())
+        self._pokes.add(task)
+        task.add_done_callback(self._pokes.discard)
+
+    @property
+    def address(self) -> str:
+        return self.band.address
+
+    async def motor_runs(self) -> int:
+        return len(await self.control.motor_starts(self.address))
+
+    async def pair(self) -> None:
+        await self.control.hold(self.address, 5300)
+        found = await bandlink.scan_bands(self.config, timeout=1.5)
+        assert [b.address for b in found if b.pairing_open] == [self.address]
+        await bandlink.pair_band(self.config, self.store, self.address, name="Mia's band")
+        await asyncio.sleep(0.5)  # a hand lets go of the heart before pressing again
+
+    def link(self, store: Store | None = None) -> BandLink:
+        async def on_press(address: str, seq: int) -> None:
+            self.pressed.append((address, seq))
+            self.poke()
+
+        async def on_felt(_address: str, token: int) -> None:
+            self.felt.append(token)
+            self.poke()
+
+        link = BandLink(
+            store or self.store,
+            self.address,
+            self.config,
+            on_press=on_press,
+            on_felt=on_felt,
+            on_state=lambda _state: self.poke(),
+            scan_timeout=2.0,
+            max_backoff=2.0,
+        )
+        self.links.append(asyncio.ensure_future(link.run()))
+        return link
+
+    async def stop_links(self) -> None:
+        for task in self.links:
+            task.cancel()
+        await asyncio.gather(*self.links, return_exceptions=True)
+        self.links.clear()
+
+    async def tap(self) -> None:
+        await self.control.hold(self.address, TAP_MS)
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+
+
+@contextlib.asynccontextmanager
+async def rig(path: str, tmp: Path) -> AsyncIterator[Rig]:
+    server = Airspace()
+    air = await server.start()
+    band = BandProcess(air, tmp / "band")
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.close)
+        stack.push_async_callback(band.kill)
+        await band.start()
+        if path == "bluez":
+            await stack.enter_async_context(simulated_bluez(air))
+            config = BleConfig()
+        else:
+            scanner, client = airspace_backend(air)
+            config = BleConfig(scanner, client)
+        control = await stack.enter_async_context(AirspaceControl(air))
+        r = Rig(air, band, control, config, tmp)
+        stack.push_async_callback(r.stop_links)
+        yield r
+
+
+def run(path: str, tmp: Path, scenario: Callable[[Rig], Awaitable[None]], timeout: float = 120) -> None:
+    async def main() -> None:
+        async with rig(path, tmp) as r:
+            await asyncio.wait_for(scenario(r), timeout)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_pair_press_play_and_battery(path: str, tmp_path: Path) -> None:
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        band = r.store.band(r.address)
+        assert band.name == "Mia's band"
+        assert len(band.key) == 16
+        link = r.link()
+        await asyncio.wait_for(link.connected.wait(), 20)
+        assert link.battery is not None
+        assert 0 <= link.battery <= 100
+        assert r.store.band(r.address).battery == link.battery
+        await r.tap()
+        await r.until(lambda: len(r.pressed) == 1)
+        before = await r.motor_runs()
+        token = await link.play(patterns.HUG, 1, 255, 1)
+        await r.until(lambda: token in r.felt)
+        assert await r.motor_runs() > before
+        presses = r.store.presses(r.address)
+        assert [(p.seq, p.gesture, p.value) for p in presses] == [(r.pressed[0][1], 1, 1)]
+
+    run(path, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("op", ["notify", "write"])
+@pytest.mark.parametrize("path", PATHS)
+def test_press_exactly_once_across_link_drops(path: str, op: str, when: str, tmp_path: Path) -> None:
+    """The link drops in the middle of the press notification or of its acknowledgement."""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        link = r.link()
+        await asyncio.wait_for(link.connected.wait(), 20)
+        await asyncio.sleep(0.5)  # SetTime and the battery read are done
+        await r.control.drop_after(r.address, op=op, n=1, when=when)
+        await r.tap()
+        await r.until(lambda: link.stats.connects >= 2 and link.state is LinkState.CONNECTED, 30)
+        await asyncio.sleep(2.0)  # anything resent has arrived
+        assert len(r.store.presses(r.address)) == 1, "the press must be stored exactly once"
+        assert len(r.pressed) == 1, "and handed on exactly once"
+
+    run(path, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_band_reboot_with_unacked_presses(path: str, tmp_path: Path) -> None:
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        for _ in range(3):  # the phone is away
+            await r.tap()
+            await asyncio.sleep(0.7)
+        await r.band.restart()  # pull the battery; boot from the same flash
+        link = r.link()
+        await r.until(lambda: len(r.pressed) == 3, 30)
+        await asyncio.sleep(1.5)
+        assert len(r.store.presses(r.address)) == 3
+        seqs = [p.seq for p in r.store.presses(r.address)]
+        assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(3)]
+        assert link.stats.presses_duplicate == 0
+
+    run(path, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_second_phone_without_the_key(path: str, tmp_path: Path) -> None:
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        await asyncio.sleep(1.5)  # the pairing buzzes are over
+        runs = await r.motor_runs()
+        thief = Store(r.tmp / "thief.sqlite3")
+        # cannot re-pair outside the 5 s hold
+        with pytest.raises(bandlink.PairingWindowClosed):
+            await bandlink.pair_band(r.config, thief, r.address)
+        # a guessed key: never authenticates, so cannot read presses or make the band buzz
+        thief.save_band(r.address, "stolen", bytes(range(16)))
+        stolen = r.link(thief)
+        await r.tap()
+        await asyncio.sleep(6)
+        assert stolen.stats.connects == 0
+        assert thief.presses() == []
+        with pytest.raises(bandlink.BandUnavailable):
+            await stolen.play(patterns.BIG_HUG, 0, 255, 5)
+        assert await r.motor_runs() == runs, "the band buzzed for a stranger"
+        await r.stop_links()
+        # the owner still gets the press
+        r.link()
+        await r.until(lambda: len(r.pressed) == 1, 20)
+
+    run(path, tmp_path, scenario, timeout=150)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_repair_replaces_the_key_and_forget_removes_the_band(path: str, tmp_path: Path) -> None:
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        first_key = r.store.band(r.address).key
+        await asyncio.sleep(1.0)
+        await r.pair()  # the wearer holds the heart again: a new key replaces the old one
+        second_key = r.store.band(r.address).key
+        assert second_key != first_key
+        link = r.link()
+        await r.until(lambda: link.state is LinkState.CONNECTED, 20)
+        await link.forget()
+        await r.stop_links()
+        assert r.store.bands() == []
+        found = await bandlink.scan_bands(r.config, timeout=1.5)
+        assert [(b.address, b.paired) for b in found] == [(r.address, False)], "the band dropped its key"
+
+    run(path, tmp_path, scenario)

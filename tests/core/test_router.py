@@ -1,0 +1,240 @@
+"""The router on a real store with an injected clock, fake bands and no network: what each band
+was asked to play, what was stored, which receipts go out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from hugapp.core import hugs
+from hugapp.core import relaystore as rs
+from hugapp.core.hugs import DayType, Hug, QuietMode, QuietWindow, Receipt, Schedule
+from hugapp.core.notify import DesktopNotifier
+from hugapp.core.relay import Incoming
+from hugapp.core.router import RECEIPT_TYPE, Router
+from hugapp.core.store import Store
+from hugproto import frames, patterns
+
+TZ = ZoneInfo("Europe/London")
+BAND = "C0:FF:EE:00:00:01"
+OTHER_BAND = "C0:FF:EE:00:00:02"
+ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=TZ).timestamp()
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeBands:
+    def __init__(self) -> None:
+        self.up: set[str] = set()
+        self.played: list[tuple[str, hugs.PlaySpec, int]] = []
+
+    def connected(self, address: str) -> bool:
+        return address in self.up
+
+    async def play(self, address: str, spec: hugs.PlaySpec, token: int) -> None:
+        self.played.append((address, spec, token))
+
+
+class Rig:
+    def __init__(self, tmp: Path, now: float, bands: tuple[str, ...] = (BAND,)) -> None:
+        self.clock = Clock(now)
+        self.store = Store(tmp / "phone.sqlite3", clock=self.clock)
+        self.me = rs.ensure_identity(self.store, "Mum")
+        for b in bands:
+            self.store.save_band(b, "band", bytes(16 * [1]))
+        self.bands = FakeBands()
+        self.bands.up.update(bands)
+        self.notifier = DesktopNotifier()
+        self.router = self.new_router()
+        with self.store.transaction() as db:
+            rs.save_link(db, "l" * 32, bytes(32), "family", now)
+            rs.save_member(db, rs.Member("l" * 32, "a" * 32, "Mia", "b" * 32, bytes(32), 3), now)
+        self.msg = 0
+
+    def new_router(self) -> Router:
+        return Router(self.store, self.me, self.bands, self.notifier, clock=self.clock, tz=TZ)
+
+    def incoming(self, hug: Hug, type_: str = "hug", payload: dict[str, object] | None = None) -> None:
+        self.msg += 1
+        msg = Incoming(
+            "l" * 32, "a" * 32, f"{self.msg:032x}", type_, payload or hug.to_payload(), self.clock()
+        )
+        asyncio.run(self.router.on_relay_message(msg))
+
+    def deliver(self) -> float | None:
+        return asyncio.run(self.router.deliver())
+
+    def felt(self, band: str, token: int) -> None:
+        self.router.on_felt(band, token)
+
+    def outbox(self, type_: str) -> list[rs.OutboxItem]:
+        return [i for i in rs.outbox_items(self.store) if i.type == type_]
+
+
+def hug(n: int, t: float) -> Hug:
+    return Hug(
+        hug_id=f"h{n}", sender="a" * 32, gesture=frames.GESTURE_TAP, value=1, duration_ms=0, pressed_at=t
+    )
+
+
+def test_incoming_hug_plays_once_with_the_sender_signature_and_felt_goes_back(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))  # a Saturday afternoon: no quiet hours
+    r.incoming(Hug("h1", "a" * 32, frames.GESTURE_TAP, 3, 0, r.clock.t))
+    r.deliver()
+    assert len(r.bands.played) == 1
+    band, spec, token = r.bands.played[0]
+    assert (band, spec.pattern, spec.signature, spec.repeat) == (BAND, patterns.HUG, 3, 3)
+    r.deliver()  # nothing new: no second buzz
+    assert len(r.bands.played) == 1
+    r.felt(BAND, token)
+    receipts = r.outbox(RECEIPT_TYPE)
+    assert [(i.recipient, i.payload) for i in receipts] == [("a" * 32, {"hug": "h1", "state": "felt"})]
+    r.felt(BAND, token)  # a repeated Felt adds nothing
+    assert len(r.outbox(RECEIPT_TYPE)) == 1
+    assert [n.title for n in r.notifier.notifications()] == ["Hug from Mia"]
+
+
+def test_same_message_twice_and_bad_payloads_change_nothing(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    h = hug(1, r.clock.t)
+    r.incoming(h)
+    r.incoming(h)  # the same hug again under another message id (a resend): stored once
+    assert len([e for e in r.router.history() if e.direction == "in"]) == 1
+    before = r.store.db.execute("SELECT COUNT(*) FROM plays").fetchone()[0]
+    r.incoming(h, payload={"v": 1, "id": "x", "gesture": "poke"})
+    r.incoming(h, type_=RECEIPT_TYPE, payload={"hug": 5})
+    assert r.store.db.execute("SELECT COUNT(*) FROM plays").fetchone()[0] == before
+    assert len(r.router.history()) == 1
+
+
+def test_storm_of_thirty_presses_becomes_a_few_buzzes_every_press_counted(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    tokens: set[int] = set()
+    for i in range(30):  # thirty presses in a minute
+        r.incoming(hug(i, r.clock.t))
+        r.deliver()
+        for _band, _spec, token in r.bands.played:
+            if token not in tokens:
+                tokens.add(token)
+                r.felt(BAND, token)
+        r.clock.t += 2
+    r.clock.t += 61
+    r.deliver()
+    for _band, _spec, token in r.bands.played:
+        if token not in tokens:
+            tokens.add(token)
+            r.felt(BAND, token)
+    assert 2 <= len(r.bands.played) <= 4, [s.repeat for _b, s, _t in r.bands.played]
+    felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
+    assert felt == 30, "every press was played (folded) and answered"
+    assert len(r.outbox(RECEIPT_TYPE)) == 30
+
+
+def test_quiet_hours_hold_until_morning_then_play_with_the_count(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # a Monday night: school-day hold 21:00-07:00
+    for i in range(3):
+        r.incoming(hug(i, r.clock.t))
+        r.clock.t += 60
+    next_at = r.deliver()
+    assert r.bands.played == []
+    assert next_at == at("2026-11-24T07:00")
+    r.clock.t = at("2026-11-24T07:00")
+    r.deliver()
+    assert len(r.bands.played) == 1, "held hugs arrive together"
+    assert r.bands.played[0][1].repeat == 3, "with their count"
+
+
+def test_gentle_window_lowers_intensity(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-23T10:00"))  # Monday, at school: gentle 09:00-15:00
+    r.incoming(Hug("h1", "a" * 32, frames.GESTURE_SQUEEZE, 255, 1500, r.clock.t))
+    r.deliver()
+    spec = r.bands.played[0][1]
+    assert spec.pattern == patterns.BIG_HUG
+    assert spec.intensity < 255
+
+
+def test_very_old_hug_is_missed_not_buzzed(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.router.set_schedule(ALWAYS)
+    r.incoming(hug(1, r.clock.t - 7 * 3600))  # delivered seven hours late
+    r.deliver()
+    assert r.bands.played == []
+    assert r.router.history()[0].missed
+    assert [n.title for n in r.notifier.notifications()] == ["Missed hug from Mia"]
+
+
+def test_band_away_then_back_and_restart_resends_with_the_same_token(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.bands.up.clear()
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    assert r.bands.played == []
+    r.bands.up.add(BAND)
+    r.deliver()
+    first = r.bands.played[0][2]
+    r.router = r.new_router()  # the companion was killed before the Felt arrived
+    r.clock.t += 30
+    r.deliver()
+    assert [t for _b, _s, t in r.bands.played] == [first, first], (
+        "resent with the same token: the band buzzes once"
+    )
+    r.felt(BAND, first)
+    r.clock.t += 60
+    r.deliver()
+    assert len(r.bands.played) == 2
+
+
+def test_press_routes_to_local_band_and_circle_once_with_hug_back(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"), bands=(BAND, OTHER_BAND))
+    r.router.set_schedule(ALWAYS)
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    for band, _spec, token in list(r.bands.played):
+        r.felt(band, token)
+    r.clock.t += 4  # a press 4 s after feeling it: a hug back
+    r.store.record_press(BAND, 7, frames.GESTURE_TAP, 1, 80, 0)
+    assert r.router.route_presses() == 1
+    assert r.router.route_presses() == 0, "a press is routed once"
+    out = [e for e in r.router.history() if e.direction == "out"]
+    assert len(out) == 1
+    assert out[0].hug.hug_back_of == "h1"
+    sent = r.outbox("hug")
+    assert [i.recipient for i in sent] == ["a" * 32]
+    assert json.loads(json.dumps(sent[0].payload))["back_of"] == "h1"
+    r.deliver()
+    other = [(b, s) for b, s, _t in r.bands.played if b == OTHER_BAND and s.pattern == patterns.HUG_BACK]
+    assert len(other) == 1, "the other band here plays the hug back too"
+    assert out[0].receipt is Receipt.DELIVERED
+
+
+def test_schedule_settings_persist(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    window = QuietWindow(time(20, 0), time(6, 30), QuietMode.GENTLE)
+    r.router.set_schedule(Schedule(windows={DayType.HOME: (window,)}))
+    assert r.new_router().schedule().to_settings() == r.router.schedule().to_settings()
+
+
+def test_hug_from_the_phone_screen_goes_to_the_circle_and_the_bands_here(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.router.set_schedule(ALWAYS)
+    hug_id = r.router.send_from_screen(frames.GESTURE_SQUEEZE, 200)
+    sent = r.outbox("hug")
+    assert [(i.recipient, i.payload["gesture"], i.payload["value"]) for i in sent] == [
+        ("a" * 32, "squeeze", 200)
+    ]
+    r.deliver()
+    assert [(b, s.pattern) for b, s, _t in r.bands.played] == [(BAND, patterns.BIG_HUG)]
+    assert r.router.history()[0].hug_id == hug_id

@@ -1,0 +1,395 @@
+"""BandCore (hugband.core): security rules and outcomes. Runs under CPython and real MicroPython.
+
+The Harness and FakePhone from hugband.day play the shell and the phone; outcomes are what buzzed
+(motor runs), what the phone received and what was stored.
+"""
+
+from hugband import board as boards
+from hugband import core as bandcore
+from hugband.day import FakePhone, Harness, Rng
+from hugband.outbox import Outbox
+from hugband.store import MemBlob
+from hugproto import frames, patterns
+
+KEY = b"0123456789abcdef"
+OTHER = b"fedcba9876543210"
+
+
+def unpaired(seed=7):
+    rng = Rng(seed)
+    return Harness(boards.load(), MemBlob(), MemBlob(), rng), rng
+
+
+def open_window(h):
+    h.core.on_button(True, h.now)
+    h.run(5100)
+    h.core.on_button(False, h.now)
+    h.run(1000)  # the pairing buzz
+
+
+def paired(seed=7):
+    h, rng = unpaired(seed)
+    open_window(h)
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    phone.pair(h)
+    phone.auth(h)
+    assert phone.authed
+    h.run(1500)  # the "paired" buzz
+    return h, phone
+
+
+def stranger_auth(h, key, rng):
+    """Write an Auth made with ``key`` for the current connection (the State read unverified)."""
+    st = frames.decode_state(h.phone.state, None)
+    auth, _ = frames.phone_session(key, st.nonce, rng(8))
+    h.write(auth)
+
+
+def case_pairing_then_auth_gives_auth_ok_with_state():
+    h, phone = paired()
+    assert h.core.paired and h.core.authenticated and not h.core.pairing_open
+    ok = phone.last_auth_ok
+    assert ok.flags & frames.FLAG_PAIRED and not ok.flags & frames.FLAG_PAIRING_OPEN
+    assert h.core.rejected == 0
+
+
+def case_unpaired_band_refuses_auth():
+    h, rng = unpaired()
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    st = frames.decode_state(phone.state, frames.UNPAIRED_KEY)
+    assert not st.flags & frames.FLAG_PAIRED
+    stranger_auth(h, KEY, rng)
+    assert not h.core.authenticated and h.core.rejected == 1 and h.notifies == 0
+
+
+def case_key_write_outside_the_window_is_rejected():
+    h, rng = unpaired()
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    st = frames.decode_state(phone.state, None)
+    h.write(frames.encode_pair_key(KEY, st.nonce))
+    assert not h.core.paired and h.core.rejected == 1
+
+
+def case_paired_band_cannot_be_rekeyed_by_a_stranger():
+    h, phone = paired()
+    h.disconnect()
+    rng = Rng(99)
+    thief = FakePhone(OTHER, rng)
+    h.connect(thief)
+    st = frames.decode_state(thief.state, None)
+    h.write(frames.encode_pair_key(OTHER, st.nonce))
+    stranger_auth(h, OTHER, rng)
+    assert not h.core.authenticated and h.core.rejected == 2
+    h.disconnect()
+    h.connect(phone)
+    phone.auth(h)
+    assert phone.authed, "the real phone's key still works"
+
+
+def case_pairing_window_closes_after_a_minute():
+    h, rng = unpaired()
+    open_window(h)
+    assert h.core.pairing_open
+    h.run(59000)
+    assert not h.core.pairing_open
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    st = frames.decode_state(phone.state, None)
+    assert not st.flags & frames.FLAG_PAIRING_OPEN
+    h.write(frames.encode_pair_key(KEY, st.nonce))
+    assert not h.core.paired
+
+
+def case_pair_key_bound_to_another_connection_is_rejected():
+    h, rng = unpaired()
+    open_window(h)
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    h.write(frames.encode_pair_key(KEY, b"\x00" * 8))  # a recorded frame from another connection
+    assert not h.core.paired and h.core.rejected == 1 and h.core.pairing_open
+
+
+def case_forged_play_never_buzzes_and_is_counted():
+    h, phone = paired()
+    runs = h.motor_runs
+    st = frames.decode_state(phone.state, KEY)
+    forged = frames.Session(OTHER, st.nonce, b"12345678", frames.PHONE)
+    h.write(forged.seal(frames.Play(patterns.HUG, 0, 255, 1, 1)))
+    h.run(3000)
+    assert h.motor_runs == runs and h.core.rejected == 1 and phone.felt == {}
+
+
+def case_replayed_play_buzzes_once():
+    h, phone = paired()
+    frame = phone.session.seal(frames.Play(patterns.HUG, 0, 255, 1, 5))
+    runs = h.motor_runs
+    h.write(frame)
+    h.run(3000)
+    once = h.motor_runs - runs
+    assert once > 0 and phone.felt == {5: 1}
+    h.write(frame)
+    h.run(3000)
+    assert h.motor_runs - runs == once, "replay did not buzz again"
+    assert phone.felt == {5: 1} and h.core.rejected == 1
+
+
+def case_malformed_frames_are_counted_and_third_bad_frame_disconnects():
+    h, phone = paired()
+    good = phone.session.seal(frames.Play(patterns.HUG, 0, 255, 1, 5))
+    runs = h.motor_runs
+    h.write(good[:-1])  # truncated
+    h.write(bytes((0x40 | frames.PLAY,)) + good[1:])  # protocol version 2
+    assert h.core.rejected == 2 and h.phone is phone, "still connected after two"
+    h.write(b"")
+    assert h.core.rejected == 3 and h.disconnects == 1 and h.phone is None
+    h.run(3000)
+    assert h.motor_runs == runs
+
+
+def case_out_of_range_play_is_rejected_not_played():
+    h, phone = paired()
+    runs = h.motor_runs
+    # a Play the phone's own encoder would refuse: sealed by hand with pattern 77
+    msg = frames.Play(patterns.HUG, 0, 255, 1, 5)
+    msg.pattern = 77
+    msg.check = lambda: None
+    h.write(phone.session.seal(msg))
+    h.run(2000)
+    assert h.motor_runs == runs and h.core.rejected == 1
+
+
+def case_unauthenticated_central_is_dropped_after_five_seconds():
+    h, _ = paired()
+    h.disconnect()
+    idle = FakePhone(OTHER, Rng(3))
+    h.connect(idle)
+    h.run(4900)
+    assert h.phone is idle
+    h.run(200)
+    assert h.phone is None and h.disconnects == 1
+
+
+def case_second_central_is_refused_while_connected():
+    h, _ = paired()
+    h.core.on_connect(99, h.now)
+    a = h.core.pop_action()
+    assert a == (bandcore.A_DISCONNECT, 99, 0), a
+    assert h.core.authenticated, "the first connection is untouched"
+
+
+def case_presses_flow_only_after_auth():
+    h, phone = paired()
+    h.disconnect()
+    h.connect(phone)
+    h.taps(2)
+    assert phone.received == 0 and len(h.core.outbox) == 1
+    phone.auth(h)
+    assert phone.received == 1 and phone.last_press.value == 2
+    assert len(h.core.outbox) == 0, "acknowledged"
+
+
+def case_play_buzzes_then_felt_after_the_pattern():
+    h, phone = paired()
+    buf = bytearray(patterns.BUFFER_SIZE)
+    n = patterns.render(patterns.HUG, 2, 200, 1, buf)
+    ms = patterns.duration_ms(buf, n)
+    phone.send(h, frames.Play(patterns.HUG, 2, 200, 1, 42))
+    h.run(20)
+    assert h.motor > 0, "buzzing"
+    h.run(ms - 100)
+    assert phone.felt == {}, "Felt only once the pattern has played"
+    h.run(200)
+    assert phone.felt == {42: 1} and h.motor == 0
+
+
+def case_resent_play_token_buzzes_once_and_is_felt_again():
+    h, phone = paired()
+    runs = h.motor_runs
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))  # resent while still playing: ignored
+    h.run(3000)
+    one_hug = h.motor_runs - runs
+    assert one_hug > 0
+    assert phone.felt == {77: 1}
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))  # resent after it played: Felt again, no buzz
+    h.run(3000)
+    assert h.motor_runs == runs + one_hug
+    assert phone.felt == {77: 2}
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 78))
+    h.run(3000)
+    assert h.motor_runs == runs + 2 * one_hug
+
+
+def case_ack_removes_from_the_persisted_outbox():
+    h, phone = paired()
+    phone.auto_ack = False
+    h.taps(1)
+    h.squeeze(1200)
+    assert len(h.core.outbox) == 2 and phone.received == 2
+    stored = Outbox()
+    stored.from_bytes(h.storage.data)
+    assert len(stored) == 2
+    phone.send(h, frames.Ack(phone.last_press.seq))
+    assert len(h.core.outbox) == 0
+    stored.from_bytes(h.storage.data)
+    assert len(stored) == 0
+
+
+def case_unacked_presses_are_resent_after_a_while():
+    h, phone = paired()
+    phone.auto_ack = False
+    h.taps(3)
+    assert phone.received == 1
+    h.run(9000)
+    assert phone.received == 1
+    h.run(2000)
+    assert phone.received == 2 and len(phone.presses) == 1
+
+
+def case_set_config_motor_max_caps_the_motor_and_persists():
+    h, phone = paired()
+    phone.send(h, frames.SetConfig(frames.CONFIG_MOTOR_MAX, 128))
+    h.motor_peak = 0
+    phone.send(h, frames.Play(patterns.BIG_HUG, 0, 255, 1, 1))
+    h.run(3000)
+    assert 0 < h.motor_peak <= 128 * 1023 // 255
+    h.boot()
+    assert h.core.player.max_duty == 128 * 1023 // 255
+
+
+def case_press_ages_across_a_reboot_come_from_the_wall_clock():
+    h, phone = paired()  # the phone set the clock right after AuthOk
+    phone.auto_ack = False
+    h.taps(1)
+    h.run(5000)
+    h.disconnect()
+    h.now += 500000  # ticks after a reboot mean nothing
+    h.boot()
+    h.connect(phone)
+    phone.auto_ack = True
+    phone.auth(h)
+    assert phone.last_press.age_s >= 505 and phone.last_press.age_s <= 507, phone.last_press.age_s
+
+
+def case_press_age_after_a_reboot_without_clock_is_zero():
+    h, phone = paired()
+    phone.auto_ack = False
+    h.taps(1)
+    h.run(5000)
+    h.disconnect()
+    h.now += 500000
+    h.boot()
+    phone.set_time = False
+    phone.auto_ack = True
+    h.connect(phone)
+    phone.auth(h)
+    assert phone.received == 1, "waits briefly for SetTime"
+    h.run(300)
+    assert phone.received == 2 and phone.last_press.age_s == 0
+
+
+def case_press_age_within_a_boot_is_exact():
+    h, phone = paired()
+    h.disconnect()
+    h.taps(1)
+    h.run(42000)
+    phone.set_time = False
+    h.connect(phone)
+    phone.auth(h)
+    h.run(300)
+    assert phone.last_press.age_s == 42, phone.last_press.age_s
+
+
+def case_identify_buzzes():
+    h, phone = paired()
+    runs = h.motor_runs
+    phone.send(h, frames.Identify(2))
+    h.run(3000)
+    assert h.motor_runs - runs >= 3
+    assert phone.felt == {}, "no Felt for the band's own patterns"
+
+
+def case_unpair_forgets_the_key_and_refuses_auth():
+    h, phone = paired()
+    phone.send(h, frames.Unpair())
+    assert h.phone is None and not h.core.paired
+    h.boot()
+    assert not h.core.paired, "stays unpaired after a reboot"
+    h.connect(phone)
+    stranger_auth(h, KEY, Rng(5))
+    assert not h.core.authenticated and h.core.rejected == 1
+
+
+def case_factory_reset_after_the_confirming_buzz():
+    h, phone = paired()
+    phone.auto_ack = False
+    h.taps(1)
+    h.disconnect()
+    runs = h.motor_runs
+    h.core.on_button(True, h.now)
+    h.run(10050)
+    assert h.motor > 0 and not h.factory_reset, "confirming buzz first"
+    assert h.motor_runs > runs
+    h.run(1500)
+    h.core.on_button(False, h.now)
+    assert h.factory_reset
+    assert h.keystore.data is None
+    stored = Outbox()
+    assert stored.from_bytes(h.storage.data) and len(stored) == 0
+    h.boot()
+    assert not h.core.paired and len(h.core.outbox) == 0
+
+
+def case_low_battery_warns_once_and_sets_the_flag():
+    h, phone = paired()
+    runs = h.motor_runs
+    statuses = phone.statuses
+    h.core.on_battery(3810, h.now)
+    h.drain()
+    h.run(2000)
+    assert h.motor_runs > runs and phone.statuses == statuses + 1
+    assert frames.decode_state(phone.state, KEY).flags & frames.FLAG_LOW_BATTERY
+    runs = h.motor_runs
+    h.core.on_battery(3805, h.now)
+    h.run(2000)
+    assert h.motor_runs == runs, "warned once"
+
+
+def case_corrupt_key_file_means_unpaired():
+    h, _ = paired()
+    h.keystore.data = h.keystore.data[:-1] + bytes((h.keystore.data[-1] ^ 1,))
+    h.boot()
+    assert not h.core.paired and h.core.storage_errors == 1
+
+
+def case_storage_failure_does_not_lose_the_press_in_ram():
+    h, phone = paired()
+    h.storage.fail = True
+    h.taps(1)
+    assert h.core.storage_errors >= 1 and len(phone.presses) == 1
+
+
+def case_unpaired_idle_band_goes_to_deep_sleep():
+    h, _ = unpaired()
+    t = h.now
+    for _ in range(11 * 60):
+        t += 1000
+        h.now = t
+        h.core.poll(t)
+        h.drain()
+    assert h.deep_sleep
+
+
+def case_paired_band_never_deep_sleeps():
+    h, _ = paired()
+    h.disconnect()
+    t = h.now
+    for _ in range(30 * 60):
+        t += 1000
+        h.now = t
+        h.core.poll(t)
+        h.drain()
+    assert not h.deep_sleep

@@ -1,0 +1,172 @@
+"""Relay delivery, exactly once, through both brokers: online, partner offline for an hour, broker
+restart, companion restart (in-process and SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from relaykit import FakeClock, Phone, TestBroker, make_circle, run
+
+from hugapp.core import relaystore as rs
+
+CHILD = Path(__file__).with_name("child_sender.py")
+
+
+def test_twenty_messages_each_delivered_once_and_acked(broker: TestBroker, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with broker:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            await a.start(broker.url)
+            await b.start(broker.url)
+            assert a.relay is not None
+            sent = [await a.relay.send(link, {"n": i}, to=b.member_id) for i in range(20)]
+            await b.changed.until(lambda: len(b.received) >= 20)
+            await a.changed.until(lambda: a.acked_ids() >= set(sent))
+            assert a.acked_ids() == set(sent)
+            assert all(by == b.member_id for _, by in a.acked)
+            assert len(a.acked) == 20  # the delivered receipt fires once per message
+            assert b.handled_counts() == dict.fromkeys(sent, 1)
+            assert sorted(m.payload["n"] for m in b.received) == list(range(20))
+            assert {m.sender for m in b.received} == {a.member_id}
+            assert rs.outbox_pending(a.store) == []
+            assert rs.seen_count(b.store) == 20
+            await a.stop()
+            await b.stop()
+
+    run(main())
+
+
+def test_partner_offline_for_an_hour_then_back(broker: TestBroker, tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def main() -> None:
+        async with broker:
+            a = Phone(tmp_path, "Mum Alice", clock)
+            b = Phone(tmp_path, "Kid Bobby", clock)
+            link = make_circle(a, b)
+            await a.start(broker.url, retry_interval=600.0)
+            await b.start(broker.url)  # B has been online (a persistent session exists)...
+            await a.changed.until(lambda: (link, b.member_id, True) in a.presence)
+            await b.stop()  # ...and goes away
+            await a.changed.until(lambda: a.presence[-1] == (link, b.member_id, False))
+            assert a.relay is not None
+            sent = [await a.relay.send(link, {"n": i}) for i in range(5)]
+            await a.changed.until(lambda: all(i.attempts == 1 for i in rs.outbox_pending(a.store)))
+            clock.advance(3600)  # an hour: the outbox timer (injected clock) re-publishes, still unheard
+            await a.changed.until(lambda: all(i.attempts >= 2 for i in rs.outbox_pending(a.store)))
+            assert len(rs.outbox_pending(a.store)) == 5
+            assert a.acked == []
+            b2 = Phone(tmp_path, "Kid Bobby", clock)  # the same store file, a new relay
+            assert b2.member_id == b.member_id
+            assert b.received == []
+            await b2.start(broker.url)
+            await b2.changed.until(lambda: len(b2.received) >= 5)
+            await a.changed.until(lambda: a.acked_ids() >= set(sent))
+            assert b2.handled_counts() == dict.fromkeys(sent, 1)
+            assert len(a.acked) == 5
+            assert rs.outbox_pending(a.store) == []
+            await a.stop()
+            await b2.stop()
+
+    run(main())
+
+
+def test_broker_restart_mid_flight(broker: TestBroker, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with broker:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            ra = await a.start(broker.url, retry_interval=1.0)
+            rb = await b.start(broker.url)
+            sent = [await ra.send(link, {"n": i}) for i in range(10)]
+            await broker.restart()  # whatever was in flight may be lost
+            sent += [await ra.send(link, {"n": i}) for i in range(10, 20)]
+            await b.changed.until(lambda: set(b.handled_counts()) >= set(sent), timeout=20)
+            await a.changed.until(lambda: a.acked_ids() >= set(sent), timeout=20)
+            assert b.handled_counts() == dict.fromkeys(sent, 1)
+            assert len(a.acked) == 20
+            assert ra.stats.connects >= 2
+            assert rb.stats.connects >= 2
+            await a.stop()
+            await b.stop()
+
+    run(main())
+
+
+def test_companion_restarted_after_storing_before_publishing(broker: TestBroker, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with broker:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            await b.start(broker.url)
+            relay = a.make_relay(broker.url)  # never run: stored, not published (a cancelled companion)
+            sent = [await relay.send(link, {"n": i}) for i in range(3)]
+            assert [i.attempts for i in rs.outbox_pending(a.store)] == [0, 0, 0]
+            a.store.close()
+            a2 = Phone(tmp_path, "Mum Alice")
+            await a2.start(broker.url)
+            await b.changed.until(lambda: len(b.received) >= 3)
+            await a2.changed.until(lambda: a2.acked_ids() >= set(sent))
+            assert b.handled_counts() == dict.fromkeys(sent, 1)
+            await a2.stop()
+            await b.stop()
+
+    run(main())
+
+
+def test_companion_sigkilled_between_publish_and_ack(broker: TestBroker, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with broker:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            gate = asyncio.Event()
+            held: list[str] = []
+
+            async def slow_handler(m: object) -> None:  # B got it but has not acknowledged yet
+                held.append(getattr(m, "msg_id", ""))
+                b.changed.notify()
+                await gate.wait()
+                await Phone._on_message(b, m)  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+
+            rb = b.make_relay(broker.url)
+            rb.on_message = slow_handler  # type: ignore[assignment]
+            b_task = asyncio.create_task(rb.run())
+            await rb.connected.wait()
+            a.store.close()
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+            child = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, str(CHILD), str(a.db_path), broker.url, link, "4"],
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            assert child.stdout is not None
+            line = await asyncio.to_thread(child.stdout.readline)
+            assert line.strip() == b"PUBLISHED", line
+            await b.changed.until(lambda: len(held) >= 1)
+            child.send_signal(signal.SIGKILL)  # A dies with every message published, none acknowledged
+            await asyncio.to_thread(child.wait)
+            gate.set()
+            a2 = Phone(tmp_path, "Mum Alice")
+            sent = [i.msg_id for i in rs.outbox_items(a2.store)]
+            assert len(sent) == 4
+            assert a2.acked == []
+            await a2.start(broker.url)
+            await b.changed.until(lambda: set(b.handled_counts()) >= set(sent))
+            await a2.changed.until(lambda: a2.acked_ids() >= set(sent))
+            assert b.handled_counts() == dict.fromkeys(sent, 1)
+            assert len(a2.acked) == 4
+            await a2.stop()
+            b_task.cancel()
+            try:
+                await b_task
+            except asyncio.CancelledError:
+                pass
+
+    run(main())

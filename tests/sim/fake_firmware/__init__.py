@@ -1,0 +1,1 @@
+"""Tiny stand-in firmwares for the band runner's own tests (real MicroPython APIs only)."""

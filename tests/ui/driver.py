@@ -1,0 +1,433 @@
+"""UI scenarios, each run in its own process under the test's Xvfb (one Kivy window per process):
+
+    python tests/ui/driver.py SCENARIO --tmp DIR --shots DIR
+
+The scenario builds the simulated world (airspace, virtual bands running the real firmware, an
+embedded broker), opens the real app (``hugapp.ui.app.run_app``) on the same asyncio loop, and drives
+its widgets with touches at their on-screen positions (Kivy's own ``UnitTestTouch``), checking what
+buzzed on the bands and what the screens show. Exit status 0 = passed; the traceback otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
+from hugapp.core.bandlink import BleConfig, LinkState
+from hugapp.core.broker import EmbeddedBroker
+from hugapp.core.companion import Companion
+from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.notify import DesktopNotifier
+from hugapp.core.store import Store
+from hugapp.ui.app import ChangeHub, HugApp, run_app
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.bleak_backend import airspace_backend
+from hugsim.virtualband import BandProcess
+
+ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})  # no quiet hours: any hour works
+TAP_MS = 80
+PAIR_HOLD_MS = 5300
+
+
+# ------------------------------------------------------------------------------------------ driving
+
+
+def find(widget: Any, pred: Callable[[Any], bool]) -> Any:
+    for w in widget.walk(restrict=True):
+        if pred(w):
+            return w
+    raise AssertionError("no such widget")
+
+
+def find_text(root: Any, text: str) -> Any:
+    return find(root, lambda w: getattr(w, "text", None) == text and hasattr(w, "trigger_action"))
+
+
+async def tap(widget: Any) -> None:
+    """A real touch at the widget's centre, dispatched through the window (hit-testing included);
+    a widget in a scrolled list is scrolled into view first, as a person would."""
+    from kivy.tests.common import UnitTestTouch
+    from kivy.uix.scrollview import ScrollView
+
+    assert not widget.disabled, f"{widget} is disabled"
+    parent, depth = widget.parent, 0
+    while parent is not None and not isinstance(parent, ScrollView) and depth < 40:  # Window: own parent
+        parent, depth = parent.parent, depth + 1
+    if isinstance(parent, ScrollView):
+        parent.scroll_to(widget, animate=False)
+        await frames(3)
+    x, y = widget.to_window(*widget.center)
+    touch = UnitTestTouch(x, y)
+    touch.touch_down()
+    touch.touch_up()
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.05)  # polling widget state: Kivy properties change on frames
+    raise AssertionError(what)
+
+
+async def frames(n: int = 3) -> None:
+    await asyncio.sleep(0.05 * n)
+
+
+async def motor_runs(control: AirspaceControl, address: str) -> int:
+    runs, on = 0, False
+    for entry in await control.timeline(address):
+        if entry.kind == "motor":
+            now_on = float(entry.value) > 0  # type: ignore[arg-type]
+            runs += now_on and not on
+            on = now_on
+    return runs
+
+
+class World:
+    def __init__(self, tmp: Path, shots: Path) -> None:
+        self.tmp = tmp
+        self.shots = shots
+        self.air = ""
+        self.control: AirspaceControl
+        self.broker_url = ""
+        self.bands: dict[str, BandProcess] = {}
+
+    async def band(self, name: str) -> str:
+        band = BandProcess(self.air, self.tmp / f"{name}-band")
+        self.bands[name] = band
+        self.stack.push_async_callback(band.kill)
+        return await band.start()
+
+    def companion(self, name: str, on_change: Callable[[], None]) -> Companion:
+        phone = Companion(
+            Store(self.tmp / f"{name}.sqlite3"),
+            BleConfig(*airspace_backend(self.air, f"{name}-phone")),
+            self.broker_url,
+            name=name,
+            notifier=DesktopNotifier(),
+            on_change=on_change,
+            relay_retry_interval=2.0,
+        )
+        phone.router.set_schedule(ALWAYS)
+        return phone
+
+    def shot(self, app: HugApp, name: str) -> None:
+        app.screenshot(self.shots / f"{name}.png")
+
+
+@contextlib.asynccontextmanager
+async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
+    w = World(tmp, shots)
+    async with contextlib.AsyncExitStack() as stack:
+        w.stack = stack
+        server = Airspace()
+        w.air = await server.start()
+        stack.push_async_callback(server.close)
+        broker = EmbeddedBroker("127.0.0.1", 0)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        w.broker_url = broker.url
+        w.control = await stack.enter_async_context(AirspaceControl(w.air))
+        yield w
+
+
+async def with_app(phone: Companion, hub: ChangeHub, scenario: Callable[[HugApp], Any]) -> None:
+    """Open the app on ``phone`` and run ``scenario(app)`` beside it; close the window after."""
+    ready: asyncio.Future[HugApp] = asyncio.get_running_loop().create_future()
+    outcome: list[BaseException] = []
+
+    async def drive() -> None:
+        app = await ready
+        await until(lambda: app.root is not None and app.snapshot is not None, 20, "the app started")
+        await frames(4)
+        try:
+            await scenario(app)
+        except BaseException as exc:  # noqa: BLE001 - reported after the window closes
+            outcome.append(exc)
+        finally:
+            app.stop()
+
+    driver = asyncio.ensure_future(drive())
+    await run_app(phone, hub, app_ready=ready.set_result)
+    await driver
+    if outcome:
+        raise outcome[0]
+
+
+async def go(app: HugApp, name: str) -> None:
+    await tap(app.root.ids[f"nav_{name}"])
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+async def pair_and_hug(w: World) -> None:
+    """The pairing flow with its countdown, then the phone's heart makes the band buzz; every screen."""
+    address = await w.band("Mia")
+    hub = ChangeHub()
+    phone = w.companion("Mum", hub)
+
+    async def scenario(app: HugApp) -> None:
+        await go(app, "bands")
+        await frames()
+        await tap(app.screen("bands").ids.scan_button)
+        await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
+        row = app.screen("bands").found[0]
+        assert row["address"] == address, row
+        assert row["status"] == "not paired", row
+        await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
+        await frames()
+        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await until(lambda: app.screen("bands").countdown == 5, 5, "the 5-second countdown")
+        assert "Hold your band's heart" in app.screen("bands").pair_message
+        hold = asyncio.ensure_future(w.control.hold(address, PAIR_HOLD_MS))  # the wearer holds the heart
+        await until(lambda: app.screen("bands").countdown <= 3, 5)
+        w.shot(app, "bands-pairing")
+        await hold
+        await until(lambda: app.screen("bands").bands, 30, "the band paired")
+        await until(lambda: app.screen("bands").bands[0]["connected"], 30, "the band connected")
+        assert app.screen("bands").bands[0]["name"] == "Hug-" + address.replace(":", "")[-4:] or True
+        await asyncio.sleep(1.5)  # the pairing buzz is over
+        await frames()
+        w.shot(app, "bands")
+
+        # the big heart on Home: the band on this phone buzzes
+        await go(app, "home")
+        await frames(4)
+        before = await motor_runs(w.control, address)
+        await tap(app.screen("home").ids.heart)
+        await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
+        assert await motor_runs(w.control, address) > before
+        await until(lambda: phone.router.history() and phone.router.history()[0].receipt is Receipt.FELT, 15)
+        await frames(4)
+        w.shot(app, "home")
+
+        await go(app, "history")
+        await until(lambda: app.screen("history").rows, 5)
+        row = app.screen("history").rows[0]
+        assert row["receipt"] == "felt", row
+        assert "from the phone" in row["text"], row
+        assert sum(c["sent"] for c in app.screen("history").chart) == 1
+        await frames(4)
+        w.shot(app, "history")
+
+        # test buzz from the Bands screen
+        await go(app, "bands")
+        await frames(4)
+        before = await motor_runs(w.control, address)
+        await tap(find_text(app.screen("bands").ids.bands_box, "Test buzz"))
+        await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
+
+        # settings: quiet hours in words, a wrong one is refused in words
+        await go(app, "settings")
+        await frames(4)
+        ids = app.screen("settings").ids
+        ids.school_input.text = "21:00-07:00 hold, 09:00-15:00 gentle"
+        ids.home_input.text = "soon"
+        await tap(ids.save_schedule)
+        await until(lambda: "isn't a quiet window" in app.root.error, 5, "the error in words")
+        ids.home_input.text = "22:00-08:00 hold"
+        ids.overrides_input.text = "2030-12-24 home"
+        await tap(ids.save_schedule)
+        await until(lambda: not app.root.error, 5)
+        saved = phone.router.schedule()
+        assert [f"{x.start:%H:%M}" for x in saved.windows[DayType.HOME]] == ["22:00"]
+        assert len(saved.overrides) == 1
+        phone.router.set_schedule(ALWAYS)
+        await frames(4)
+        w.shot(app, "settings")
+
+        # the child's device mode behind a parent PIN
+        ids.pin_input.text = "2468"
+        await tap(ids.child_button)
+        await until(lambda: app.root.ids.sm.current == "child", 5, "child mode")
+        await frames(6)
+        w.shot(app, "child")
+        child = app.screen("child")
+        await tap(child.ids.parent_button)
+        await until(lambda: child.asking_pin, 5)
+        await frames()
+        child.ids.pin_input.text = "1111"
+        await tap(child.ids.parent_button)
+        await until(lambda: app.root.error == "That PIN isn't right", 5)
+        assert app.root.ids.sm.current == "child"
+        child.ids.pin_input.text = "2468"
+        await tap(child.ids.parent_button)
+        await until(lambda: app.root.ids.sm.current == "home", 5, "back to the parent's screens")
+
+    async with phone:
+        await with_app(phone, hub, scenario)
+
+
+async def two_phones(w: World) -> None:
+    """Linking between the app (Mum) and a second phone (Mia, headless), then hugs both ways."""
+    mum_band = await w.band("Mum")
+    mia_band = await w.band("Mia")
+    hub = ChangeHub()
+    mum = w.companion("Mum", hub)
+    mia = w.companion("Mia", lambda: None)
+
+    async def scenario(app: HugApp) -> None:
+        await asyncio.gather(w.control.hold(mum_band, PAIR_HOLD_MS), w.control.hold(mia_band, PAIR_HOLD_MS))
+        await asyncio.gather(mum.pair_band(mum_band, "Mum's band"), mia.pair_band(mia_band, "Mia's band"))
+
+        await go(app, "link")
+        await frames(4)
+        # a code typed wrong is refused in words
+        link = app.screen("link")
+        link.ids.code_input.text = "nope"
+        await tap(link.ids.join_button)
+        await until(lambda: "isn't a Hug Button code" in app.root.error, 10, "the error in words")
+        await tap(app.root.ids.banner)
+        await until(lambda: not app.root.error, 5)
+
+        await tap(link.ids.offer_button)
+        code = await until(lambda: link.code, 15, "a code shown")
+        assert link.qr_texture is not None
+        await frames(4)
+        w.shot(app, "link-code")
+        await mia.join_link(code)  # the other phone types it
+        await until(lambda: [m["name"] for m in link.members] == ["Mia"], 20, "Mia in the circle")
+        await until(lambda: not link.code, 5)
+        await frames(4)
+        w.shot(app, "link")
+
+        for phone, band in ((mum, mum_band), (mia, mia_band)):
+            await until(lambda p=phone, b=band: p.connected(b), 30, "bands connected")
+            assert phone.relay is not None
+            await asyncio.wait_for(phone.relay.connected.wait(), 10)
+        await asyncio.sleep(1.5)  # the pairing buzzes are over
+
+        # Mum taps the heart on the phone: Mia's band buzzes, Mum sees it felt
+        await go(app, "home")
+        await frames(4)
+        before = await motor_runs(w.control, mia_band)
+        await tap(app.screen("home").ids.heart)
+        await until(lambda: mum.router.history() and mum.router.history()[0].receipt is Receipt.FELT, 30)
+        assert await motor_runs(w.control, mia_band) > before
+
+        # Mia presses her band: Mum's band buzzes; Home offers a hug back; History shows it
+        before = await motor_runs(w.control, mum_band)
+        await w.control.hold(mia_band, TAP_MS)
+        await until(lambda: app.screen("home").hug_back_from == "Mia", 30, "hug Mia back")
+        await w.control.wait_output(mum_band, "motor", lambda v: float(v) > 0, timeout=20)
+        assert await motor_runs(w.control, mum_band) > before
+        home = app.screen("home")
+        await until(lambda: home.members and home.members[0]["hugs_today"] >= 2, 10)
+        await frames(4)
+        w.shot(app, "home-circle")
+        await tap(app.screen("home").ids.hug_back)
+        await until(lambda: sum(1 for h in mia.router.history() if h.direction == "in") == 2, 30, "hug back")
+
+        await go(app, "history")
+        await until(lambda: len(app.screen("history").rows) == 3, 10)
+
+        def texts() -> list[tuple[str, str]]:
+            return [(r["text"], r["receipt"]) for r in app.screen("history").rows]
+
+        # "a hug", or "a hug back" when Mia's press came within 10 s of feeling Mum's
+        await until(lambda: any(t.startswith("Mia sent a hug") and r == "felt" for t, r in texts()), 20)
+        await until(lambda: sum(1 for r in app.screen("history").rows if r["receipt"] == "felt") == 3, 30)
+        await frames(4)
+        w.shot(app, "history-circle")
+
+    async with mum, mia:
+        await with_app(mum, hub, scenario)
+
+
+async def sim_band_window(w: World) -> None:
+    """The virtual band's window: the space bar holds the band's heart (pairing), the mouse taps it
+    (a press reaches the phone), and a buzz shows on the window."""
+    from kivy.core.window import Window
+
+    from hugapp.ui.simband import SimBandApp
+
+    address = await w.band("Mia")
+    phone = w.companion("Mum", lambda: None)
+    app = SimBandApp(w.air, address)
+
+    async def scenario() -> None:
+        await until(lambda: app.root is not None and app.status.startswith("space bar"), 20, "window ready")
+        Window.dispatch("on_key_down", 32, 0, " ", [])  # space bar held 5.3 s: the pairing window
+        await asyncio.sleep(PAIR_HOLD_MS / 1000)
+        Window.dispatch("on_key_up", 32, 0)
+        await phone.pair_band(address, "Mia's band")
+        await until(lambda: phone.connected(address), 30, "connected")
+        await asyncio.sleep(1.5)
+        buzzes = app.buzzes
+        await phone.test_buzz(address)
+        await until(lambda: app.buzzes > buzzes and app.motor > 0, 10, "the window shows the buzz")
+        await frames(3)
+        made = Window.screenshot(str(w.shots / "simband") + "-%(counter)04d.png")
+        os.replace(made, w.shots / "simband.png")
+        await until(lambda: app.motor == 0, 10)
+        await asyncio.sleep(0.5)
+        heart = app.root.ids.heart
+        x, y = heart.to_window(*heart.center)
+        from kivy.tests.common import UnitTestTouch
+
+        touch = UnitTestTouch(x, y)
+        touch.touch_down()
+        await asyncio.sleep(0.25)  # a tap (< 0.6 s) a band's debounce sees even on a loaded machine
+        touch.touch_up()
+        assert app.presses == 2, (app.presses, app.status)
+        await until(lambda: phone.store.presses(address), 15, "the press reached the phone")
+
+    outcome: list[BaseException] = []
+
+    async def drive() -> None:
+        try:
+            await scenario()
+        except BaseException as exc:  # noqa: BLE001 - reported after the window closes
+            outcome.append(exc)
+        finally:
+            app.stop()
+
+    async with phone:
+        driver = asyncio.ensure_future(drive())
+        try:
+            await app.async_run(async_lib="asyncio")
+        finally:
+            await app.close()
+        await driver
+    if outcome:
+        raise outcome[0]
+
+
+SCENARIOS = {"pair_and_hug": pair_and_hug, "two_phones": two_phones, "sim_band_window": sim_band_window}
+
+
+async def main(name: str, tmp: Path, shots: Path) -> None:
+    async with world(tmp, shots) as w:
+        await SCENARIOS[name](w)
+    # all tasks we started are gone with the world; the loop closes after this
+    _ = LinkState
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--tmp", required=True)
+    parser.add_argument("--shots", required=True)
+    parser.add_argument("--timeout", type=float, default=100)
+    a = parser.parse_args()
+    Path(a.shots).mkdir(parents=True, exist_ok=True)
+    faulthandler.dump_traceback_later(a.timeout + 10, exit=True)  # a blocked loop still reports where
+    try:
+        asyncio.run(asyncio.wait_for(main(a.scenario, Path(a.tmp), Path(a.shots)), a.timeout))
+    except BaseException:  # noqa: BLE001 - any failure is the scenario's failure
+        traceback.print_exc()
+        sys.exit(1)
+    print("SCENARIO PASSED", flush=True)

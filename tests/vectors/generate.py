@@ -1,0 +1,221 @@
+"""Regenerate frames.json (the golden vectors) from hugproto.
+
+Run only when the wire format changes on purpose, then review the diff:
+    .venv/bin/python tests/vectors/generate.py
+The committed vectors freeze the format; tests/test_vectors.py also recomputes every MAC
+with CPython's own hmac module, so the vectors do not merely agree with themselves.
+"""
+
+import json
+from pathlib import Path
+
+from hugproto import adv, frames, patterns
+
+BAND_KEY = bytes.fromhex("8f3a61c2d94e07b5a1e63c2f90d84b17")
+BAND_NONCE = bytes.fromhex("b1a2c3d4e5f60718")
+PHONE_NONCE = bytes.fromhex("0badcafe12345678")
+NEW_KEY = bytes.fromhex("5c1e9a0b7d3f2468ace013579bdf0246")
+
+# (name, direction that sends it, counter, message)
+VALID = [
+    ("auth_ok", "band", 1, frames.AuthOk(frames.FLAG_PAIRED, 87, 2)),
+    ("press_tap_1", "band", 2, frames.Press(1, frames.GESTURE_TAP, 1, 0, 0, 87)),
+    ("press_tap_5", "band", 3, frames.Press(2, frames.GESTURE_TAP, 5, 0, 12, 86)),
+    ("press_squeeze", "band", 4, frames.Press(3, frames.GESTURE_SQUEEZE, 200, 2350, 3600, 85)),
+    ("press_seq_wrap", "band", 5, frames.Press(0xFFFF, frames.GESTURE_TAP, 2, 0, 65535, 0)),
+    ("felt", "band", 6, frames.Felt(0x1234)),
+    ("status", "band", 7, frames.Status(15, frames.FLAG_PAIRED | frames.FLAG_LOW_BATTERY, 3, 41)),
+    ("play_hug", "phone", 1, frames.Play(patterns.HUG, 1, 255, 1, 1)),
+    ("play_big_hug", "phone", 2, frames.Play(patterns.BIG_HUG, 2, 128, 1, 2)),
+    ("play_hug_back_taps", "phone", 3, frames.Play(patterns.HUG_BACK, 3, 200, 5, 65535)),
+    ("play_felt_tick", "phone", 4, frames.Play(patterns.FELT_TICK, 0, 160, 1, 7)),
+    ("ack", "phone", 5, frames.Ack(3)),
+    ("set_time", "phone", 6, frames.SetTime(848_000_000, 60)),
+    ("set_config", "phone", 7, frames.SetConfig(frames.CONFIG_MOTOR_MAX, 200)),
+    ("identify", "phone", 8, frames.Identify(5)),
+    ("unpair", "phone", 9, frames.Unpair()),
+    ("counter_high", "phone", 0xFFFFFFFF, frames.Ack(0)),
+]
+
+
+def session(role: int) -> frames.Session:
+    return frames.Session(BAND_KEY, BAND_NONCE, PHONE_NONCE, role)
+
+
+def sealed(direction: str, counter: int, msg: frames.Message) -> bytes:
+    s = session(frames.BAND if direction == "band" else frames.PHONE)
+    s.tx_counter = counter - 1
+    return s.seal(msg)
+
+
+def flip(data: bytes, bit: int) -> str:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return out.hex()
+
+
+def build() -> dict[str, object]:
+    valid: list[dict[str, object]] = []
+    invalid: list[dict[str, object]] = []
+    for name, direction, counter, msg in VALID:
+        valid.append(
+            {
+                "name": name,
+                "type": type(msg).__name__,
+                "from": direction,
+                "counter": counter,
+                "fields": list(msg.fields()),
+                "hex": sealed(direction, counter, msg).hex(),
+            }
+        )
+    state = frames.encode_state(BAND_KEY, BAND_NONCE, frames.FLAG_PAIRED, 87, 1)
+    state_unpaired = frames.encode_state(frames.UNPAIRED_KEY, BAND_NONCE, frames.FLAG_PAIRING_OPEN, 100, 1)
+    auth = frames.encode_auth(BAND_KEY, BAND_NONCE, PHONE_NONCE)
+    pair_key = frames.encode_pair_key(NEW_KEY, BAND_NONCE)
+    special = [
+        {
+            "name": "state",
+            "type": "State",
+            "key": BAND_KEY.hex(),
+            "fields": [BAND_NONCE.hex(), 1, 87, 1],
+            "hex": state.hex(),
+        },
+        {
+            "name": "state_unpaired",
+            "type": "State",
+            "key": frames.UNPAIRED_KEY.hex(),
+            "fields": [BAND_NONCE.hex(), 2, 100, 1],
+            "hex": state_unpaired.hex(),
+        },
+        {
+            "name": "auth",
+            "type": "Auth",
+            "key": BAND_KEY.hex(),
+            "fields": [PHONE_NONCE.hex()],
+            "hex": auth.hex(),
+        },
+        {
+            "name": "pair_key",
+            "type": "PairKey",
+            "key": NEW_KEY.hex(),
+            "fields": [NEW_KEY.hex()],
+            "hex": pair_key.hex(),
+        },
+    ]
+    press = bytes.fromhex(str(valid[1]["hex"]))
+    play = bytes.fromhex(str(valid[7]["hex"]))
+    ack = bytes.fromhex(str(valid[11]["hex"]))
+    other = frames.Session(bytes(range(16)), BAND_NONCE, PHONE_NONCE, frames.BAND)
+    other.tx_counter = 1
+    old_nonce = frames.Session(BAND_KEY, b"\x00" * 8, PHONE_NONCE, frames.PHONE)
+    invalid += [
+        {"name": "empty", "to": "phone", "hex": "", "error": "Incomplete"},
+        {"name": "truncated_press", "to": "phone", "hex": press[:-1].hex(), "error": "Incomplete"},
+        {"name": "header_only", "to": "band", "hex": play[:1].hex(), "error": "Incomplete"},
+        {"name": "press_extra_byte", "to": "phone", "hex": (press + b"\x00").hex(), "error": "Malformed"},
+        {"name": "too_long", "to": "band", "hex": "32" + "00" * 20, "error": "Malformed"},
+        {"name": "version_2", "to": "band", "hex": flip(play, 6), "error": "Malformed"},
+        {
+            "name": "version_0",
+            "to": "band",
+            "hex": bytes((play[0] & 0x1F,)).hex() + play[1:].hex(),
+            "error": "Malformed",
+        },
+        {"name": "unknown_kind", "to": "band", "hex": "3f" + play[1:].hex(), "error": "Malformed"},
+        {"name": "wrong_direction", "to": "band", "hex": press.hex(), "error": "Malformed"},
+        {"name": "state_to_session", "to": "phone", "hex": state.hex(), "error": "Malformed"},
+        {
+            "name": "forged_mac",
+            "to": "band",
+            "hex": play[:-1].hex() + "%02x" % (play[-1] ^ 0x80),
+            "error": "Unauthenticated",
+        },
+        {"name": "forged_field", "to": "band", "hex": flip(play, 8 * 5 + 1), "error": "Unauthenticated"},
+        {
+            "name": "other_key",
+            "to": "phone",
+            "hex": other.seal(frames.Felt(1)).hex(),
+            "error": "Unauthenticated",
+        },
+        {
+            "name": "old_connection",
+            "to": "band",
+            "hex": old_nonce.seal(frames.Play(patterns.HUG, 0, 255, 1, 1)).hex(),
+            "error": "Unauthenticated",
+        },
+        {"name": "replayed_ack", "to": "band", "hex": ack.hex(), "rx_counter": 5, "error": "Replayed"},
+        {"name": "replayed_older", "to": "band", "hex": play.hex(), "rx_counter": 4, "error": "Replayed"},
+        {
+            "name": "auth_wrong_key",
+            "to": "auth",
+            "hex": frames.encode_auth(NEW_KEY, BAND_NONCE, PHONE_NONCE).hex(),
+            "error": "Unauthenticated",
+        },
+        {
+            "name": "auth_old_nonce",
+            "to": "auth",
+            "hex": frames.encode_auth(BAND_KEY, b"\x01" * 8, PHONE_NONCE).hex(),
+            "error": "Unauthenticated",
+        },
+        {
+            "name": "pair_key_old_nonce",
+            "to": "pair_key",
+            "hex": frames.encode_pair_key(NEW_KEY, b"\x01" * 8).hex(),
+            "error": "Unauthenticated",
+        },
+        {"name": "pair_key_truncated", "to": "pair_key", "hex": pair_key[:-1].hex(), "error": "Incomplete"},
+        {"name": "state_forged", "to": "state", "hex": flip(state, 8 * 10), "error": "Unauthenticated"},
+    ]
+    # Authentic frames whose fields are out of range: sealed by hand, rejected as Malformed.
+    for name, kind, fmt_fields, to in (
+        ("play_unknown_pattern", frames.PLAY, (99, 0, 255, 1, 1), "band"),
+        ("play_repeat_zero", frames.PLAY, (1, 0, 255, 0, 1), "band"),
+        ("press_six_taps", frames.PRESS, (9, 1, 6, 0, 0, 50), "phone"),
+        ("set_config_unknown_key", frames.SET_CONFIG, (77, 1), "band"),
+    ):
+        invalid.append(
+            {"name": name, "to": to, "hex": _seal_raw(kind, fmt_fields, to).hex(), "error": "Malformed"}
+        )
+    steps = bytearray(patterns.BUFFER_SIZE)
+    rendered: list[dict[str, object]] = []
+    for pattern, signature, intensity, repeat in (
+        (1, 0, 255, 1),
+        (2, 1, 128, 1),
+        (2, 1, 255, 1),
+        (3, 3, 200, 3),
+        (4, 0, 30, 1),
+        (5, 6, 255, 5),
+    ):
+        n = patterns.render(pattern, signature, intensity, repeat, steps)
+        rendered.append({"args": [pattern, signature, intensity, repeat], "steps": steps[: 2 * n].hex()})
+    return {
+        "about": "Hug Button golden vectors; regenerate with tests/vectors/generate.py only on purpose.",
+        "band_key": BAND_KEY.hex(),
+        "band_nonce": BAND_NONCE.hex(),
+        "phone_nonce": PHONE_NONCE.hex(),
+        "valid": valid,
+        "special": special,
+        "invalid": invalid,
+        "advertising": [
+            {"state": 3, "hex": adv.encode_advertising(3).hex()},
+            {"name": "Hug-7F2A", "hex": adv.encode_scan_response("Hug-7F2A").hex()},
+        ],
+        "patterns": rendered,
+    }
+
+
+def _seal_raw(kind: int, values: tuple[int, ...], to: str) -> bytes:
+    import hmac
+    import struct
+
+    fmt = {frames.PLAY: "<BBBBH", frames.PRESS: "<HBBHHB", frames.SET_CONFIG: "<BH"}[kind]
+    label = b"hug p2b" if to == "band" else b"hug b2p"
+    session_key = hmac.new(BAND_KEY, label + BAND_NONCE + PHONE_NONCE, "sha256").digest()
+    body = bytes((0x20 | kind,)) + struct.pack("<I", 1) + struct.pack(fmt, *values)
+    return body + hmac.new(session_key, body, "sha256").digest()[:4]
+
+
+if __name__ == "__main__":
+    out = Path(__file__).with_name("frames.json")
+    out.write_text(json.dumps(build(), indent=1) + "\n")
+    print("wrote", out)
