@@ -108,7 +108,9 @@ def setup_python() -> None:
     if VPY.exists():
         probe = subprocess.run(
             [str(VPY), "-c", "import sys; print(sys.version_info[:2] >= (3, 11))"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if probe.stdout.strip() != "True":
             say("existing .venv is broken or too old; recreating it")
@@ -125,10 +127,13 @@ def setup_python() -> None:
     # Make the venv match the lock exactly: drop packages that are no longer locked.
     listed = subprocess.run(
         [str(VPY), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     extra = sorted(
-        d["name"] for d in json.loads(listed.stdout)
+        d["name"]
+        for d in json.loads(listed.stdout)
         if canonical(d["name"]) not in locked_names(LOCK) | VENV_OWN
     )
     if extra:
@@ -189,19 +194,39 @@ def lock() -> None:
         say(f"creating a throwaway venv with uv {UV_VERSION}...")
         venv.EnvBuilder(with_pip=True).create(tmpdir / "venv")
         tbin = tmpdir / "venv" / ("Scripts" if os.name == "nt" else "bin")
-        run([tbin / "python", "-m", "pip", "-q", "--disable-pip-version-check", "install",
-             f"uv=={UV_VERSION}"])
+        run(
+            [
+                tbin / "python",
+                "-m",
+                "pip",
+                "-q",
+                "--disable-pip-version-check",
+                "install",
+                f"uv=={UV_VERSION}",
+            ]
+        )
         for reqs, out in ((main_reqs, LOCK), (stub_reqs, STUBS_LOCK)):
             src = tmpdir / (out.stem + ".in")
             src.write_text("".join(r + "\n" for r in reqs))
             say(f"resolving {out.name}...")
-            run([
-                tbin / "uv", "pip", "compile", "--quiet", "--universal",
-                "--python-version", LOCK_PYTHON, "--generate-hashes",
-                "--custom-compile-command", "python3 dev.py lock",
-                "--annotation-style=line",
-                src, "-o", out,
-            ])
+            run(
+                [
+                    tbin / "uv",
+                    "pip",
+                    "compile",
+                    "--quiet",
+                    "--universal",
+                    "--python-version",
+                    LOCK_PYTHON,
+                    "--generate-hashes",
+                    "--custom-compile-command",
+                    "python3 dev.py lock",
+                    "--annotation-style=line",
+                    src,
+                    "-o",
+                    out,
+                ]
+            )
             # uv records the temporary input path; keep the file stable across machines.
             out.write_text(out.read_text().replace(str(src), f"pyproject.toml ({out.stem})"))
     say("lock files written; the next dev.py run installs them")

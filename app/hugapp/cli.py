@@ -11,6 +11,17 @@ from hugapp import bandtools
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.ui and args.hugs:
+        print("hugbutton demo: --ui shows the school day; it does not go with --hugs", file=sys.stderr)
+        return 2
+    if args.ui:
+        from hugapp.ui.platform import window_problem
+
+        problem = window_problem()
+        if problem:
+            print(f"hugbutton demo: --ui: {problem}", file=sys.stderr)
+            return 2
+        os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")  # Kivy's start-up chatter off
     from hugapp import demo
 
     return demo.main(args)
@@ -72,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hugs", type=int, help="instead of the day, send N hugs and measure them")
     demo.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     demo.add_argument("--broker", help="use this MQTT broker (default: start the embedded one)")
+    demo.add_argument("--ui", action="store_true", help="show both phones' apps side by side while it runs")
     demo.set_defaults(func=_demo)
 
     gateway = sub.add_parser("gateway", help="run the companion headless (a home gateway)")

@@ -238,8 +238,8 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
         await asyncio.sleep(0.45)  # longer than the band's multi-tap gap: separate presses
         if i % 50 == 49:
             day.say("", f"{i + 1} presses sent")
-    await day.until("every press to reach Mum", lambda: len(_history(mum, "in")) >= n, 300)
-    await day.until("every hug to be felt", lambda: _felt(mum) >= n, 300)
+    await day.until("every press to reach Mum", lambda: _presses_in(mum) >= n, 300)
+    await day.until("every hug to be felt", lambda: _felt(mum) >= len(_history(mum, "in")), 300)
     motor_on = [e.t_ms for e in await day.control.timeline(mum.band.address) if e.kind == "motor" and e.value]
     sent_at = dict(
         mum.phone.store.db.execute(
@@ -255,6 +255,11 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
             day.latencies.append(start - release)
 
 
+def _presses_in(p: Person) -> int:
+    """Presses received: taps closer together than the band's multi-tap gap arrive as one hug."""
+    return sum(h.hug.count for h in _history(p, "in"))
+
+
 def _felt(p: Person) -> int:
     row = p.phone.store.db.execute(
         "SELECT COUNT(DISTINCT hug_id) FROM plays WHERE state = 'felt' AND hug_id NOT LIKE 'tick:%'"
@@ -262,7 +267,8 @@ def _felt(p: Person) -> int:
     return int(row[0])
 
 
-def _summary(day: Day, people: dict[str, Person]) -> dict[str, Any]:
+def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = None) -> dict[str, Any]:
+    """Hugs Mia sent and Mum received; with `presses_sent` (the --hugs run), counted in presses."""
     mia, mum = people["Mia"], people["Mum"]
     received = _history(mum, "in")
     ids = [h.hug_id for h in received]
@@ -281,6 +287,30 @@ def _summary(day: Day, people: dict[str, Person]) -> dict[str, Any]:
         "WHERE band = ? AND state = 'felt' AND hug_id NOT LIKE 'tick:%'",
         (mum.band.address,),
     ).fetchone()[0]
+    latency = {
+        "p50": pct(0.5),
+        "p99": pct(0.99),
+        "samples": len(lat),
+        "mean": round(statistics.fmean(lat), 1) if lat else None,
+    }
+    if presses_sent is not None:
+        felt_presses = sum(
+            h.hug.count
+            for h in received
+            if mum.phone.store.db.execute(
+                "SELECT 1 FROM plays WHERE hug_id = ? AND state = 'felt'", (h.hug_id,)
+            ).fetchone()
+        )
+        return {
+            "sent": presses_sent,
+            "received": presses,
+            "felt": felt_presses,
+            "lost": max(0, presses_sent - presses),
+            "duplicates": len(ids) - len(set(ids)) + max(0, presses - presses_sent),
+            "hugs": len(set(ids)),
+            "buzzes": int(buzzes),
+            "latency_ms": latency,
+        }
     return {
         "sent": sent_by_mia,
         "buzzes": int(buzzes),
@@ -289,12 +319,7 @@ def _summary(day: Day, people: dict[str, Person]) -> dict[str, Any]:
         "felt": int(felt_rows),
         "lost": max(0, sent_by_mia - len(set(ids))),
         "duplicates": len(ids) - len(set(ids)),
-        "latency_ms": {
-            "p50": pct(0.5),
-            "p99": pct(0.99),
-            "samples": len(lat),
-            "mean": round(statistics.fmean(lat), 1) if lat else None,
-        },
+        "latency_ms": latency,
     }
 
 
@@ -312,6 +337,10 @@ async def _main(args: argparse.Namespace) -> int:
                 print(f"Hug Button demo: broker {broker_url}, two virtual bands, two phones\n", flush=True)
             if args.hugs:
                 await many_hugs(day, people, args.hugs)
+            elif getattr(args, "ui", False):  # the same day, both phones' apps on screen
+                from hugapp.ui import demo_ui
+
+                await demo_ui.run({n: p.phone for n, p in people.items()}, scripted_day(day, people))
             else:
                 await scripted_day(day, people)
             await day.until(
@@ -320,7 +349,7 @@ async def _main(args: argparse.Namespace) -> int:
                 120,
             )
             await asyncio.sleep(2.0)  # a duplicate would show up now
-            summary = _summary(day, people)
+            summary = _summary(day, people, args.hugs or None)
     if args.json:
         print(json.dumps(summary))
     else:

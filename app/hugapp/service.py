@@ -1,33 +1,49 @@
 """The core as a background service: Android's foreground service entry point (buildozer.spec
-``services = Hugcore:app/hugapp/service.py:foreground:sticky``), also runnable anywhere with
-``python -m hugapp.service`` (then it is the headless gateway's ``run``).
+``services = Hugcore:app/hugapp/service.py:foreground:sticky:foregroundServiceType=connectedDevice``),
+also runnable anywhere with ``python -m hugapp.service``.
 
-It runs the Companion (band links, relay, router) until stopped, so hugs are received, played and
-acknowledged with the screen off. Settings come from the environment the app passes:
-``HUG_BROKER`` (the family broker URL) and ``HUG_DATA`` (the data folder; default: the platform's).
+It owns the one Companion (band links, relay, router) until stopped, so hugs are received, played and
+acknowledged with the screen off, and serves it to the app's window over the local control channel
+(``hugapp.control``): the window never runs a second Companion on the same store and bands.
+Settings come from the environment: ``HUG_BROKER`` (the family broker URL), ``HUG_DATA`` (the data
+folder; default: the platform's) and ``HUG_AIRSPACE`` (the simulated radio), or from the JSON
+argument the app starts the service with on Android (``PYTHON_SERVICE_ARGUMENT``: broker, data).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any, cast
 
+from hugapp.control import STORE_FILE, ControlServer, LocalCore
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
-from hugapp.core.store import Store
+from hugapp.core.store import Store, default_path
 from hugapp.gateway import ble_config
 
 log = logging.getLogger("hugapp.service")
 
 
 async def serve(broker_url: str | None, data: Path | None, stop: asyncio.Event | None = None) -> None:
-    store = Store(data / "companion.sqlite3" if data is not None else None)
+    data_dir = data if data is not None else default_path().parent
+    store = Store(data_dir / STORE_FILE)
     notifier = make_notifier()
     notifier.keep_alive()
-    companion = Companion(store, ble_config(os.environ.get("HUG_AIRSPACE")), broker_url, notifier=notifier)
+    servers: list[ControlServer] = []  # the companion reports changes to the channel
+
+    def changed() -> None:
+        for server in servers:
+            server.changed()
+
+    companion = Companion(
+        store, ble_config(os.environ.get("HUG_AIRSPACE")), broker_url, notifier=notifier, on_change=changed
+    )
+    servers.append(ControlServer(LocalCore(companion), data_dir))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,16 +51,30 @@ async def serve(broker_url: str | None, data: Path | None, stop: asyncio.Event |
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    async with companion:
+    async with companion, servers[0]:
         log.info("hug core running: %d band(s)", len(store.bands()))
         await stop.wait()
     store.close()
 
 
+def _settings() -> tuple[str | None, Path | None]:
+    arg: Any = None
+    raw = os.environ.get("PYTHON_SERVICE_ARGUMENT")  # python-for-android's service argument
+    if raw:
+        try:
+            arg = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring a service argument that is not JSON: %r", raw[:80])
+    given = cast("dict[str, Any]", arg) if isinstance(arg, dict) else {}
+    broker = os.environ.get("HUG_BROKER") or given.get("broker") or None
+    data = os.environ.get("HUG_DATA") or given.get("data") or None
+    return (str(broker) if broker else None), (Path(str(data)) if data else None)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
-    data = os.environ.get("HUG_DATA")
-    asyncio.run(serve(os.environ.get("HUG_BROKER") or None, Path(data) if data else None))
+    broker, data = _settings()
+    asyncio.run(serve(broker, data))
 
 
 if __name__ == "__main__":

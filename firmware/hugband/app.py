@@ -136,7 +136,9 @@ class App:
         self.hw = Hardware(self.board, self.wake)
         self.radio = Peripheral(bluetooth.BLE(), band_name(), self.board["title"][:40], "1", self.wake)
         now = now_ms()
-        self.core = BandCore(self.board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), now)
+        self.core = BandCore(
+            self.board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), now, FileBlob("played.bin")
+        )
         self.wdt = machine.WDT(timeout=_WDT_MS)
         self._battery_at = ticks.add(now, -_BATTERY_EVERY_MS)
 

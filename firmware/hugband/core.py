@@ -108,9 +108,11 @@ class _Conn:
 
 
 class BandCore:
-    def __init__(self, board: dict, storage, random_bytes, keystore, now_ms: int) -> None:
+    def __init__(self, board: dict, storage, random_bytes, keystore, now_ms: int, played=None) -> None:
         self.board = board
         self._storage = storage
+        self._played = played  # optional blob: the Play tokens played lately survive a reboot
+        self._started = -1  # token of the pattern the player was last seen playing
         self._random = random_bytes
         self._keystore = keystore
         # counters (reported in Status and by the benchmarks)
@@ -155,6 +157,7 @@ class BandCore:
         self._battery_sent = -1
         # boot
         self._load_key()
+        self._load_played()
         data = None
         try:
             data = storage.read()
@@ -302,6 +305,11 @@ class BandCore:
         while token is not None:
             self._on_played(token, now_ms)
             token = self.player.pop_done()
+        token = self.player.playing_token
+        if token != self._started:
+            self._started = token
+            if 0 <= token < _TOKEN_INTERNAL:
+                self._save_played(token)  # once it has started, a reboot must not play it again
         if self._pairing and diff(now_ms, self._pairing_until) >= 0:
             self._pairing = False
             self.led.pairing = False
@@ -373,6 +381,7 @@ class BandCore:
         key = frames.decode_pair_key(data, c.nonce)
         self._key = key
         self._save_key()
+        self._forget_tokens()  # a new phone numbers its Plays afresh
         self._pairing = False
         self.led.pairing = False
         c.session = None  # whatever was authenticated before was under the old key
@@ -494,6 +503,7 @@ class BandCore:
 
     def _factory_reset(self) -> None:
         self._key = None
+        self._forget_tokens()
         self.outbox.clear(self._random_seq())
         try:
             self._keystore.erase()
@@ -572,6 +582,42 @@ class BandCore:
             self._storage.write(self.outbox.to_bytes())
         except OSError:
             self.storage_errors += 1
+
+    def _save_played(self, starting: int) -> None:
+        if self._played is None:
+            return
+        out = bytearray(b"P")
+        for i in range(_RECENT_TOKENS):
+            t = self._tokens[i]
+            if (self._token_flags[i] == _TOKEN_PLAYED or t == starting) and 0 <= t < _TOKEN_INTERNAL:
+                out += struct.pack("<H", t)
+        try:
+            self._played.write(out)
+        except OSError:
+            self.storage_errors += 1
+
+    def _forget_tokens(self) -> None:
+        for i in range(_RECENT_TOKENS):
+            self._tokens[i] = -1
+            self._token_flags[i] = 0
+        if self._played is not None:
+            try:
+                self._played.erase()
+            except OSError:
+                self.storage_errors += 1
+
+    def _load_played(self) -> None:
+        # a Play resent after a reboot (its Felt was lost) is answered without a second buzz
+        try:
+            data = self._played.read() if self._played is not None else None
+        except OSError:
+            self.storage_errors += 1
+            return
+        if not data or data[0] != 0x50 or len(data) % 2 != 1 or len(data) > 1 + 2 * _RECENT_TOKENS:
+            return
+        for i in range(1, len(data), 2):
+            self._remember_token(data[i] | (data[i + 1] << 8))
+            self._token_flags[(self._tokens_next - 1) % _RECENT_TOKENS] = _TOKEN_PLAYED
 
     def _save_key(self) -> None:
         body = struct.pack(

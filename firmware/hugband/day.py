@@ -110,10 +110,11 @@ class FakePhone:
 class Harness:
     """Plays the shell around one BandCore."""
 
-    def __init__(self, board: dict, storage, keystore, rng, now_ms: int = 1000) -> None:
+    def __init__(self, board: dict, storage, keystore, rng, now_ms: int = 1000, played=None) -> None:
         self.board = board
         self.storage = storage
         self.keystore = keystore
+        self.played = played
         self.rng = rng
         self.now = now_ms
         self.phone: FakePhone = None  # type: ignore[assignment]
@@ -132,7 +133,9 @@ class Harness:
         self.boot()
 
     def boot(self) -> None:
-        self.core = bandcore.BandCore(self.board, self.storage, self.rng, self.keystore, self.now)
+        self.core = bandcore.BandCore(
+            self.board, self.storage, self.rng, self.keystore, self.now, self.played
+        )
         self.drain()
 
     # the link

@@ -83,6 +83,11 @@ class Player:
         return self._count > 0
 
     @property
+    def playing_token(self) -> int:
+        """Token of the pattern playing now, or -1."""
+        return self._tokens[self._head] if self._playing and self._count else -1
+
+    @property
     def level(self) -> int:
         """The current duty (0 when idle)."""
         return self._out

@@ -399,6 +399,7 @@ class Band:
                     if self._pending is not None:
                         raise runtime.Reboot("pending")
                     self._fw_running = True
+                self._probe_plays()
                 mod_name, _, fn_name = self.entry.partition(":")
                 fn = getattr(importlib.import_module(mod_name), fn_name or "main")
                 result = fn()
@@ -424,6 +425,31 @@ class Band:
         if outcome[0] == "reboot":
             return self._take_pending()
         return outcome
+
+    def _probe_plays(self) -> None:
+        """A logic analyser on the haptic player: every pattern that starts playing (not merely
+        queued) is recorded as a ``("play", token)`` output, so a test can count buzzes per Play
+        token across reboots."""
+        try:
+            player = importlib.import_module("hugband.haptics").Player
+        except ImportError:
+            return  # another entry point without the band's haptics
+        if getattr(player.poll, "probed", False):
+            return
+        poll = player.poll
+        world = self.world
+
+        def probed_poll(p, now_ms):
+            duty = poll(p, now_ms)
+            token = p.playing_token
+            if token != getattr(p, "probe_last", -1):
+                p.probe_last = token
+                if token >= 0:
+                    world.emit("play", token)
+            return duty
+
+        probed_poll.probed = True
+        player.poll = probed_poll
 
     def _quiesce(self) -> None:
         """Stop async interrupts from reaching the runner's own code."""

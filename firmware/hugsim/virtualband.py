@@ -76,6 +76,7 @@ class BandProcess:
         self.print_outputs = print_outputs
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
+        self._drains: list[asyncio.Task[None]] = []
 
     async def start(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,11 @@ class BandProcess:
             if line.startswith("{") and '"ready"' in line:
                 self.info = json.loads(line)
                 self.address = str(self.info["address"])
+                self._drains = [
+                    asyncio.ensure_future(_drain(stream, self.state_dir / "band.log"))
+                    for stream in (self.proc.stdout, self.proc.stderr)
+                    if stream is not None
+                ]
                 return self.address
 
     async def kill(self) -> None:
@@ -118,6 +124,17 @@ class BandProcess:
     async def restart(self) -> str:
         await self.kill()
         return await self.start()
+
+
+async def _drain(stream: asyncio.StreamReader, log: Path) -> None:
+    """Keep reading what a band prints (a full pipe would stall it), appending it to its log."""
+    while line := await stream.readline():
+        _append(log, line)
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
 
 
 async def _end(proc: asyncio.subprocess.Process | None, sig: int) -> None:

@@ -23,8 +23,16 @@ BAND_NONCE = b"bandnon!"
 PHONE_NONCE = b"phonenon"
 
 _SESSION_KINDS = (
-    frames.AUTH_OK, frames.PRESS, frames.FELT, frames.STATUS,
-    frames.PLAY, frames.ACK, frames.SET_TIME, frames.SET_CONFIG, frames.IDENTIFY, frames.UNPAIR,
+    frames.AUTH_OK,
+    frames.PRESS,
+    frames.FELT,
+    frames.STATUS,
+    frames.PLAY,
+    frames.ACK,
+    frames.SET_TIME,
+    frames.SET_CONFIG,
+    frames.IDENTIFY,
+    frames.UNPAIR,
 )
 _ALL_KINDS = _SESSION_KINDS + (frames.STATE, frames.AUTH, frames.PAIR_KEY)
 _BAND_KINDS = (frames.AUTH_OK, frames.PRESS, frames.FELT, frames.STATUS)

@@ -117,8 +117,11 @@ TOPIC = "hug/v1/in/mailbox/0123"
 SENDER = "a" * 32
 CANDIDATES = [SENDER, "b" * 32]
 _JSON_LEAF = (
-    st.none() | st.booleans() | st.integers(-(10**300), 10**300)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**300), 10**300)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
 )
 # Nesting is bounded here; deeper nesting is covered by its own test below.
 JSON = st.recursive(
@@ -201,8 +204,15 @@ def test_deeply_nested_authentic_envelope_is_garbled() -> None:
 # -------------------------------------------------------------------------------- hug payloads
 
 VALID_HUG = Hug(
-    hug_id="h1", sender="m1", gesture=GESTURE_SQUEEZE, value=200, duration_ms=900, pressed_at=1.8e9,
-    hug_back_of="h0", folded=("h2", "h3"), count=3,
+    hug_id="h1",
+    sender="m1",
+    gesture=GESTURE_SQUEEZE,
+    value=200,
+    duration_ms=900,
+    pressed_at=1.8e9,
+    hug_back_of="h0",
+    folded=("h2", "h3"),
+    count=3,
 ).to_payload()
 
 
@@ -236,10 +246,39 @@ def test_hug_payload_mutated_fields(changes: dict[str, object], drop: set[str]) 
 def test_hug_payload_bulk_fuzz() -> None:
     rng = random.Random(SEED)
     leaves: list[object] = [
-        None, True, False, 0, 1, -1, 5, 6, 255, 256, 65535, 65536, 100_000, 100_001, 10**300, 1.5,
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        5,
+        6,
+        255,
+        256,
+        65535,
+        65536,
+        100_000,
+        100_001,
+        10**300,
+        1.5,
         math.nan,
-        math.inf, -math.inf, 0.0, 1.8e9, "", "tap", "squeeze", "x" * 65, "h9", "bad id!", [], {}, ["h5"],
-        ["h1"], [1], ["h%d" % i for i in range(1001)],
+        math.inf,
+        -math.inf,
+        0.0,
+        1.8e9,
+        "",
+        "tap",
+        "squeeze",
+        "x" * 65,
+        "h9",
+        "bad id!",
+        [],
+        {},
+        ["h5"],
+        ["h1"],
+        [1],
+        ["h%d" % i for i in range(1001)],
     ]
     accepted = 0
     for _ in range(12_000):

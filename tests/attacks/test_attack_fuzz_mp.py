@@ -18,18 +18,12 @@ _LINE = re.compile(r"^(\S+)\s+(\d+) inputs\s+(\d+) accepted\s+(\d+) rejected$")
 @pytest.mark.micropython
 def test_decoders_fuzzed_under_real_micropython(micropython: Callable[..., str]) -> None:
     out = micropython(
-        "import fuzzcore\n"
-        f"f = fuzzcore.Fuzzer({SEED})\n"
-        f"print(fuzzcore.report(f.run({MP_INPUTS})))\n",
+        f"import fuzzcore\nf = fuzzcore.Fuzzer({SEED})\nprint(fuzzcore.report(f.run({MP_INPUTS})))\n",
         libs=[str(fuzzcore.__file__)],
         timeout=110,
     )
     print(out)
-    counts = {
-        m.group(1): (int(m.group(3)), int(m.group(4)))
-        for m in map(_LINE.match, out.splitlines())
-        if m
-    }
+    counts = {m.group(1): (int(m.group(3)), int(m.group(4))) for m in map(_LINE.match, out.splitlines()) if m}
     assert fuzzcore.total(counts) == MP_INPUTS
     assert f"total {MP_INPUTS} inputs" in out
     assert len(counts) == 11, "every decoder was reached"

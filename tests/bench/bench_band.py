@@ -44,7 +44,11 @@ _LINE = re.compile(r"heap_high_water=(\d+) bytes \((\d+) above the (\d+) bytes a
 def heap(board: str) -> dict[str, int]:
     proc = subprocess.run(
         ["node", str(REPO / "tests" / "firmware" / "day_mp.mjs"), board],
-        capture_output=True, text=True, timeout=300, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=True,
     )
     m = _LINE.search(proc.stdout)
     assert m is not None, proc.stdout + proc.stderr
@@ -107,8 +111,14 @@ def main() -> dict[str, Any]:
         h = heap(board) if board != "xiao_esp32s3_erm" else None
         size = mpy_size(board)
         boards[board] = {"chip": chip, "heap": h, "mpy": size}
-        row = [board, chip, h["high_water"] if h else "-", h["above_imports"] if h else "-", size["files"],
-               size["bytes"]]
+        row = [
+            board,
+            chip,
+            h["high_water"] if h else "-",
+            h["above_imports"] if h else "-",
+            size["files"],
+            size["bytes"],
+        ]
         rows.append(row)
         md_rows.append(row)
     headers = ["board", "chip", "heap high-water B", "run-time heap B", ".mpy files", ".mpy bytes"]
@@ -120,10 +130,17 @@ def main() -> dict[str, Any]:
     models = {chip: power_model(t, chip) for chip in ("esp32c3", "esp32s3")}
     # the script's hugs and buzzes once in a 24 h day, radio states in the script's proportions
     models.update({chip + " (24 h)": power_model(t, chip, 86_400_000.0) for chip in ("esp32c3", "esp32s3")})
-    prow = [[c, m["stock_avg_ma"], m["stock_hours"], m["light_sleep_avg_ma"], m["light_sleep_hours"]]
-            for c, m in models.items()]
-    pheaders = ["chip (motor/LED spread over)", "stock MP avg mA", "hours (200 mAh)", "light-sleep avg mA",
-                "hours (200 mAh)"]
+    prow = [
+        [c, m["stock_avg_ma"], m["stock_hours"], m["light_sleep_avg_ma"], m["light_sleep_hours"]]
+        for c, m in models.items()
+    ]
+    pheaders = [
+        "chip (motor/LED spread over)",
+        "stock MP avg mA",
+        "hours (200 mAh)",
+        "light-sleep avg mA",
+        "hours (200 mAh)",
+    ]
     print(table(pheaders, prow))
     shares = ", ".join(f"{k[:-3]} {100 * v / total_ms:.1f}%" for k, v in t.items() if k.endswith("_ms"))
     md = (
@@ -132,13 +149,13 @@ def main() -> dict[str, Any]:
         "hugband. `.mpy`: `hugapp.bandtools.build` (mpy-cross 1.29) per board.\n\n"
         + md_table(headers, md_rows)
         + f"\n\nPower model: time per state over the scripted day ({total_ms / 1000:.0f} s simulated: "
-        + shares + ") x datasheet currents (see tests/bench/bench_band.py for figures and sources), "
+        + shares
+        + ") x datasheet currents (see tests/bench/bench_band.py for figures and sources), "
         "extrapolated as a duty cycle; 200 mAh cell. Stock MicroPython cannot light-sleep with BLE on; "
         "the light-sleep column is the ESP-IDF automatic-light-sleep build (DESIGN.md figures). Rows: the "
         "script's motor/LED time as a duty cycle (81 s of nearly back-to-back hugs), and the same "
         "events once "
-        "in 24 h.\n\n"
-        + md_table(pheaders, prow)
+        "in 24 h.\n\n" + md_table(pheaders, prow)
     )
     data = {"boards": boards, "day_times_ms": t, "power": models, "cell_mah": CELL_MAH}
     save("band", data, md)

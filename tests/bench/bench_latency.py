@@ -29,8 +29,10 @@ N = int(os.environ.get("HUG_BENCH_HUGS", "1000"))
 
 async def bare(port: int, n: int) -> list[float]:
     out: list[float] = []
-    async with aiomqtt.Client(HOST, port, identifier="bench-sub") as sub, \
-            aiomqtt.Client(HOST, port, identifier="bench-pub") as pub:
+    async with (
+        aiomqtt.Client(HOST, port, identifier="bench-sub") as sub,
+        aiomqtt.Client(HOST, port, identifier="bench-pub") as pub,
+    ):
         await sub.subscribe("bench/lat", qos=1)
         it = sub.messages.__aiter__()
         for i in range(n + 20):
@@ -95,8 +97,10 @@ def main() -> dict[str, Any]:
     res = asyncio.run(asyncio.wait_for(run_all(), 600))
     rows = []
     stats: dict[str, Any] = {}
-    for key, label in (("bare_ms", "bare MQTT QoS1 publish->receive"),
-                       ("relay_ms", "relay: Relay.send -> partner on_message")):
+    for key, label in (
+        ("bare_ms", "bare MQTT QoS1 publish->receive"),
+        ("relay_ms", "relay: Relay.send -> partner on_message"),
+    ):
         v = res[key]
         stats[key] = {"n": len(v), "p50": pct(v, 50), "p99": pct(v, 99), "max": max(v)}
         rows.append([label, len(v), pct(v, 50), pct(v, 99), max(v)])
@@ -113,8 +117,14 @@ def main() -> dict[str, Any]:
         "companion-to-companion leg (press stored and handed to the relay -> partner companion has it); "
         "the BLE legs to and from virtual bands are not in this figure."
     )
-    data = {"broker": res["broker"], "stats": stats, "ratio_p50": ratio50, "ratio_p99": ratio99,
-            "errors": res["errors"], "n": N}
+    data = {
+        "broker": res["broker"],
+        "stats": stats,
+        "ratio_p50": ratio50,
+        "ratio_p99": ratio99,
+        "errors": res["errors"],
+        "n": N,
+    }
     save("latency", data, md)
     return data
 

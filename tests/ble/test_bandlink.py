@@ -67,7 +67,7 @@ class Rig:
         await bandlink.pair_band(self.config, self.store, self.address, name="Mia's band")
         await asyncio.sleep(0.5)  # a hand lets go of the heart before pressing again
 
-    def link(self, store: Store | None = None) -> BandLink:
+    def link(self, store: Store | None = None, max_backoff: float = 2.0) -> BandLink:
         async def on_press(address: str, seq: int) -> None:
             self.pressed.append((address, seq))
             self.poke()
@@ -84,7 +84,7 @@ class Rig:
             on_felt=on_felt,
             on_state=lambda _state: self.poke(),
             scan_timeout=2.0,
-            max_backoff=2.0,
+            max_backoff=max_backoff,
         )
         self.links.append(asyncio.ensure_future(link.run()))
         return link
@@ -242,3 +242,18 @@ def test_repair_replaces_the_key_and_forget_removes_the_band(path: str, tmp_path
         assert [(b.address, b.paired) for b in found] == [(r.address, False)], "the band dropped its key"
 
     run(path, tmp_path, scenario)
+
+
+def test_a_link_that_keeps_dropping_after_working_reconnects_at_once(tmp_path: Path) -> None:
+    """Failed attempts back off (up to 30 s); a link that worked and then dropped does not count as
+    one, however often it happens."""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        link = r.link(max_backoff=30.0)
+        await r.until(lambda: link.state is LinkState.CONNECTED, 20)
+        for n in range(2, 8):
+            await r.control.drop_link(r.address)
+            await r.until(lambda n=n: link.stats.connects >= n and link.state is LinkState.CONNECTED, 5)
+
+    run("airspace", tmp_path, scenario)

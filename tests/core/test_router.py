@@ -14,7 +14,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.hugs import DayType, Hug, QuietMode, QuietWindow, Receipt, Schedule
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.relay import Incoming
-from hugapp.core.router import RECEIPT_TYPE, Router
+from hugapp.core.router import MAX_PLAYS_IN_FLIGHT, RECEIPT_TYPE, RESEND_PLAY_AFTER_S, Router
 from hugapp.core.store import Store
 from hugproto import frames, patterns
 
@@ -195,6 +195,68 @@ def test_band_away_then_back_and_restart_resends_with_the_same_token(tmp_path: P
     r.clock.t += 60
     r.deliver()
     assert len(r.bands.played) == 2
+
+
+def test_a_band_that_reconnects_gets_its_unconfirmed_play_again_at_once(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    token = r.bands.played[0][2]
+    r.clock.t += 2
+    r.deliver()
+    assert len(r.bands.played) == 1, "not yet due for a resend"
+    r.router.band_connected(BAND)  # the link dropped and came back: its Felt may be lost
+    r.deliver()
+    assert [t for _b, _s, t in r.bands.played] == [token, token]
+    r.deliver()
+    assert len(r.bands.played) == 2, "once per reconnection"
+
+
+def test_no_more_plays_in_flight_than_the_band_can_queue(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.router.set_schedule(ALWAYS)
+    for seq in range(1, 7):  # six hugs from this band, felt one by one: six ticks, none confirmed yet
+        r.store.record_press(BAND, seq, frames.GESTURE_TAP, 1, 80, 0)
+        r.router.route_presses()
+        out = next(e for e in r.router.history() if e.direction == "out" and e.receipt is not Receipt.FELT)
+        r.incoming(out.hug, type_=RECEIPT_TYPE, payload={"hug": out.hug_id, "state": "felt"})
+        r.deliver()
+        r.clock.t += 1
+    tokens = [t for _b, _s, t in r.bands.played]
+    assert len(set(tokens)) == MAX_PLAYS_IN_FLIGHT, "the band queues four: the rest wait"
+    pending = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'pending'").fetchone()[0]
+    assert pending == 1, "and the receipts still waiting share one tick"
+    r.felt(BAND, tokens[0])
+    r.deliver()
+    assert len({t for _b, _s, t in r.bands.played}) == MAX_PLAYS_IN_FLIGHT + 1
+
+
+def test_clock_set_back_does_not_delay_a_resend(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    r.clock.t -= 600  # the phone's clock is corrected by ten minutes
+    r.deliver()
+    r.clock.t += RESEND_PLAY_AFTER_S + 1
+    r.deliver()
+    assert len(r.bands.played) == 2, "resent after 20 s of the new clock, not after ten minutes"
+
+
+def test_felt_receipts_arriving_together_make_one_tick(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.router.set_schedule(ALWAYS)
+    r.bands.up.clear()  # the band is away while the partner feels three hugs
+    for seq in (1, 2, 3):
+        r.store.record_press(BAND, seq, frames.GESTURE_TAP, 1, 80, 0)
+        r.clock.t += 1
+    assert r.router.route_presses() == 3
+    for out in [e for e in r.router.history() if e.direction == "out"]:
+        r.incoming(out.hug, type_=RECEIPT_TYPE, payload={"hug": out.hug_id, "state": "felt"})
+    assert all(e.receipt is Receipt.FELT for e in r.router.history() if e.direction == "out")
+    r.bands.up.add(BAND)
+    r.deliver()
+    ticks = [s for _b, s, _t in r.bands.played if s.pattern == patterns.FELT_TICK]
+    assert len(ticks) == 1
 
 
 def test_press_routes_to_local_band_and_circle_once_with_hug_back(tmp_path: Path) -> None:

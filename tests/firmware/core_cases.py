@@ -223,6 +223,89 @@ def case_resent_play_token_buzzes_once_and_is_felt_again():
     assert h.motor_runs == runs + 2 * one_hug
 
 
+def played_then_felt_lost_then_reboot(played):
+    rng = Rng(7)
+    h = Harness(boards.load(), MemBlob(), MemBlob(), rng, played=played)
+    open_window(h)
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    phone.pair(h)
+    phone.auth(h)
+    h.run(1500)
+    runs = h.motor_runs
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
+    h.run(20)
+    h.disconnect()  # the link drops while it buzzes: its Felt waits for the next connection
+    h.run(3000)
+    one_hug = h.motor_runs - runs
+    assert one_hug > 0 and phone.felt == {}
+    h.now += 50000
+    h.boot()  # ... but the band reboots first
+    h.connect(phone)
+    phone.auth(h)
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))  # the phone resends: no Felt yet
+    h.run(3000)
+    return h, phone, runs, one_hug
+
+
+def case_a_play_felt_before_a_reboot_does_not_buzz_again_when_resent():
+    h, phone, runs, one_hug = played_then_felt_lost_then_reboot(MemBlob())
+    assert h.motor_runs == runs + one_hug, "played once, across the reboot"
+    assert phone.felt == {77: 1}, "and the phone hears it was felt"
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 78))
+    h.run(3000)
+    assert h.motor_runs == runs + 2 * one_hug and phone.felt == {77: 1, 78: 1}
+
+
+def case_a_reboot_in_the_middle_of_a_play_does_not_play_it_again():
+    rng = Rng(7)
+    played = MemBlob()
+    h = Harness(boards.load(), MemBlob(), MemBlob(), rng, played=played)
+    open_window(h)
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    phone.pair(h)
+    phone.auth(h)
+    h.run(1500)
+    runs = h.motor_runs
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
+    h.run(20)
+    assert h.motor > 0, "buzzing"
+    h.disconnect()
+    h.boot()  # the battery comes loose halfway through the hug
+    h.motor = 0
+    h.connect(phone)
+    phone.auth(h)
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
+    h.run(3000)
+    assert h.motor_runs == runs + 1, "the wearer felt it start: it does not start over"
+    assert phone.felt == {77: 1}
+
+
+def case_without_the_played_blob_a_reboot_forgets_what_played():
+    h, phone, runs, one_hug = played_then_felt_lost_then_reboot(None)
+    assert h.motor_runs == runs + 2 * one_hug and phone.felt == {77: 1}
+
+
+def case_pairing_a_new_phone_forgets_the_played_tokens():
+    played = MemBlob()
+    h, _phone, runs, one_hug = played_then_felt_lost_then_reboot(played)
+    assert played.data is not None and len(played.data) == 3
+    h.disconnect()
+    open_window(h)
+    rng = Rng(11)
+    other = FakePhone(OTHER, rng)
+    h.connect(other)
+    other.pair(h)
+    other.auth(h)
+    assert played.data is None, "the new phone numbers its plays afresh"
+    h.run(1500)
+    runs = h.motor_runs
+    other.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
+    h.run(3000)
+    assert h.motor_runs == runs + one_hug and other.felt == {77: 1}
+
+
 def case_ack_removes_from_the_persisted_outbox():
     h, phone = paired()
     phone.auto_ack = False

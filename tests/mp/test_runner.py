@@ -14,7 +14,7 @@ from testkit import RUNNER, MicroPythonError, parse_case_output, require_tool
 
 MP_DIR = Path(__file__).resolve().parent
 
-DEMO = '''
+DEMO = """
 def case_ok():
     assert 1 + 1 == 2
 
@@ -26,7 +26,7 @@ def case_error():
 
 def helper_not_a_case():
     raise RuntimeError("must not run")
-'''
+"""
 
 
 def test_fixture_runs_real_micropython(micropython: Callable[..., str]) -> None:
@@ -39,7 +39,7 @@ def test_exception_is_raised_with_the_micropython_traceback(micropython: Callabl
     message = str(info.value)
     assert "MicroPython raised ValueError" in message
     assert "ValueError: boom" in message
-    assert 'line 2, in f' in message
+    assert "line 2, in f" in message
 
 
 def test_files_and_packages_are_importable(micropython: Callable[..., str], tmp_path: Path) -> None:
@@ -110,17 +110,19 @@ def test_cases_modules_are_collected_for_both_interpreters(pytester: pytest.Pyte
     quiet = ("-p", "testkit", "-W", "ignore::pytest.PytestAssertRewriteWarning")
     result = pytester.runpytest_inprocess(*quiet, "-v")
     result.assert_outcomes(passed=2, failed=4)
-    result.stdout.fnmatch_lines([  # in this order
-        "*demo_cases.py::case_ok[[]cpython[]] PASSED*",
-        "*demo_cases.py::case_bad[[]micropython[]] FAILED*",
-        "*demo_cases.py::case_ok[[]micropython[]] PASSED*",
-        "*under MicroPython: AssertionError: one is not two*",
-    ])
+    result.stdout.fnmatch_lines(
+        [  # in this order
+            "*demo_cases.py::case_ok[[]cpython[]] PASSED*",
+            "*demo_cases.py::case_bad[[]micropython[]] FAILED*",
+            "*demo_cases.py::case_ok[[]micropython[]] PASSED*",
+            "*under MicroPython: AssertionError: one is not two*",
+        ]
+    )
     result = pytester.runpytest_inprocess(*quiet, "-m", "micropython", "-k", "case_ok")
     result.assert_outcomes(passed=1)
 
 
-STRICT_DEMO = '''
+STRICT_DEMO = """
 import pytest
 
 def test_skipped():
@@ -136,7 +138,7 @@ def test_xfail():
 
 def test_passes():
     pass
-'''
+"""
 
 
 @pytest.mark.parametrize("strict", [False, True])

@@ -60,6 +60,7 @@ def require_tool(name: str) -> str:
 
 # -------------------------------------------------------------------------------- strict mode
 
+
 def pytest_report_header() -> str:
     return "strict mode: skipped tests fail (HUG_STRICT=1)" if strict_mode() else "strict mode: off"
 
@@ -145,7 +146,11 @@ def run_micropython(
         try:
             proc = subprocess.run(
                 ["node", str(RUNNER), *args, "-c", code],
-                capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=REPO,
+                check=False,
             )
         except subprocess.TimeoutExpired as e:
             raise MicroPythonError(f"MicroPython run timed out after {timeout} s") from e
@@ -153,7 +158,9 @@ def run_micropython(
         raise MicroPythonError(
             f"MicroPython run failed (exit {proc.returncode}):\n{proc.stderr.rstrip()}"
             + (f"\n--- stdout ---\n{proc.stdout.rstrip()}" if proc.stdout.strip() else ""),
-            stdout=proc.stdout, stderr=proc.stderr, returncode=proc.returncode,
+            stdout=proc.stdout,
+            stderr=proc.stderr,
+            returncode=proc.returncode,
         )
     return proc.stdout
 
@@ -214,7 +221,8 @@ class CaseModule(pytest.File):
         tree = ast.parse(self.path.read_text(), filename=str(self.path))
         self.mp_libs = _literal_list(tree, "MP_LIBS")
         cases = sorted(
-            (node.name, node.lineno) for node in tree.body
+            (node.name, node.lineno)
+            for node in tree.body
             if isinstance(node, ast.FunctionDef) and node.name.startswith("case_")
         )
         for impl in ("cpython", "micropython"):
@@ -321,4 +329,3 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseModule
     if file_path.name.endswith("_cases.py"):
         return CaseModule.from_parent(parent, path=file_path)
     return None
-

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
+from hugapp.control import RemoteCore
 from hugapp.core.bandlink import BleConfig, LinkState
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
@@ -143,8 +144,9 @@ async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
         yield w
 
 
-async def with_app(phone: Companion, hub: ChangeHub, scenario: Callable[[HugApp], Any]) -> None:
-    """Open the app on ``phone`` and run ``scenario(app)`` beside it; close the window after."""
+async def with_app(phone: Companion | RemoteCore, hub: ChangeHub, scenario: Callable[[HugApp], Any]) -> None:
+    """Open the app on ``phone`` (in-process, or the service's) and run ``scenario(app)`` beside it;
+    close the window after."""
     ready: asyncio.Future[HugApp] = asyncio.get_running_loop().create_future()
     outcome: list[BaseException] = []
 
@@ -406,7 +408,65 @@ async def sim_band_window(w: World) -> None:
         raise outcome[0]
 
 
-SCENARIOS = {"pair_and_hug": pair_and_hug, "two_phones": two_phones, "sim_band_window": sim_band_window}
+async def service_client(w: World) -> None:
+    """Android's layout: the hug service (its own process) owns the companion and the window is its
+    client: pair from the window, then its heart makes the band buzz; one BLE link to the band."""
+    address = await w.band("Mum")
+    data = w.tmp / "service"
+    service = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hugapp.service",
+        env=dict(os.environ, HUG_AIRSPACE=w.air, HUG_BROKER=w.broker_url, HUG_DATA=str(data)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def stop_service() -> None:
+        if service.returncode is None:
+            service.terminate()
+            await asyncio.wait_for(service.wait(), 15)
+
+    w.stack.push_async_callback(stop_service)
+    hub = ChangeHub()
+    core = await RemoteCore.connect(data, on_change=hub, notifier=DesktopNotifier(), timeout=30)
+    w.stack.push_async_callback(core.close)
+
+    async def scenario(app: HugApp) -> None:
+        await w.control.hold(address, PAIR_HOLD_MS)  # the wearer opens the pairing window first
+        await go(app, "bands")
+        await frames()
+        await tap(app.screen("bands").ids.scan_button)
+        await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
+        await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
+        await frames()
+        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await until(lambda: app.screen("bands").bands, 30, "the band paired")
+        await until(lambda: app.screen("bands").bands[0]["connected"], 30, "the band connected")
+        await asyncio.sleep(1.5)  # the pairing buzz is over
+        await go(app, "home")
+        await frames(4)
+        before = await motor_runs(w.control, address)
+        await tap(app.screen("home").ids.heart)
+        await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
+        assert await motor_runs(w.control, address) > before
+        await go(app, "history")
+        await until(lambda: [r["receipt"] for r in app.screen("history").rows] == ["felt"], 15, "felt")
+        nodes = {n["address"]: n for n in await w.control.list_nodes()}
+        assert len(nodes[address]["connections"]) == 1, nodes[address]["connections"]
+        assert core.service_pid == service.pid
+
+    await with_app(core, hub, scenario)
+    await stop_service()
+    assert service.returncode == 0, service.returncode
+
+
+SCENARIOS = {
+    "pair_and_hug": pair_and_hug,
+    "two_phones": two_phones,
+    "sim_band_window": sim_band_window,
+    "service_client": service_client,
+}
 
 
 async def main(name: str, tmp: Path, shots: Path) -> None:

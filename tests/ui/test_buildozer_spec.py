@@ -62,11 +62,18 @@ def test_permissions_and_service() -> None:
     assert declared >= PERMISSIONS | LEGACY, sorted((PERMISSIONS | LEGACY) - declared)
     for legacy in LEGACY:
         assert f"android.permission.{legacy};maxSdkVersion=30" in app["android.permissions"]
+    from hugapp.ui import platform
+
     name, path, *options = app["services"].split(":")
     assert name == "Hugcore"
     assert "foreground" in options
+    assert "sticky" in options
+    # Android 14+: a foreground service must declare its type (python-for-android's option syntax),
+    # and the type's permission must be requested.
+    types = [o.split("=", 1)[1] for o in options if o.startswith("foregroundServiceType=")]
+    assert types == ["connectedDevice"], options
+    assert "FOREGROUND_SERVICE_CONNECTED_DEVICE" in declared
+    assert set(platform.RUNTIME_PERMISSIONS) <= declared  # asked at run time before the service starts
     assert (REPO / path).is_file(), path
-    from hugapp.ui import platform
-
     assert f"{app['package.domain']}.{app['package.name']}.Service{name}" == platform.SERVICE_CLASS
     assert f"{app['package.domain']}.{app['package.name']}" == platform.ANDROID_PACKAGE

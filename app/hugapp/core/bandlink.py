@@ -309,13 +309,15 @@ class BandLink:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:
                     self._set_state(LinkState.CONNECTING)
+                    connects = self.stats.connects
                     try:
                         await self._serve(device)
-                        backoff = 1.0
-                        continue  # the link dropped after working: look again at once
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.address, self.stats.last_error)
+                        if self.stats.connects > connects:  # it dropped after working: look again at once
+                            backoff = 1.0
+                            continue
                         self._set_state(LinkState.OUT_OF_RANGE)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.max_backoff)

@@ -138,7 +138,9 @@ class Companion:
         async def on_felt(band: str, token: int) -> None:
             self.router.on_felt(band, token)
 
-        def on_state(_state: LinkState) -> None:
+        def on_state(state: LinkState) -> None:
+            if state is LinkState.CONNECTED:
+                self.router.band_connected(address)
             self.router.wake()
             self._changed()
 

@@ -152,7 +152,7 @@ class Relay:
         retry_interval: float = 60.0,
         poll_interval: float = 1.0,
         reconnect_min: float = 1.0,
-        reconnect_max: float = 30.0,
+        reconnect_max: float = 4.0,
         keepalive: int = 30,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -167,6 +167,7 @@ class Relay:
         self.on_rejected = on_rejected
         self.on_published = on_published
         self.retry_interval = retry_interval
+        self._last_flush = 0.0
         self.poll_interval = poll_interval
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
@@ -187,16 +188,16 @@ class Relay:
         """Stay connected (reconnecting with backoff) until cancelled."""
         delay = self.reconnect_min
         while True:
-            was_up = False
+            connects = self.stats.connects
             try:
-                was_up = await self._session()
+                await self._session()
             except aiomqtt.MqttError as e:
                 log.info("broker %s:%d unreachable or lost: %s", self.address.host, self.address.port, e)
             finally:
                 self.connected.clear()
                 self._client = None
                 self._presence_subs.clear()
-            if was_up:
+            if self.stats.connects > connects:  # it worked, then dropped: not a failed attempt
                 delay = self.reconnect_min
             await asyncio.sleep(min(delay, self.reconnect_max) * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.reconnect_max)
@@ -299,7 +300,11 @@ class Relay:
 
     async def _flush(self, client: aiomqtt.Client, due_only: bool, recipient: str | None = None) -> None:
         async with self._flush_lock:
-            due = self.clock() - self.retry_interval if due_only else None
+            now = self.clock()
+            if now < self._last_flush:  # the wall clock was set back: nothing was published "later"
+                rs.outbox_clamp(self.store, now)
+            self._last_flush = now
+            due = now - self.retry_interval if due_only else None
             for item in rs.outbox_pending(self.store, due_before=due, recipient=recipient):
                 await self._publish_item(client, item)
 

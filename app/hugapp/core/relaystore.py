@@ -283,6 +283,12 @@ def outbox_published(store: Store, msg_id: str, recipient: str) -> None:
         )
 
 
+def outbox_clamp(store: Store, now: float) -> None:
+    """After the wall clock went back: publish times in the future become `now`."""
+    with store.transaction() as db:
+        db.execute("UPDATE relay_outbox SET last_publish = ? WHERE last_publish > ?", (now, now))
+
+
 def outbox_acked(store: Store, msg_id: str, recipient: str) -> bool:
     """Record the end-to-end ack; True only the first time (the 'delivered' receipt fires once)."""
     with store.transaction() as db:

@@ -44,6 +44,7 @@ log = logging.getLogger("hugapp.router")
 SCREEN = "screen"  # source of hugs sent from the phone's own heart
 LOCAL_LINK = ""  # link id of hugs between two bands on this companion
 RESEND_PLAY_AFTER_S = 20.0
+MAX_PLAYS_IN_FLIGHT = 4  # Plays sent and not yet felt, per band: the band queues four patterns
 RECEIPT_TYPE = "receipt"
 HUG_TYPE = "hug"
 
@@ -129,6 +130,8 @@ class Router:
         self.on_change = on_change
         self.trackers: dict[str, HugBackTracker] = {}
         self._wake = asyncio.Event()
+        self._reconnected: set[str] = set()
+        self._last_now = 0.0
 
     # ------------------------------------------------------------------ settings
 
@@ -158,6 +161,12 @@ class Router:
     # ------------------------------------------------------------------ loop
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def band_connected(self, band: str) -> None:
+        """A band's link is up again: plays it has not confirmed are resent at once (a Felt may have
+        been lost with the old link, or the band rebooted before playing)."""
+        self._reconnected.add(band)
         self._wake.set()
 
     async def run(self) -> None:
@@ -334,8 +343,12 @@ class Router:
         )
         source = row[1]
         if after is Receipt.FELT and source != SCREEN:  # the sender's band ticks: it was felt
-            tick = hugs.PlaySpec(patterns.FELT_TICK, 0, 160, 1)
-            self._add_play(db, "tick:" + hug_id, source, tick, self.clock(), self.clock())
+            waiting = db.execute(
+                "SELECT 1 FROM plays WHERE band = ? AND state = 'pending' AND hug_id LIKE 'tick:%'", (source,)
+            ).fetchone()
+            if waiting is None:  # one tick stands for every receipt that arrives before it plays
+                tick = hugs.PlaySpec(patterns.FELT_TICK, 0, 160, 1)
+                self._add_play(db, "tick:" + hug_id, source, tick, self.clock(), self.clock())
 
     # ------------------------------------------------------------------ plays
 
@@ -381,6 +394,10 @@ class Router:
         """
         now = self.clock()
         wakes: list[float] = []
+        if now < self._last_now:  # the wall clock was set back: what "happened later" happened now
+            with self.store.transaction() as db:
+                db.execute("UPDATE plays SET sent_at = ? WHERE sent_at > ?", (now, now))
+        self._last_now = now
         rows = self.store.db.execute(
             "SELECT p.hug_id, p.band, p.token, p.pattern, p.signature, p.intensity, p.repeat, p.not_before, "
             "p.age_from, p.state, p.sent_at, h.payload, h.link_id "
@@ -393,24 +410,35 @@ class Router:
         for band, plays in by_band.items():
             if not self.bands.connected(band):
                 continue
+            resend_now = band in self._reconnected
+            self._reconnected.discard(band)
+            in_flight: set[int] = set()
             for p in plays:
-                if p.state == "sent":
-                    due = p.sent_at + RESEND_PLAY_AFTER_S
-                    if due <= now:
-                        await self._play(band, [p], p.spec(), now)
-                    else:
-                        wakes.append(due)
+                if p.state != "sent":
+                    continue
+                first = p.token not in in_flight  # folded hugs share their play's token
+                in_flight.add(p.token)
+                due = now if resend_now else p.sent_at + RESEND_PLAY_AFTER_S
+                if due > now:
+                    wakes.append(due)
+                elif first and len(in_flight) <= MAX_PLAYS_IN_FLIGHT:  # no more than the band can queue
+                    same = [q for q in plays if q.state == "sent" and q.token == p.token]
+                    await self._play(band, same, p.spec(), now)
             waiting: list[_PlayRow] = []
             for p in plays:
                 if p.state != "pending":
                     continue
                 if p.not_before > now:
                     wakes.append(p.not_before)
+                elif len(in_flight) >= MAX_PLAYS_IN_FLIGHT:
+                    continue  # the band's queue is full: a Felt wakes us
                 elif p.payload is None:  # a felt tick: not a hug, never held or folded
                     await self._play(band, [p], p.spec(), now)
+                    in_flight.add(p.token)
                 else:
                     waiting.append(p)
-            wakes += await self._play_hugs(band, waiting, now)
+            if len(in_flight) < MAX_PLAYS_IN_FLIGHT:
+                wakes += await self._play_hugs(band, waiting, now)
         return min(wakes) if wakes else None
 
     async def _play_hugs(self, band: str, waiting: list[_PlayRow], now: float) -> list[float]:

@@ -3,7 +3,8 @@
     import sys; sys.path[:0] = ["app", "protocol"]
     from hugapp.ui.android_main import main; main()
 
-The core runs in the foreground service (``hugapp.service``); the window opens on the same store.
+The core runs in the foreground service (``hugapp.service``), the only owner of the Companion; the
+window starts it and is its client over the local control channel (``hugapp.control``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from hugapp.ui import launch
 
 def main() -> int:
     args = argparse.Namespace(
-        broker=os.environ.get("HUG_BROKER") or None, data=None, airspace=None, name="Me", sim=False
+        broker=os.environ.get("HUG_BROKER") or None,
+        data=None,
+        airspace=None,
+        name="Me",
+        sim=False,
+        service=True,
     )
     return launch.main(args)

@@ -5,7 +5,7 @@
 
 Every change the core reports (``Companion.on_change``) and every action the controller finishes pulls
 one Kivy trigger (``Clock.create_trigger``), so a burst of changes becomes one refresh per frame:
-``HugApp.refresh`` reads the controller's snapshot and copies it into the screens' properties. Taps
+``HugView.refresh`` reads the controller's snapshot and copies it into the screens' properties. Taps
 call the controller, which starts background tasks and returns at once: nothing here awaits I/O.
 
 Kivy is untyped: ``typings/kivy`` makes its names explicit ``Any`` for the strict type check.
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hugapp.control import Core
 from hugapp.core import linking
 from hugapp.core.companion import Companion
 from hugapp.ui.controller import Controller, Snapshot
@@ -101,6 +102,8 @@ class HeartButton(ButtonBehavior, Widget):
 
 
 class RootView(BoxLayout):
+    hug_view = ObjectProperty(None, allownone=True)
+    current_screen = StringProperty("home")
     error = StringProperty("")
     notice = StringProperty("")
     child_mode = BooleanProperty(False)
@@ -147,7 +150,7 @@ class BandsScreen(Screen):
             box.add_widget(make("FoundBandRow", **f))
 
     def rename(self, address: str, name: str) -> None:
-        popup = make("RenamePopup", address=address, band_name=name)
+        popup = make("RenamePopup", address=address, band_name=name, hug_view=view_of(self))
         popup.open()
 
 
@@ -221,24 +224,46 @@ class ChildScreen(Screen):
             box.add_widget(make("Face", name=m["name"], initial=m["initial"], online=bool(m["online"])))
 
 
-class HugApp(App):
-    """The companion's window. ``controller`` is the Kivy-free adapter over the running core."""
+def load_kv() -> None:
+    """Load the screens' kv files once per process (loading a file twice would apply its rules twice)."""
+    for name in ("main", *SCREENS):
+        path = str(KV_DIR / f"{name}.kv")
+        if path not in Builder.files:
+            Builder.load_file(path)
 
-    title = "Hug Button"
-    current_screen = StringProperty("home")
 
-    def __init__(self, controller: Controller, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # pyright: ignore[reportUnknownMemberType] - Kivy is untyped
+def view_of(widget: Any) -> HugView:
+    """The :class:`HugView` a widget belongs to (kv handlers call ``view_of(self).controller...``):
+    the nearest ancestor, or a popup, with a ``hug_view``; else the running app's view."""
+    w, depth = widget, 0
+    while w is not None and depth < 64:  # the Window is its own parent
+        view = getattr(w, "hug_view", None)
+        if isinstance(view, HugView):
+            return view
+        w, depth = w.parent, depth + 1
+    view = getattr(App.get_running_app(), "view", None)
+    if not isinstance(view, HugView):
+        raise LookupError(f"{widget} is not inside a companion's screens")
+    return view
+
+
+class HugView:
+    """One companion's screens (a ``RootView``) over its controller. The app shows one; the demo
+    (``hugapp.ui.demo_ui``) shows two side by side in one window."""
+
+    def __init__(self, controller: Controller) -> None:
         self.controller = controller
         self.snapshot: Snapshot | None = None
         self.refreshes = 0
+        self.root: Any = None
         self._trigger: Any = None
+        self._ticker: Any = None
 
     def build(self) -> Any:
-        Builder.load_file(str(KV_DIR / "main.kv"))
-        for name in SCREENS:
-            Builder.load_file(str(KV_DIR / f"{name}.kv"))
+        """The view's widget tree (kv must be loaded: :func:`load_kv`)."""
         root = Factory.RootView()
+        root.hug_view = self
+        self.root = root
         sm = root.ids.sm
         for cls, name in (
             (HomeScreen, "home"),
@@ -251,9 +276,14 @@ class HugApp(App):
             sm.add_widget(cls(name=name))
         self._trigger = Clock.create_trigger(self.refresh, -1)
         self.controller.on_update = self._trigger
-        Clock.schedule_interval(self._tick, REFRESH_EVERY_S)
+        self._ticker = Clock.schedule_interval(self._tick, REFRESH_EVERY_S)
         self._trigger()
         return root
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.controller.on_update = lambda: None
 
     def _tick(self, _dt: float) -> None:
         self._trigger()
@@ -263,7 +293,7 @@ class HugApp(App):
 
     def go(self, name: str) -> None:
         self.root.ids.sm.current = name
-        self.current_screen = name
+        self.root.current_screen = name
 
     # -- the one place that copies core state into Kivy properties --------------------------------
 
@@ -333,6 +363,7 @@ class HugApp(App):
                 "signal": f"{'|' * f.bars}{'.' * (4 - f.bars)}  {f.rssi} dBm",
                 "status": f.status,
                 "can_pair": not f.paired_here,
+                "busy": bool(snap.pairing),
             }
             for f in snap.found
         ]
@@ -379,12 +410,54 @@ class HugApp(App):
             self.screen("child").asking_pin = False
         return ok
 
+
+class HugApp(App):
+    """The companion's window: one :class:`HugView` over the Kivy-free controller of the running core."""
+
+    title = "Hug Button"
+
+    def __init__(self, controller: Controller, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # pyright: ignore[reportUnknownMemberType] - Kivy is untyped
+        self.controller = controller
+        self.view = HugView(controller)
+
+    def build(self) -> Any:
+        load_kv()
+        return self.view.build()
+
+    def on_stop(self) -> None:
+        self.view.close()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.view.snapshot
+
+    @property
+    def refreshes(self) -> int:
+        return self.view.refreshes
+
+    def screen(self, name: str) -> Any:
+        return self.view.screen(name)
+
+    def go(self, name: str) -> None:
+        self.view.go(name)
+
+    def refresh(self, *_args: Any) -> None:
+        self.view.refresh()
+
+    def heart(self, squeeze_ms: int) -> None:
+        self.view.heart(squeeze_ms)
+
     def screenshot(self, path: Path) -> Path:
-        """Save the window as a PNG at ``path`` (Kivy numbers its files; this renames)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        made = Window.screenshot(str(path.with_suffix("")) + "-%(counter)04d.png")
-        Path(made).replace(path)
-        return path
+        return save_screenshot(path)
+
+
+def save_screenshot(path: Path) -> Path:
+    """Save the window as a PNG at ``path`` (Kivy numbers its files; this renames)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = Window.screenshot(str(path.with_suffix("")) + "-%(counter)04d.png")
+    Path(made).replace(path)
+    return path
 
 
 def window_size(width: int = 420, height: int = 760) -> None:
@@ -393,13 +466,14 @@ def window_size(width: int = 420, height: int = 760) -> None:
     Window.clearcolor = (0.98, 0.96, 0.95, 1)
 
 
-async def run_app(companion: Companion, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
+async def run_app(core: Core | Companion, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
-    ``hub`` is the ``ChangeHub`` the companion was built with (its ``on_change``); ``app_ready(app)``
-    is called once the app exists (tests drive it from there).
+    ``core``: a Companion running in this process, or the service's (``hugapp.control.RemoteCore``).
+    ``hub`` is the ``ChangeHub`` it was built with (its ``on_change``); ``app_ready(app)`` is called
+    once the app exists (tests drive it from there).
     """
-    controller = Controller(companion)
+    controller = Controller(core)
     if hub is not None:
         hub.target = controller.changed
     window_size()

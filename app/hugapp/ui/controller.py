@@ -1,6 +1,8 @@
 """What the screens show and do, without Kivy: the adapter between the UI and the core.
 
-The Kivy app (``hugapp.ui.app``) owns one :class:`Controller`. Screens call its actions (``scan``,
+The Kivy app (``hugapp.ui.app``) owns one :class:`Controller` per companion's screens, over a
+:class:`hugapp.control.Core`: a Companion in this process (desktop) or the one the Android service
+runs (over the control channel). Screens call its actions (``scan``,
 ``pair``, ``send_hug``, ``offer_link``...), which start background tasks on the running asyncio loop
 and return at once, so a tap never blocks the loop. Whenever anything may have changed (the core's
 ``on_change``, a task finishing, an error) the controller calls ``on_update``; the app batches those
@@ -18,13 +20,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
+from hugapp.control import ControlError, Core, LocalCore, Offer
 from hugapp.core import bandlink, linking
-from hugapp.core import relaystore as rs
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.hugs import DayType, HugError, QuietMode, QuietWindow, Schedule
@@ -50,7 +52,7 @@ def describe_error(exc: BaseException) -> str:
     """A sentence a person can act on, for any error an action can raise."""
     text = str(exc).strip()
     low = text.lower()
-    if isinstance(exc, bandlink.BandLinkError | linking.LinkError):
+    if isinstance(exc, bandlink.BandLinkError | linking.LinkError | ControlError):
         return text[:1].upper() + text[1:]
     if any(
         w in low for w in ("powered off", "turned off", "not powered", "notready", "no bluetooth adapter")
@@ -211,15 +213,18 @@ def hash_pin(pin: str, salt: bytes) -> str:
 
 
 class Controller:
-    """Actions and state of the app over one running :class:`Companion` (see the module docstring)."""
+    """Actions and state of the app over one running companion (see the module docstring).
+
+    The app's own settings (child mode, PIN, low-battery level) are written to the store's ``ui``
+    row from here, in either mode; everything the core uses changes through :class:`Core`."""
 
     def __init__(
         self,
-        companion: Companion,
+        core: Core | Companion,
         on_update: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.companion = companion
+        self.core: Core = LocalCore(core) if isinstance(core, Companion) else core
         self.on_update = on_update
         self.clock = clock
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -229,7 +234,7 @@ class Controller:
         self.pairing = ""
         self.pair_countdown = 0
         self.pair_message = ""
-        self.offer: linking.LinkOffer | None = None
+        self.offer: Offer | None = None
         self.link_message = ""
         self.error = ""
         self.notice = ""
@@ -276,7 +281,7 @@ class Controller:
     # -- app settings (stored in the core's settings table under "ui") -----------------------------
 
     def ui_settings(self) -> dict[str, Any]:
-        row = self.companion.store.db.execute(
+        row = self.core.store.db.execute(
             "SELECT value FROM settings WHERE key = ?", (_SETTINGS_UI,)
         ).fetchone()
         if row is None:
@@ -285,7 +290,7 @@ class Controller:
         return value if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownVariableType]
 
     def _save_ui_settings(self, settings: dict[str, Any]) -> None:
-        with self.companion.store.transaction() as db:
+        with self.core.store.transaction() as db:
             db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -338,20 +343,22 @@ class Controller:
 
     # -- hugs -------------------------------------------------------------------------------------
 
-    def send_hug(self, squeeze_ms: int = 0) -> str:
+    def send_hug(self, squeeze_ms: int = 0) -> None:
         """The big heart: a tap, or (held) a squeeze whose length becomes the intensity."""
-        if squeeze_ms >= 600:
-            value = max(64, min(255, 64 + squeeze_ms // 10))
-            hug_id = self.companion.router.send_from_screen(frames.GESTURE_SQUEEZE, value, squeeze_ms)
-        else:
-            hug_id = self.companion.send_hug(frames.GESTURE_TAP, 1)
-        self.notice = "Hug sent"
-        self.changed()
-        return hug_id
+
+        async def run() -> None:
+            if squeeze_ms >= 600:
+                value = max(64, min(255, 64 + squeeze_ms // 10))
+                await self.core.send_hug(frames.GESTURE_SQUEEZE, value, squeeze_ms)
+            else:
+                await self.core.send_hug(frames.GESTURE_TAP, 1)
+            self.notice = "Hug sent"
+
+        self.spawn(run(), "send a hug")
 
     def hug_back_from(self) -> str:
         """Name of the sender of the newest incoming hug if it arrived in the last 10 minutes."""
-        for entry in self.companion.router.history(20):
+        for entry in self.core.history(20):
             if entry.direction == "in":
                 if self.clock() - entry.created_at < 600:
                     return self._name_of(entry.sender)
@@ -374,7 +381,7 @@ class Controller:
 
         async def run() -> None:
             try:
-                for band in await self.companion.scan(SCAN_SECONDS, heard):
+                for band in await self.core.scan(SCAN_SECONDS, heard):
                     self.found[band.address] = band
                 if not self.found:
                     self.error = "No bands found — bring the band close to the phone and scan again"
@@ -407,7 +414,7 @@ class Controller:
                 deadline = asyncio.get_running_loop().time() + PAIR_RETRY_SECONDS
                 while True:
                     try:
-                        await self.companion.pair_band(address, label)
+                        await self.core.pair_band(address, label)
                         break
                     except bandlink.PairingWindowClosed:
                         if asyncio.get_running_loop().time() > deadline:
@@ -425,17 +432,17 @@ class Controller:
         self.spawn(run(), "pair")
 
     def test_buzz(self, address: str) -> None:
-        self.spawn(self.companion.test_buzz(address), "test buzz")
+        self.spawn(self.core.test_buzz(address), "test buzz")
 
     def forget(self, address: str) -> None:
-        self.spawn(self.companion.forget_band(address), "forget")
+        self.spawn(self.core.forget_band(address), "forget")
 
     def rename_band(self, address: str, name: str) -> None:
         if not name.strip():
             self.error = "A band needs a name"
+            self.changed()
         else:
-            self.companion.store.rename_band(address, name.strip())
-        self.changed()
+            self.spawn(self.core.rename_band(address, name.strip()), "rename band")
 
     # -- circle -----------------------------------------------------------------------------------
 
@@ -446,16 +453,16 @@ class Controller:
             self.offer = None
             self.link_message = "Making a code…"
             self.changed()
-            offer = await self.companion.offer_link()
+            offer = await self.core.offer_link()
             self.offer = offer
             self.link_message = "Type this code on the other phone (valid 3 minutes, once)"
             self.changed()
             try:
-                result = await offer.wait()
+                name = await offer.wait()
             finally:
                 if self.offer is offer:
                     self.offer = None
-            self.link_message = f"Linked with {result.member.name}"
+            self.link_message = f"Linked with {name}"
             self.notice = self.link_message
 
         self.spawn(run(), "offer link")
@@ -465,37 +472,37 @@ class Controller:
             self.link_message = "Joining…"
             self.changed()
             try:
-                result = await self.companion.join_link(code)
+                name = await self.core.join_link(code)
             except BaseException:
                 self.link_message = ""
                 raise
-            self.link_message = f"Joined {result.member.name}'s circle"
+            self.link_message = f"Joined {name}'s circle"
             self.notice = self.link_message
 
         self.spawn(run(), "join link")
 
     def _name_of(self, member_id: str) -> str:
-        for m in self.companion.members():
+        for m in self.core.members():
             if m.member_id == member_id:
                 return m.name
-        return "you" if member_id == self.companion.me.member_id else "someone"
+        return "you" if member_id == self.core.identity().member_id else "someone"
 
     # -- settings ---------------------------------------------------------------------------------
 
     def rename_me(self, name: str) -> None:
-        try:
-            rs.rename_identity(self.companion.store, name)
+        if not name.strip():
+            self.error = "A member needs a name"
+            self.changed()
+            return
+
+        async def run() -> None:
+            await self.core.rename_me(name.strip())
             self.notice = "Your name is saved; circles see it from the next link"
-        except StoreError as exc:
-            self.error = describe_error(exc)
-        self.changed()
+
+        self.spawn(run(), "rename me")
 
     def set_signature(self, member_id: str, signature: int) -> None:
-        for m in self.companion.members():
-            if m.member_id == member_id:
-                with self.companion.store.transaction() as db:
-                    rs.save_member(db, replace(m, signature=signature), self.clock())
-        self.changed()
+        self.spawn(self.core.set_signature(member_id, signature), "set signature")
 
     def save_schedule(self, school_days: str, school: str, home: str, overrides: str) -> bool:
         try:
@@ -508,7 +515,7 @@ class Controller:
                     raise ValueError(
                         f"'{part}' isn't a day override — write it like 2025-12-24 home"
                     ) from None
-            old = self.companion.router.schedule()
+            old = self.core.schedule()
             schedule = Schedule(
                 {DayType.SCHOOL: parse_windows(school), DayType.HOME: parse_windows(home)},
                 parse_school_days(school_days),
@@ -519,10 +526,13 @@ class Controller:
             self.error = describe_error(exc)
             self.changed()
             return False
-        self.companion.router.set_schedule(schedule)
-        self.error = ""
-        self.notice = "Quiet hours saved"
-        self.changed()
+
+        async def run() -> None:
+            await self.core.set_schedule(schedule)
+            self.error = ""
+            self.notice = "Quiet hours saved"
+
+        self.spawn(run(), "save quiet hours")
         return True
 
     def set_low_battery(self, text: str) -> None:
@@ -535,21 +545,21 @@ class Controller:
     # -- the snapshot -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        c = self.companion
+        c = self.core
         now = self.clock()
-        history = c.router.history(200)
+        history = c.history(200)
         today = datetime.fromtimestamp(now).date()
-        names = {m.member_id: m.name for m in c.members()}
+        members = c.members()
+        names = {m.member_id: m.name for m in members}
         low = self.low_battery_percent
 
-        presence = c.relay.presence if c.relay is not None else {}
         cards: list[MemberCard] = []
         seen_ids: set[str] = set()
-        for m in c.members():
+        for m in members:
             if m.member_id in seen_ids:
                 continue
             seen_ids.add(m.member_id)
-            online = presence.get((m.link_id, m.member_id))
+            online = c.online(m.link_id, m.member_id)
             last_in = next(
                 (h.created_at for h in history if h.direction == "in" and h.sender == m.member_id), None
             )
@@ -570,8 +580,8 @@ class Controller:
 
         bands: list[BandRow] = []
         for b in c.store.bands():
-            link = c.links.get(b.address)
-            battery = link.battery if link is not None and link.battery is not None else b.battery
+            live = c.band_live(b.address)
+            battery = live.battery if live.battery is not None else b.battery
             battery_known = battery > 0
             is_low = battery_known and battery <= low
             if is_low and b.address not in self._low_alerted:
@@ -579,7 +589,7 @@ class Controller:
                 c.notifier.notify("Band battery low", f"{b.name} is at {battery}% — charge it tonight")
             elif not is_low:
                 self._low_alerted.discard(b.address)
-            state = link.state if link is not None else None
+            state = live.state
             bands.append(
                 BandRow(
                     b.address,
@@ -646,10 +656,10 @@ class Controller:
                 )
             )
 
-        schedule = c.router.schedule()
+        schedule = c.schedule()
         offer = self.offer
         return Snapshot(
-            me=c.me.name,
+            me=c.identity().name,
             members=cards,
             bands=bands,
             found=found,

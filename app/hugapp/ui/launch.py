@@ -3,6 +3,8 @@
     hugbutton app [--broker URL] [--data DIR] [--airspace HOST:PORT] [--name NAME]
     hugbutton app --sim      # + an in-process airspace, a virtual band (real firmware, own process)
                              #   and the band's own window: press its heart, watch it buzz
+    hugbutton app --service  # the window only: the companion runs in the hug service
+                             #   (``python -m hugapp.service`` on the same data; Android's mode)
 
 With ``--sim`` and no ``--broker``, an embedded broker is started too, so a second app can link:
 the command prints how to start it.
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 from pathlib import Path
 
+from hugapp.control import ControlError, RemoteCore
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
 from hugapp.core.store import Store, default_path
@@ -38,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a simulated airspace, a virtual band and its window (and a broker unless --broker)",
     )
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="connect to the hug service (python -m hugapp.service) that owns this --data's companion",
+    )
 
 
 async def start_band_window(airspace: str, address: str) -> asyncio.subprocess.Process:
@@ -47,9 +56,28 @@ async def start_band_window(airspace: str, address: str) -> asyncio.subprocess.P
     )
 
 
+async def _run_client(args: argparse.Namespace) -> int:
+    """The window as a client of the service, which owns the one Companion (Android's mode)."""
+    from hugapp.ui.app import ChangeHub, run_app
+
+    data = Path(args.data) if args.data else default_path().parent
+    service = platform.make_service()
+    if not await service.request_permissions():
+        log.warning("Bluetooth permissions not granted: the hug service cannot reach the bands")
+    service.start(json.dumps({"broker": args.broker, "data": str(data)}))
+    service.request_battery_exemption()
+    hub = ChangeHub()
+    core = await RemoteCore.connect(data, on_change=hub, notifier=make_notifier())
+    async with core:
+        await run_app(core, hub)
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
     from hugapp.ui.app import ChangeHub, run_app
 
+    if getattr(args, "service", False):
+        return await _run_client(args)
     data = Path(args.data) if args.data else (default_path().parent / "sim" if args.sim else None)
     async with contextlib.AsyncExitStack() as stack:
         airspace: str | None = args.airspace
@@ -115,4 +143,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_command(_run(args))
+    try:
+        return run_command(_run(args))
+    except ControlError as exc:
+        print(f"hugbutton app: {exc}", file=sys.stderr)
+        return 2

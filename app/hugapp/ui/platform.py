@@ -2,15 +2,23 @@
 are ``hugapp.core.notify``'s facade).
 
 On Android the core runs in a foreground service (``hugapp.service``, declared in buildozer.spec as
-``services = Hugcore:...:foreground:sticky``) so hugs arrive with the screen off, and the app asks
-once to be exempt from battery optimisation. On a desktop or gateway the process simply keeps
+``services = Hugcore:...:foreground:sticky:foregroundServiceType=connectedDevice``), the only owner
+of the Companion, so hugs arrive with the screen off; the window is its client (``hugapp.control``).
+The app asks once to be exempt from battery optimisation. On a desktop or gateway the process simply keeps
 running: every call here is a no-op that returns at once. Android calls go through pyjnius, imported
 only on Android; a failing platform call is logged and never stops the app.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 import logging
+import os
+import socket
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from hugapp.core.notify import detect_platform
@@ -29,8 +37,9 @@ class ServiceControl:
     def __init__(self) -> None:
         self.started = False
 
-    def start(self) -> None:
-        """Start the background service that keeps the core running (idempotent)."""
+    def start(self, argument: str = "") -> None:
+        """Start the background service that keeps the core running (idempotent); ``argument``
+        reaches it as ``PYTHON_SERVICE_ARGUMENT``."""
         self.started = True
 
     def stop(self) -> None:
@@ -39,6 +48,15 @@ class ServiceControl:
     def request_battery_exemption(self) -> bool:
         """Ask the OS not to stop the companion to save battery; True if it is (now) exempt."""
         return False
+
+    async def request_permissions(self) -> bool:
+        """Ask for the runtime permissions the service needs before it starts; True if granted."""
+        return True
+
+
+# Android 12+ asks for these at run time; Android 14 refuses a connectedDevice foreground service
+# until one of the Bluetooth ones is granted, so they are asked before the service starts.
+RUNTIME_PERMISSIONS = ("BLUETOOTH_SCAN", "BLUETOOTH_CONNECT", "POST_NOTIFICATIONS")
 
 
 class AndroidServiceControl(ServiceControl):  # pragma: no cover - runs on Android only
@@ -52,16 +70,35 @@ class AndroidServiceControl(ServiceControl):  # pragma: no cover - runs on Andro
     def _activity(self) -> Any:
         return self._jnius().autoclass("org.kivy.android.PythonActivity").mActivity
 
-    def start(self) -> None:
+    def start(self, argument: str = "") -> None:
         try:
             service = self._jnius().autoclass(SERVICE_CLASS)
-            service.start(self._activity(), "")
+            service.start(self._activity(), argument)
             self.started = True
         except Exception as exc:  # noqa: BLE001 - the UI keeps working without the service
             log.warning("could not start the background service: %r", exc)
 
     def stop(self) -> None:
         pass  # the service outlives the screen on purpose: hugs arrive with the app closed
+
+    async def request_permissions(self) -> bool:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+
+        def answered(_permissions: Any, grants: Any) -> None:  # called on an Android thread
+            ok = bool(grants) and all(bool(g) for g in grants)
+            loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(ok))
+
+        try:
+            perms: Any = importlib.import_module("android.permissions")  # python-for-android's
+            wanted = ["android.permission." + p for p in RUNTIME_PERMISSIONS]
+            if all(bool(perms.check_permission(p)) for p in wanted):
+                return True
+            perms.request_permissions(wanted, answered)
+            return await answer
+        except Exception as exc:  # noqa: BLE001 - asking is best effort; the service reports what fails
+            log.warning("could not ask for permissions: %r", exc)
+            return False
 
     def request_battery_exemption(self) -> bool:
         try:
@@ -85,3 +122,43 @@ class AndroidServiceControl(ServiceControl):  # pragma: no cover - runs on Andro
 def make_service(platform: str | None = None) -> ServiceControl:
     plat = detect_platform() if platform is None else platform
     return AndroidServiceControl() if plat == "android" else ServiceControl()
+
+
+def window_problem(env: Mapping[str, str] | None = None) -> str:
+    """Why no window can open here, in one sentence; "" when one can. Needed because SDL, finding no
+    display on Linux, silently opens an invisible offscreen window instead of failing."""
+    env = os.environ if env is None else env
+    if not sys.platform.startswith("linux") or detect_platform() == "android":
+        return ""
+    wayland = env.get("WAYLAND_DISPLAY", "")
+    if wayland:
+        path = wayland if wayland.startswith("/") else os.path.join(env.get("XDG_RUNTIME_DIR", ""), wayland)
+        if _answers(socket.AF_UNIX, path):
+            return ""
+    display = env.get("DISPLAY", "")
+    if display and _x_answers(display):
+        return ""
+    if not display and not wayland:
+        return "there is no display to open a window on (DISPLAY is not set); run it without --ui"
+    return f"the display {display or wayland} does not answer, so no window can open; run it without --ui"
+
+
+def _x_answers(display: str) -> bool:
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix"):
+        path = f"/tmp/.X11-unix/X{number}"
+        return _answers(socket.AF_UNIX, path) or _answers(socket.AF_UNIX, "\0" + path)  # or abstract
+    if host.startswith("/"):  # a launchd socket path (XQuartz)
+        return _answers(socket.AF_UNIX, display)
+    return _answers(socket.AF_INET, (host, 6000 + int(number)))
+
+
+def _answers(family: int, address: str | tuple[str, int]) -> bool:
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        s.connect(address)
+        return True
+    return False

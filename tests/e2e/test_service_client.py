@@ -1,0 +1,224 @@
+"""Android's process layout on a desktop: the hug service (``python -m hugapp.service``, its own process)
+owns the one Companion; the app's controller is its client over the local control channel.
+
+Mum's phone is the service plus a client-mode controller; Mia's phone is an in-process Companion.
+Both bands are virtual bands running the real firmware; the broker is the embedded one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hugapp.control import ControlError, ControlServer, LocalCore, RemoteCore
+from hugapp.core import bandlink
+from hugapp.core.bandlink import BleConfig
+from hugapp.core.broker import EmbeddedBroker
+from hugapp.core.companion import Companion
+from hugapp.core.hugs import DayType, Schedule
+from hugapp.core.notify import DesktopNotifier
+from hugapp.core.store import Store
+from hugapp.ui.controller import Controller
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.bleak_backend import airspace_backend
+from hugsim.virtualband import BandProcess
+
+ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
+PAIR_HOLD_MS = 5300
+
+
+async def until(what: str, predicate: Callable[[], Any], changed: asyncio.Event, timeout: float = 30) -> Any:
+    """Wait for ``predicate`` to hold, re-checking whenever a change is reported."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                value = predicate()
+                if value:
+                    return value
+                waiter = asyncio.ensure_future(changed.wait())
+                await asyncio.wait({waiter}, timeout=1.0)  # and re-check now and then, as the app does
+                waiter.cancel()
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout:.0f} s for {what}") from None
+
+
+async def motor_runs(control: AirspaceControl, address: str) -> int:
+    runs, on = 0, False
+    for entry in await control.timeline(address):
+        if entry.kind == "motor":
+            now_on = float(entry.value) > 0  # type: ignore[arg-type]
+            runs += now_on and not on
+            on = now_on
+    return runs
+
+
+async def start_service(air: str, broker: str, data: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hugapp.service",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ, HUG_AIRSPACE=air, HUG_BROKER=broker, HUG_DATA=str(data), PYTHONUNBUFFERED="1"),
+    )
+
+
+@pytest.mark.slow
+def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path) -> None:
+    async def main() -> None:
+        server = Airspace()
+        air = await server.start()
+        broker = EmbeddedBroker("127.0.0.1", 0)
+        await broker.start()
+        mum_band = BandProcess(air, tmp_path / "mum-band")
+        mia_band = BandProcess(air, tmp_path / "mia-band")
+        service: asyncio.subprocess.Process | None = None
+        changed = asyncio.Event()
+        try:
+            await mum_band.start()
+            await mia_band.start()
+            mia = Companion(
+                Store(tmp_path / "mia.sqlite3"),
+                BleConfig(*airspace_backend(air, "mia-phone")),
+                broker.url,
+                name="Mia",
+                notifier=DesktopNotifier(),
+                on_change=changed.set,
+                relay_retry_interval=2.0,
+            )
+            mia.router.set_schedule(ALWAYS)
+            service = await start_service(air, broker.url, tmp_path / "mum")
+            async with AirspaceControl(air) as control, mia:
+                await control.hold(mia_band.address, PAIR_HOLD_MS)
+                await mia.pair_band(mia_band.address, "Mia's band")
+
+                core = await RemoteCore.connect(tmp_path / "mum", on_change=changed.set, timeout=30)
+                async with core:
+                    ui = Controller(core, on_update=changed.set)
+                    assert core.service_pid == service.pid
+
+                    # pairing from the window: scan (progress over the channel), then pair
+                    await control.hold(mum_band.address, PAIR_HOLD_MS)
+                    ui.scan()
+                    await until(
+                        "the band in the scan",
+                        lambda: any(
+                            f.address == mum_band.address and f.pairing_open for f in ui.snapshot().found
+                        ),
+                        changed,
+                    )
+                    ui.pair(mum_band.address, "Mum's band")
+                    await until(
+                        "Mum's band connected",
+                        lambda: (
+                            [(b.name, b.connected) for b in ui.snapshot().bands] == [("Mum's band", True)]
+                        ),
+                        changed,
+                    )
+
+                    # linking from the window: the code it shows, typed on Mia's phone
+                    ui.offer_link()
+                    code = await until("a link code", lambda: ui.snapshot().link_code, changed)
+                    await mia.join_link(code)
+                    await until("linked", lambda: ui.snapshot().link_message == "Linked with Mia", changed)
+                    assert ui.save_schedule("Mon Tue Wed Thu Fri", "", "", "")
+                    await until(
+                        "quiet hours off", lambda: ui.snapshot().notice == "Quiet hours saved", changed
+                    )
+                    assert not any(core.schedule().windows.values())  # written by the service
+                    await until(
+                        "Mia online (presence, pushed by the service)",
+                        lambda: [(m.name, m.online) for m in ui.snapshot().members] == [("Mia", True)],
+                        changed,
+                    )
+                    assert mia.relay is not None
+                    await asyncio.wait_for(mia.relay.connected.wait(), 30)
+                    await until("Mia's band connected", lambda: mia.connected(mia_band.address), changed)
+                    await asyncio.sleep(1.5)  # the pairing buzzes are over
+
+                    # a hug from the window's heart reaches Mia and buzzes her band
+                    before = await motor_runs(control, mia_band.address)
+                    ui.send_hug()
+                    await control.wait_output(mia_band.address, "motor", lambda v: float(v) > 0, timeout=30)
+                    assert await motor_runs(control, mia_band.address) > before
+                    await until(
+                        "the hug felt",
+                        lambda: (
+                            [(r.direction, r.receipt) for r in ui.snapshot().history] == [("out", "felt")]
+                        ),
+                        changed,
+                    )
+                    assert "from the phone" in ui.snapshot().history[0].text
+
+                    # Mia presses her band: the window shows it (and Mum's band plays it)
+                    before = await motor_runs(control, mum_band.address)
+                    await control.hold(mia_band.address, 80)
+                    await until(
+                        "Mia's hug in the window's history",
+                        lambda: any(r.text.startswith("Mia sent a hug") for r in ui.snapshot().history),
+                        changed,
+                    )
+                    await control.wait_output(mum_band.address, "motor", lambda v: float(v) > 0, timeout=30)
+                    assert await motor_runs(control, mum_band.address) > before
+
+                    # one BLE link to Mum's band, the service's; the window opened none
+                    nodes = {n["address"]: n for n in await control.list_nodes()}
+                    links = nodes[mum_band.address]["connections"]
+                    assert len(links) == 1, links
+                    assert links[0]["central"] != "mia-phone"
+                    await ui.close()
+
+            service.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(service.communicate(), 30)
+            assert service.returncode == 0, out.decode()[-3000:]
+            assert not (tmp_path / "mum" / "control.json").exists(), "the service cleans up on exit"
+        finally:
+            if service is not None and service.returncode is None:
+                service.kill()
+                await service.wait()
+            await mum_band.kill()
+            await mia_band.kill()
+            await broker.stop()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_control_channel_needs_the_token_and_keeps_error_classes(tmp_path: Path) -> None:
+    """A client without the token gets nothing; errors come back with their class and words."""
+
+    async def main() -> None:
+        phone = Companion(Store(tmp_path / "companion.sqlite3"), BleConfig(), None, name="Mum")
+        async with phone, ControlServer(LocalCore(phone), tmp_path) as server:
+            info = json.loads((tmp_path / "control.json").read_text())
+            assert info["port"] == server.port
+            assert oct((tmp_path / "control.json").stat().st_mode & 0o777) == "0o600"
+
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b'{"token": "not-the-token"}\n{"id": 1, "op": "send_hug", "args": {}}\n')
+            assert await asyncio.wait_for(reader.read(), 10) == b"", "refused without a reply"
+            writer.close()
+            assert phone.router.history() == []
+
+            async with await RemoteCore.connect(tmp_path, timeout=5) as core:
+                assert core.identity().name == "Mum"
+                with pytest.raises(bandlink.BandUnavailable, match="not paired with this phone"):
+                    await core.test_buzz("C0:FF:EE:00:00:09")
+                with pytest.raises(ControlError, match="unknown request"):
+                    await core.call("format_disk")
+                hug_id = await core.send_hug(1, 1)
+                assert [h.hug_id for h in core.history()] == [hug_id]
+        assert not (tmp_path / "control.json").exists()
+        with pytest.raises(ControlError, match="not running"):
+            await RemoteCore.connect(tmp_path, timeout=0.3)
+
+    asyncio.run(main())

@@ -1,0 +1,425 @@
+"""A thousand hugs while everything that can fail, fails.
+
+Two families, each a child's band and phone and a parent's band and phone; all four bands are
+pressed all the time, each band's presses going to the other band of its family. Meanwhile faults
+of every kind are injected, by two injectors at once (never two of the same kind together):
+
+- ``ble_drop``: a band's link drops in the middle of a write or a notification (either side of it);
+- ``band_reboot``: a band loses power and boots again (SIGKILL of its process);
+- ``phone_kill``: a phone's app is killed (SIGKILL) and started again;
+- ``broker_kill``: the family broker (Mosquitto) is killed (SIGKILL) and started again;
+- ``partition``: the network between the phones and the broker stalls or resets (a TCP proxy);
+- ``clock_skew``: a phone's wall clock jumps by up to two minutes either way.
+
+Outcomes: every press reaches the partner's phone exactly once and is felt on the partner's band;
+no Play token buzzes twice on any band; the delivery latency counted from the end of the last
+fault before delivery has p99 <= 5 s. A summary is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from testkit import require_tool
+
+from hugapp.core.broker import free_port
+from hugapp.core.hugs import DayType, Schedule
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.virtualband import BandProcess
+
+from .faultkit import Mosquitto, Phone, Proxy
+
+FAMILIES = 2
+PRESSES = 1000  # 250 on each of the four bands
+KINDS = ("ble_drop", "band_reboot", "phone_kill", "broker_kill", "partition", "clock_skew")
+PER_KIND = 17  # 102 faults
+TAP_MS = 150  # a child's tap; the band samples its button from its main loop
+GAP_S = 0.45  # longer than the band's multi-tap gap: every press is its own hug
+PAIR_HOLD_MS = 5300
+MAX_SKEW_S = 120.0
+RECOVERY_P99_S = 5.0
+SETTLE_S = 300.0  # after the last press: storms play at most 3 buzzes a minute per band
+TIME_LIMIT_S = 600.0
+TOKEN_INTERNAL = 0x10000  # play tokens from here up are the band's own patterns
+ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
+
+
+@dataclass
+class Fault:
+    kind: str
+    target: str
+    start: float
+    end: float
+
+
+@dataclass
+class Side:
+    """One band and the phone it is paired with; its presses are felt by `partner`."""
+
+    band: BandProcess
+    phone: Phone
+    partner: Side | None = None
+
+    @property
+    def address(self) -> str:
+        return self.band.address
+
+
+class Run:
+    def __init__(self, tmp: Path, rng: random.Random) -> None:
+        self.tmp = tmp
+        self.rng = rng
+        self.loop = asyncio.get_running_loop()
+        self.sides: list[Side] = []
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.presses: dict[str, list[float]] = {}
+        self.delivered: dict[str, list[float]] = {}
+        self.stored: dict[str, list[float]] = {}  # when the k-th press reached its own phone
+        self.faults: list[Fault] = []
+        self.holds: dict[str, list[tuple[float, float]]] = {}  # airspace times of each press
+        self.observed = asyncio.Event()  # set after every look at the phones' stores
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # ------------------------------------------------------------------ the world
+
+    async def start(self, air: str, control: AirspaceControl, broker: Mosquitto, proxy: Proxy) -> None:
+        self.air, self.control, self.broker, self.proxy = air, control, broker, proxy
+        await asyncio.gather(*(self._family(i) for i in range(FAMILIES)))
+        await asyncio.gather(*(s.phone.start() for s in self.sides))
+
+    async def _family(self, i: int) -> None:
+        pair: list[Side] = []
+        for role in ("child", "parent"):
+            band = BandProcess(self.air, self.tmp / f"f{i}-{role}-band")
+            await band.start()
+            phone = Phone(f"{role}{i}", self.tmp / f"f{i}-{role}-phone", self.proxy.url, self.air)
+            side = Side(band, phone)
+            pair.append(side)
+            self.locks[band.address] = asyncio.Lock()
+            self.presses[band.address] = []
+            self.delivered[band.address] = []
+            self.stored[band.address] = []
+        for side in pair:  # the wearer holds the heart for 5 s, then the phone pairs it
+            await self.control.hold(side.address, PAIR_HOLD_MS)
+            await side.phone.run_command("pair", side.address)
+        child, parent = pair
+        child.partner, parent.partner = parent, child
+        await _link(parent.phone, child.phone)
+        for side in pair:
+            _set_schedule(side.phone, ALWAYS)
+        self.sides += pair
+
+    def _counts(self) -> list[tuple[int, int]]:
+        """Per side: its presses stored by the partner's phone, and by its own phone."""
+        return [
+            (self.received(s), int(s.phone.query("SELECT COUNT(*) FROM presses")[0][0]))  # pyright: ignore
+            for s in self.sides
+        ]
+
+    def received(self, side: Side) -> int:
+        """Presses of `side`'s band that its partner's phone has stored."""
+        assert side.partner is not None
+        rows = side.partner.phone.query(
+            "SELECT COALESCE(SUM(json_extract(payload, '$.count')), 0) FROM hugs WHERE direction = 'in'"
+        )
+        return int(rows[0][0])  # pyright: ignore[reportArgumentType]
+
+    # ------------------------------------------------------------------ load
+
+    async def press_all(self, per_band: int) -> None:
+        await asyncio.gather(*(self._presser(s, per_band) for s in self.sides))
+
+    async def _presser(self, side: Side, n: int) -> None:
+        await asyncio.sleep(self.rng.uniform(0, GAP_S))
+        for _ in range(n):
+            async with self.locks[side.address]:
+                held = await self.control.hold(side.address, TAP_MS)
+                self.presses[side.address].append(self.now())
+                self.holds.setdefault(side.address, []).append(held)
+                await asyncio.sleep(GAP_S)
+
+    async def observe(self) -> None:
+        """Note when each press reaches the partner's phone (the k-th press: when k have arrived)."""
+        while True:
+            # in a thread: opening a store a killed phone left behind can wait on its recovery, and
+            # this event loop also runs the airspace, whose presses must not stall
+            counts = await asyncio.to_thread(self._counts)
+            now = self.now()
+            for side, (got, stored) in zip(self.sides, counts, strict=True):
+                arrived = self.delivered[side.address]
+                while len(arrived) < got:
+                    arrived.append(now)
+                own = self.stored[side.address]
+                while len(own) < stored:
+                    own.append(now)
+            self.observed.set()
+            await asyncio.sleep(0.05)  # polling other processes' stores: there is no event to await
+
+    # ------------------------------------------------------------------ faults
+
+    async def inject_all(self) -> None:
+        """Every fault of the plan, by two injectors at once: faults of different kinds overlap."""
+        plan = [k for k in KINDS for _ in range(PER_KIND)]
+        self.rng.shuffle(plan)
+        one_at_a_time = {k: asyncio.Lock() for k in KINDS}
+
+        async def injector() -> None:
+            while plan:
+                kind = plan.pop()
+                await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+                async with one_at_a_time[kind]:
+                    start = self.now()
+                    target = await getattr(self, "_" + kind)()
+                    self.faults.append(Fault(kind, target, start, self.now()))
+
+        await asyncio.gather(injector(), injector())
+
+    def _pick(self) -> Side:
+        return self.rng.choice(self.sides)
+
+    async def _ble_drop(self) -> str:
+        side = self._pick()
+        op, when = self.rng.choice(["write", "notify"]), self.rng.choice(["before", "after"])
+        await self.control.drop_after(side.address, op=op, n=1, when=when)
+        return f"{side.address} {op} {when}"
+
+    async def _band_reboot(self) -> str:
+        side = self._pick()
+        async with self.locks[side.address]:  # not in the middle of a press: that one would be lost
+            await side.band.restart()
+            for _ in range(500):  # booted: its button is live once it advertises (10 s at most)
+                if await self._advertising(side.address):
+                    break
+                await asyncio.sleep(0.02)  # polling the airspace: it has no event for this
+            else:
+                raise AssertionError(f"band {side.address} did not come back after a reboot")
+            await asyncio.sleep(0.5)  # nobody presses a band in the instant it powers up
+        return side.address
+
+    async def _advertising(self, address: str) -> bool:
+        nodes = await self.control.list_nodes()
+        return any(n["address"] == address and (n["advertising"] or n["connections"]) for n in nodes)
+
+    async def _phone_kill(self) -> str:
+        side = self._pick()
+        await side.phone.kill()
+        await asyncio.sleep(self.rng.uniform(0.0, 1.0))
+        await side.phone.start()
+        return side.phone.name
+
+    async def _broker_kill(self) -> str:
+        await self.proxy.refuse("broker")  # a dead broker's port refuses connections
+        await self.broker.kill()
+        await asyncio.sleep(self.rng.uniform(0.2, 1.5))
+        await self.broker.start()
+        await self.proxy.accept("broker")
+        return "mosquitto"
+
+    async def _partition(self) -> str:
+        how = self.rng.choice(["stall", "cut"])
+        if how == "stall":
+            self.proxy.stall()
+        else:
+            await self.proxy.cut()
+        await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+        await self.proxy.heal()
+        return how
+
+    async def _clock_skew(self) -> str:
+        side = self._pick()
+        side.phone.set_skew(round(self.rng.uniform(-MAX_SKEW_S, MAX_SKEW_S), 1))
+        return f"{side.phone.name} {side.phone.skew:+.0f} s"
+
+    # ------------------------------------------------------------------ outcomes
+
+    def unfelt(self) -> int:
+        return sum(
+            int(
+                s.phone.query(
+                    "SELECT COUNT(*) FROM hugs h WHERE direction = 'in' AND NOT EXISTS "
+                    "(SELECT 1 FROM plays p WHERE p.hug_id = h.hug_id AND p.state = 'felt')"
+                )[0][0]  # pyright: ignore[reportArgumentType]
+            )
+            for s in self.sides
+        )
+
+    def report(self) -> str:
+        """Where every band's presses are: pressed, stored by its own phone, stored by the partner's
+        phone, and the partner's plays by state."""
+        lines = []
+        for s in self.sides:
+            assert s.partner is not None
+            own = s.phone.query("SELECT COUNT(*) FROM hugs WHERE direction = 'out'")[0][0]
+            plays = dict(s.partner.phone.query("SELECT state, COUNT(*) FROM plays GROUP BY state"))
+            lines.append(
+                f"{s.phone.name} band {s.address}: pressed {len(self.presses[s.address])}, "
+                f"own phone has {own}, partner has {self.received(s)}, partner plays {plays}, "
+                f"partner clock {s.partner.phone.skew:+.0f} s"
+            )
+        return "\n".join(lines)
+
+    async def dump(self, path: Path) -> None:
+        """Each band's presses and outputs (motor aside) and the faults, for a post-mortem."""
+        out: dict[str, object] = {"faults": [(f.kind, f.target, f.start, f.end) for f in self.faults]}
+        for s in self.sides:
+            timeline = await self.control.timeline(s.address)
+            out[s.address] = {
+                "holds": self.holds.get(s.address, []),
+                "timeline": [(e.t_ms, e.kind, e.value) for e in timeline if e.kind != "motor"],
+            }
+        await asyncio.to_thread(path.write_text, json.dumps(out, default=str))
+
+    def recovery_latencies(self) -> list[tuple[float, str]]:
+        """Per press: arrival at the partner's phone minus max(release, end of the last fault
+        that ended before that arrival), with the kind of that fault."""
+        out: list[tuple[float, str]] = []
+        for address, released in self.presses.items():
+            stored = self.stored[address]
+            for k, (t_release, t_arrived) in enumerate(zip(released, self.delivered[address], strict=False)):
+                ble = stored[k] - t_release if k < len(stored) else float("nan")
+                last = max((f for f in self.faults if f.end <= t_arrived), key=lambda f: f.end, default=None)
+                if last is None or last.end <= t_release:
+                    out.append((t_arrived - t_release, f"none ({address}, band->phone {ble:.1f} s)"))
+                else:
+                    where = f"{last.kind} {last.target} ({address}, band->phone {ble:.1f} s)"
+                    out.append((t_arrived - last.end, where))
+        return out
+
+
+async def _link(offerer: Phone, joiner: Phone) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *offerer.command_line("offer"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    line = b""
+    async with asyncio.timeout(60):
+        while b"link code:" not in line:
+            line = await proc.stdout.readline()
+            assert line, "the offer ended without a code"
+    code = line.decode().split("link code:")[1].split()[0]
+    await joiner.run_command("join", code)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+
+
+def _set_schedule(phone: Phone, schedule: Schedule) -> None:
+    """No quiet hours: the test runs at any hour and every hug must play."""
+    import sqlite3
+
+    db = sqlite3.connect(phone.store_path, isolation_level=None)
+    try:
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES ('schedule', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (json.dumps(schedule.to_settings()),),
+        )
+    finally:
+        db.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
+    mosquitto_exe = require_tool("mosquitto")
+
+    async def main() -> None:
+        t0 = time.monotonic()
+        run = Run(tmp_path, random.Random(2026))
+        server = Airspace()
+        air = await server.start()
+        broker = Mosquitto(mosquitto_exe, tmp_path / "broker", free_port())
+        await broker.start()
+        proxy = Proxy(broker.port)
+        await proxy.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with AirspaceControl(air) as control:
+                await run.start(air, control, broker, proxy)
+                t_ready = time.monotonic()
+                tasks.append(asyncio.ensure_future(run.observe()))
+                faults = asyncio.ensure_future(run.inject_all())
+                await run.press_all(PRESSES // len(run.sides))
+                await faults
+                t_pressed = time.monotonic()
+                sent = sum(len(p) for p in run.presses.values())
+                try:
+                    async with asyncio.timeout(SETTLE_S):
+                        while sum(len(d) for d in run.delivered.values()) < sent or await asyncio.to_thread(
+                            run.unfelt
+                        ):
+                            run.observed.clear()
+                            await run.observed.wait()
+                except TimeoutError:
+                    await run.dump(tmp_path / "timelines.json")
+                    raise AssertionError(
+                        f"not every hug arrived and was felt (timelines in {tmp_path}):\n{run.report()}"
+                    ) from None
+                await asyncio.sleep(3.0)  # a duplicate would arrive now
+                await run.dump(tmp_path / "timelines.json")
+                received = sum(run.received(s) for s in run.sides)
+                missed = sum(
+                    int(s.phone.query("SELECT COUNT(*) FROM hugs WHERE missed = 1")[0][0])  # pyright: ignore
+                    for s in run.sides
+                )
+                duplicate_buzzes = 0
+                plays = 0
+                for side in run.sides:
+                    tokens = Counter(
+                        int(e.value)  # pyright: ignore[reportArgumentType]
+                        for e in await control.timeline(side.address)
+                        if e.kind == "play" and int(e.value) < TOKEN_INTERNAL  # pyright: ignore
+                    )
+                    plays += len(tokens)
+                    duplicate_buzzes += sum(c - 1 for c in tokens.values())
+                    felt_tokens = {
+                        int(r[0])  # pyright: ignore[reportArgumentType]
+                        for r in side.phone.query(
+                            "SELECT DISTINCT token FROM plays WHERE band = ? AND state = 'felt'", side.address
+                        )
+                    }
+                    assert felt_tokens <= set(tokens), "a play marked felt was never played"
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for side in run.sides:
+                await side.phone.stop()
+                await side.band.kill()
+            await proxy.close()
+            await broker.stop()
+            await server.close()
+
+        by_kind = Counter(f.kind for f in run.faults)
+        after = run.recovery_latencies()
+        recovery = [t for t, _k in after]
+        p50, p99 = _pct(recovery, 0.5), _pct(recovery, 0.99)
+        slowest = sorted(after, reverse=True)[:10]
+        print("\nslowest deliveries after recovery: " + ", ".join(f"{t:.1f} s after {k}" for t, k in slowest))
+        print(
+            f"\nfault injection: {sent} presses on {len(run.sides)} bands, {len(run.faults)} faults "
+            f"({', '.join(f'{k} {by_kind[k]}' for k in KINDS)}); {received} received, "
+            f"{sent - received} lost, {missed} missed, {duplicate_buzzes} duplicate buzzes, "
+            f"{plays} plays; delivery after recovery p50 {p50:.2f} s, p99 {p99:.2f} s, "
+            f"max {max(recovery):.2f} s; setup {t_ready - t0:.0f} s, load {t_pressed - t_ready:.0f} s, "
+            f"total {time.monotonic() - t0:.0f} s"
+        )
+        assert sent == PRESSES
+        assert all(by_kind[k] >= PER_KIND for k in KINDS)
+        assert len(run.faults) >= 100
+        assert received == sent, "no press is lost and none is received twice"
+        assert missed == 0
+        assert duplicate_buzzes == 0
+        assert p99 <= RECOVERY_P99_S
+
+    asyncio.run(asyncio.wait_for(main(), TIME_LIMIT_S))
