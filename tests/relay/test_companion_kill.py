@@ -20,7 +20,7 @@ from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.bleak_backend import airspace_backend
 from hugsim.virtualband import BandProcess
 
-PRESSES = 6
+PRESSES = 3  # under the storm rule (3 buzzes a minute); tests/faults kills phones 17 times under load
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
 
 
@@ -114,7 +114,7 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
                 gateway.send_signal(signal.SIGTERM)
                 await gateway.wait()
                 gateway = None
-                # the child's side agrees: six hugs sent, all felt
+                # the child's side agrees: every hug sent, all felt
                 status = await hugbutton(*gw, "status", wait=False)
                 out, _ = await status.communicate()
                 lines = [line for line in out.decode().splitlines() if line.startswith("hug    ->")]
