@@ -223,7 +223,8 @@ def case_resent_play_token_buzzes_once_and_is_felt_again():
     assert h.motor_runs == runs + 2 * one_hug
 
 
-def played_then_felt_lost_then_reboot(played):
+def paired_keeping_played(played):
+    """A paired band (with ``played`` as its played-tokens blob) buzzing Play 77 for 20 ms."""
     rng = Rng(7)
     h = Harness(boards.load(), MemBlob(), MemBlob(), rng, played=played)
     open_window(h)
@@ -235,6 +236,11 @@ def played_then_felt_lost_then_reboot(played):
     runs = h.motor_runs
     phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
     h.run(20)
+    return h, phone, runs
+
+
+def played_then_felt_lost_then_reboot(played):
+    h, phone, runs = paired_keeping_played(played)
     h.disconnect()  # the link drops while it buzzes: its Felt waits for the next connection
     h.run(3000)
     one_hug = h.motor_runs - runs
@@ -258,18 +264,7 @@ def case_a_play_felt_before_a_reboot_does_not_buzz_again_when_resent():
 
 
 def case_a_reboot_in_the_middle_of_a_play_does_not_play_it_again():
-    rng = Rng(7)
-    played = MemBlob()
-    h = Harness(boards.load(), MemBlob(), MemBlob(), rng, played=played)
-    open_window(h)
-    phone = FakePhone(KEY, rng)
-    h.connect(phone)
-    phone.pair(h)
-    phone.auth(h)
-    h.run(1500)
-    runs = h.motor_runs
-    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
-    h.run(20)
+    h, phone, runs = paired_keeping_played(MemBlob())
     assert h.motor > 0, "buzzing"
     h.disconnect()
     h.boot()  # the battery comes loose halfway through the hug
