@@ -14,7 +14,7 @@ import machine
 from micropython import const
 
 from hugband import board as boards
-from hugband import haptics, power, ticks
+from hugband import button, haptics, power, ticks
 from hugband.ble import EV_COMMAND, EV_CONNECT, EV_DISCONNECT, Peripheral
 from hugband.core import (
     A_ADVERTISE,
@@ -63,10 +63,13 @@ class Hardware:
         self.board = board
         self.button = None
         self.touch = None
+        self.edges = button.EdgeLog()
         if board["button_pin"] is not None:
             pull = machine.Pin.PULL_UP if board["button_active_low"] else machine.Pin.PULL_DOWN
             self.button = machine.Pin(board["button_pin"], machine.Pin.IN, pull)
-            self.button.irq(lambda _pin: wake.set(), machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+            self._down_level = 0 if board["button_active_low"] else 1
+            self._wake = wake
+            self.button.irq(self._edge, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING, hard=True)
         else:
             self.touch = machine.TouchPad(machine.Pin(board["touch_pin"]))
         self.pwm = None
@@ -90,6 +93,11 @@ class Hardware:
         self.adc = None
         if board["battery_adc_pin"] is not None:
             self.adc = machine.ADC(machine.Pin(board["battery_adc_pin"]), atten=machine.ADC.ATTN_11DB)
+
+    def _edge(self, pin) -> None:
+        """Hard IRQ: time-stamp the edge now (the main loop may be busy), then wake the loop."""
+        self.edges.record(1 if pin.value() == self._down_level else 0, now_ms())
+        self._wake.set()
 
     def heart_pressed(self) -> bool:
         if self.button is None:
@@ -174,7 +182,11 @@ class App:
         if self.hw.touch is not None:
             core.on_touch(self.hw.touch.read(), now)
         else:
-            core.on_button(self.hw.heart_pressed(), now)
+            edge = self.hw.edges.take()
+            while edge is not None:
+                core.on_button(edge[0], edge[1])
+                edge = self.hw.edges.take()
+            core.on_button(self.hw.heart_pressed(), now)  # catches up if edges were dropped
         event = self.radio.next_event()
         while event is not None:
             kind, conn, data = event
@@ -198,13 +210,10 @@ class App:
     async def run(self) -> None:
         while True:
             self.step(now_ms())
-            if self.core.busy:
-                await asyncio.sleep_ms(_FAST_MS)
-            else:
-                try:
-                    await asyncio.wait_for_ms(self.wake.wait(), _IDLE_MS)
-                except asyncio.TimeoutError:
-                    pass
+            try:  # an IRQ (button edge, radio event) ends the wait at once
+                await asyncio.wait_for_ms(self.wake.wait(), _FAST_MS if self.core.busy else _IDLE_MS)
+            except asyncio.TimeoutError:
+                pass
 
 
 def run() -> None:

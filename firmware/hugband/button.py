@@ -22,6 +22,8 @@ is full the newest event is dropped and ``dropped`` counts it (the shell drains 
 this only happens if it stops draining).
 """
 
+from array import array
+
 from hugband.ticks import diff
 from hugproto.compat import const
 
@@ -41,6 +43,7 @@ _SQUEEZE_LOW = const(64)
 _PAIRING_MS = const(5000)
 _RESET_MS = const(10000)
 _QUEUE = const(8)
+_EDGES = const(16)
 
 # hold stages while the button is down
 _STAGE_SHORT = const(0)
@@ -181,6 +184,41 @@ class Gestures:
         n = self._taps
         self._taps = 0
         self._emit(TAP, n, diff(self._last_up_t, self._taps_t), self._taps_t)
+
+
+class EdgeLog:
+    """Button edges time-stamped where they happen (a hard IRQ), so a tap shorter than a stall of the
+    main loop still counts, with its true times.
+
+    ``record`` allocates nothing and only moves the write index; ``take`` only moves the read index
+    (one writer, one reader: no lock). When 16 edges are waiting the newest is dropped and counted;
+    the shell's level sample after draining catches the button up.
+    """
+
+    def __init__(self) -> None:
+        self._t = array("i", bytes(4 * _EDGES))
+        self._pressed = bytearray(_EDGES)
+        self._w = 0  # indices run mod 2 * _EDGES: full and empty differ
+        self._r = 0
+        self.dropped = 0
+
+    def record(self, pressed: int, t_ms: int) -> None:
+        if (self._w - self._r) % (2 * _EDGES) >= _EDGES:
+            self.dropped += 1
+            return
+        i = self._w % _EDGES
+        self._t[i] = t_ms
+        self._pressed[i] = pressed
+        self._w = (self._w + 1) % (2 * _EDGES)
+
+    def take(self):
+        """The oldest edge as ``(pressed, t_ms)``, or None."""
+        if self._r == self._w:
+            return None
+        i = self._r % _EDGES
+        edge = (self._pressed[i] != 0, self._t[i])
+        self._r = (self._r + 1) % (2 * _EDGES)
+        return edge
 
 
 class TouchFilter:

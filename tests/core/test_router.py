@@ -9,9 +9,11 @@ from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from hugapp.core import hugs
 from hugapp.core import relaystore as rs
-from hugapp.core.hugs import DayType, Hug, QuietMode, QuietWindow, Receipt, Schedule
+from hugapp.core.hugs import DayType, Hug, HugError, QuietMode, QuietWindow, Receipt, Schedule
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.relay import Incoming
 from hugapp.core.router import MAX_PLAYS_IN_FLIGHT, RECEIPT_TYPE, RESEND_PLAY_AFTER_S, Router
@@ -141,6 +143,24 @@ def test_storm_of_thirty_presses_becomes_a_few_buzzes_every_press_counted(tmp_pa
     felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
     assert felt == 30, "every press was played (folded) and answered"
     assert len(r.outbox(RECEIPT_TYPE)) == 30
+
+
+def test_storm_rule_is_a_setting_and_a_bad_one_changes_nothing(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    with pytest.raises(HugError, match="at least one buzz"):
+        r.router.set_storm_rule(0, 60)
+    with pytest.raises(HugError):
+        r.router.set_storm_rule(3, 0)
+    assert (r.router.storm_max_buzzes, r.router.storm_window_s) == (3, 60)
+    r.router.set_storm_rule(1, 10)
+    for i in range(3):  # three presses a second apart: one buzz, the other two fold into the next
+        r.incoming(hug(i, r.clock.t))
+        r.deliver()
+        r.clock.t += 1
+    assert len(r.bands.played) == 1
+    r.clock.t += 10
+    r.deliver()
+    assert [spec.repeat for _b, spec, _t in r.bands.played] == [1, 2]
 
 
 def test_quiet_hours_hold_until_morning_then_play_with_the_count(tmp_path: Path) -> None:
@@ -280,6 +300,18 @@ def test_press_routes_to_local_band_and_circle_once_with_hug_back(tmp_path: Path
     other = [(b, s) for b, s, _t in r.bands.played if b == OTHER_BAND and s.pattern == patterns.HUG_BACK]
     assert len(other) == 1, "the other band here plays the hug back too"
     assert out[0].receipt is Receipt.DELIVERED
+
+
+def test_relay_ack_marks_the_hug_delivered_and_nothing_else(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    for seq in (1, 2):
+        r.store.record_press(BAND, seq, frames.GESTURE_TAP, 1, 80, 0)
+    assert r.router.route_presses() == 2
+    first, second = r.outbox("hug")
+    r.router.on_delivered("f" * 32, "a" * 32)  # not a message of ours
+    r.router.on_delivered(first.msg_id, "a" * 32)
+    receipts = {e.hug.hug_id: e.receipt for e in r.router.history() if e.direction == "out"}
+    assert receipts == {first.payload["id"]: Receipt.DELIVERED, second.payload["id"]: Receipt.SENT}
 
 
 def test_schedule_settings_persist(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ FAMILIES = 2
 PRESSES = 1000  # 250 on each of the four bands
 KINDS = ("ble_drop", "band_reboot", "phone_kill", "broker_kill", "partition", "clock_skew")
 PER_KIND = 17  # 102 faults
-TAP_MS = 150  # a child's tap; the band samples its button from its main loop
+TAP_MS = 150  # a child's tap
 GAP_S = 0.45  # longer than the band's multi-tap gap: every press is its own hug
 PAIR_HOLD_MS = 5300
 MAX_SKEW_S = 120.0
@@ -92,10 +92,15 @@ class Run:
 
     async def start(self, air: str, control: AirspaceControl, broker: Mosquitto, proxy: Proxy) -> None:
         self.air, self.control, self.broker, self.proxy = air, control, broker, proxy
-        await asyncio.gather(*(self._family(i) for i in range(FAMILIES)))
+        families = await asyncio.gather(*(self._family(i) for i in range(FAMILIES)))
+        for child, parent in families:  # one link code at a time, as families would
+            await _link(parent.phone, child.phone)
+            for side in (child, parent):
+                _set_schedule(side.phone, ALWAYS)
+            self.sides += (child, parent)
         await asyncio.gather(*(s.phone.start() for s in self.sides))
 
-    async def _family(self, i: int) -> None:
+    async def _family(self, i: int) -> tuple[Side, Side]:
         pair: list[Side] = []
         for role in ("child", "parent"):
             band = BandProcess(self.air, self.tmp / f"f{i}-{role}-band")
@@ -112,10 +117,7 @@ class Run:
             await side.phone.run_command("pair", side.address)
         child, parent = pair
         child.partner, parent.partner = parent, child
-        await _link(parent.phone, child.phone)
-        for side in pair:
-            _set_schedule(side.phone, ALWAYS)
-        self.sides += pair
+        return child, parent
 
     def _counts(self) -> list[tuple[int, int]]:
         """Per side: its presses stored by the partner's phone, and by its own phone."""
@@ -188,7 +190,8 @@ class Run:
     async def _ble_drop(self) -> str:
         side = self._pick()
         op, when = self.rng.choice(["write", "notify"]), self.rng.choice(["before", "after"])
-        await self.control.drop_after(side.address, op=op, n=1, when=when)
+        async with self.locks[side.address]:  # not while the other injector is rebooting the band
+            await self.control.drop_after(side.address, op=op, n=1, when=when)
         return f"{side.address} {op} {when}"
 
     async def _band_reboot(self) -> str:
@@ -434,9 +437,9 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
         assert sent == PRESSES
         assert all(by_kind[k] >= PER_KIND for k in KINDS)
         assert len(run.faults) >= 100
-        # A band samples its button from its main loop: a simulated tap can go unseen while a band
-        # process is starved of CPU or just booting. Reported; the product's promise starts at the
-        # press the band registered.
+        # The band time-stamps button edges in a hard IRQ, but a tap is only kept (in flash) once its
+        # multi-tap window has passed: a reboot right after a press's GAP_S, with the band's process
+        # starved of CPU, can still take it. Reported; the promise starts at the press the band kept.
         print(f"presses the bands did not register: {sent - registered}")
         assert sent - registered <= PRESSES // 100
         assert received == registered, "no registered press is lost and none is received twice"

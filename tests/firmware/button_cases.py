@@ -1,7 +1,7 @@
 """Gesture recogniser (hugband.button): runs under CPython and real MicroPython."""
 
 from hugband import button
-from hugband.button import FACTORY_RESET, PAIRING, SQUEEZE, TAP, Gestures, TouchFilter
+from hugband.button import FACTORY_RESET, PAIRING, SQUEEZE, TAP, EdgeLog, Gestures, TouchFilter
 
 
 def drain(g):
@@ -210,3 +210,39 @@ def case_touch_filter_falling_readings():
     assert f.update(420) is False
     assert f.update(390) is True
     assert f.update(460) is False
+
+
+def case_edges_recorded_during_a_stall_make_the_tap_with_true_times():
+    log = EdgeLog()
+    # the main loop stalls from 1000 to 1400 ms; a 120 ms tap happens inside the stall
+    log.record(1, 1100)
+    log.record(0, 1220)
+    g = Gestures()
+    edge = log.take()
+    while edge is not None:
+        g.update(edge[0], edge[1])
+        edge = log.take()
+    g.update(False, 1400)  # the level sample after the stall: released
+    run(g, 1400, 2000)
+    assert drain(g) == [(TAP, 1, 120, 1100)]
+    assert log.take() is None
+    assert log.dropped == 0
+
+
+def case_edge_log_is_bounded_newest_dropped_then_reusable():
+    log = EdgeLog()
+    for i in range(20):
+        log.record(i % 2, 10 * i)
+    assert log.dropped == 4
+    got = []
+    edge = log.take()
+    while edge is not None:
+        got.append(edge)
+        edge = log.take()
+    assert got == [(i % 2 == 1, 10 * i) for i in range(16)], got
+    for lap in range(3):  # indices wrap: still first in, first out
+        log.record(1, 1000 + lap)
+        log.record(0, 2000 + lap)
+        assert log.take() == (True, 1000 + lap)
+        assert log.take() == (False, 2000 + lap)
+        assert log.take() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,37 @@ def test_link_two_phones_then_a_third_joins_the_same_circle(broker: TestBroker, 
                 await phone.stop()
 
     run(main())
+
+
+def test_five_families_link_at_the_same_time_each_into_its_own_circle(
+    broker: TestBroker, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with broker:
+            parents = [Phone(tmp_path, f"Parent P{i}") for i in range(5)]
+            kids = [Phone(tmp_path, f"Kid K{i}") for i in range(5)]
+            offers = await asyncio.gather(
+                *(
+                    create_link_code(p.store, p.me, broker.url, circle_name=f"family {i}")
+                    for i, p in enumerate(parents)
+                )
+            )
+            joined = await asyncio.gather(
+                *(
+                    join_with_code(o.code, k.store, k.me, broker.url)
+                    for o, k in zip(offers, kids, strict=True)
+                )
+            )
+            offered = await asyncio.gather(*(o.wait() for o in offers))
+            assert len({j.link_id for j in joined}) == 5, "five circles, not one shared"
+            for i in range(5):
+                assert offered[i].link_id == joined[i].link_id
+                assert offered[i].member.member_id == kids[i].member_id
+                assert joined[i].member.member_id == parents[i].member_id
+                members = {m.member_id for m in rs.members(kids[i].store, joined[i].link_id)}
+                assert members == {parents[i].member_id, kids[i].member_id}
+
+    run(main(), timeout=60)
 
 
 def test_a_wrong_code_burns_the_offer(broker: TestBroker, tmp_path: Path) -> None:

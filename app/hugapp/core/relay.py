@@ -332,7 +332,7 @@ class Relay:
         )
         return data
 
-    async def _session(self) -> bool:
+    async def _session(self) -> None:
         a = self.address
         tls = (
             self.tls_context
@@ -385,7 +385,6 @@ class Relay:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await pump
-        return True
 
     async def _subscribe_presence(self, client: aiomqtt.Client) -> None:
         wanted = {

@@ -132,8 +132,18 @@ class Router:
         self._wake = asyncio.Event()
         self._reconnected: set[str] = set()
         self._last_now = 0.0
+        self.storm_max_buzzes = hugs.STORM_MAX_BUZZES
+        self.storm_window_s = hugs.STORM_WINDOW_S
 
     # ------------------------------------------------------------------ settings
+
+    def set_storm_rule(self, max_buzzes: int, window_s: float) -> None:
+        """Buzz each band at most ``max_buzzes`` times per rolling ``window_s``; presses beyond that
+        fold into the next allowed buzz, every one counted (default: 3 a minute)."""
+        if max_buzzes < 1 or not window_s > 0:
+            raise HugError("a storm rule needs at least one buzz per positive window")
+        self.storm_max_buzzes = max_buzzes
+        self.storm_window_s = window_s
 
     def schedule(self) -> Schedule:
         row = self.store.db.execute("SELECT value FROM settings WHERE key = 'schedule'").fetchone()
@@ -321,11 +331,14 @@ class Router:
 
     def on_delivered(self, msg_id: str, member_id: str) -> None:
         """Relay ack: the partner's phone has the hug (or the receipt)."""
+        items = rs.outbox_items(self.store, msg_id)  # the acked message is still in the outbox
+        if not items or items[0].type != HUG_TYPE:
+            return
+        hug_id = items[0].payload.get("id")
+        if not isinstance(hug_id, str) or message_id(hug_id, items[0].link_id) != msg_id:
+            return
         with self.store.transaction() as db:
-            for (hug_id,) in db.execute("SELECT hug_id FROM hugs WHERE direction = 'out'").fetchall():
-                if any(message_id(hug_id, link.link_id) == msg_id for link in rs.links(self.store)):
-                    self._advance(db, hug_id, Receipt.DELIVERED)
-                    break
+            self._advance(db, hug_id, Receipt.DELIVERED)
         self.on_change()
 
     def _advance(self, db: sqlite3.Connection, hug_id: str, event: Receipt) -> None:
@@ -390,7 +403,7 @@ class Router:
 
         Per band: resend what was sent but not felt for a while (same token: no second buzz);
         decide each due hug against the schedule now (missed, held again, gentle); at most
-        STORM_MAX_BUZZES buzzes per rolling STORM_WINDOW_S, the rest folded into the next one.
+        storm_max_buzzes buzzes per rolling storm_window_s, the rest folded into the next one.
         """
         now = self.clock()
         wakes: list[float] = []
@@ -461,12 +474,12 @@ class Router:
         recent = self.store.db.execute(
             "SELECT sent_at FROM plays WHERE band = ? AND sent_at > ? AND hug_id NOT LIKE 'tick:%' "
             "GROUP BY token ORDER BY sent_at",
-            (band, now - hugs.STORM_WINDOW_S),
+            (band, now - self.storm_window_s),
         ).fetchall()
         buzzes = [r[0] for r in recent]
         for (sender, gentle), items in groups.items():
-            if len(buzzes) >= hugs.STORM_MAX_BUZZES:  # a storm: fold the rest into the next allowed buzz
-                return [buzzes[-hugs.STORM_MAX_BUZZES] + hugs.STORM_WINDOW_S]
+            if len(buzzes) >= self.storm_max_buzzes:  # a storm: fold the rest into the next allowed buzz
+                return [buzzes[-self.storm_max_buzzes] + self.storm_window_s]
             merged = items[0][1]
             for _p, hug in items[1:]:
                 merged = hugs.fold(merged, hug)

@@ -90,6 +90,7 @@ class AirspaceControl(_AsyncSession):
 
     async def clear_timeline(self, address: str) -> None:
         await self._request({"op": "clear_timeline", "address": address})
+        self._outputs.pop(wire.normalize_address(address), None)
 
     # ----- radio world -----
 

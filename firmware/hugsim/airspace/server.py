@@ -464,6 +464,7 @@ class Airspace:
         elif op == "notify":
             conn = node.conns.get(msg["conn"])
             if conn is not None:
+                self._record(node, "notify", node.chars.get(msg["handle"], {}).get("uuid"), None)
                 self._notify(conn, msg["handle"], wire.unhex(msg["value"]), bool(msg.get("indicate")))
         elif op == "update":
             value = wire.unhex(msg["value"])
@@ -481,10 +482,7 @@ class Airspace:
             if conn is not None:
                 self._set_mtu(conn, min(node.mtu_pref, CENTRAL_DEFAULT_MTU_PREF))
         elif op == "output":
-            entry = [self.now_ms(), msg["kind"], msg.get("value"), msg.get("t_ms")]
-            self.timelines.setdefault(node.address, []).append(entry)
-            for w in self._watchers():
-                w.send({"ev": "output", "address": node.address, "entry": entry})
+            self._record(node, msg["kind"], msg.get("value"), msg.get("t_ms"))
         elif op in ("read_rsp", "write_ack"):
             fut = self._waiting.get(msg["req"])
             if fut is not None and not fut.done():
@@ -496,6 +494,14 @@ class Airspace:
         conn.mtu = max(wire.DEFAULT_MTU, mtu)
         conn.node.session.send({"ev": "mtu", "conn": conn.handle, "mtu": conn.mtu})
         conn.central.send({"ev": "mtu", "address": conn.node.address, "mtu": conn.mtu})
+
+    def _record(self, node: _Node, kind: str, value: object, band_t_ms: object) -> None:
+        """A band's physical output (motor, LED, ...) or a notification it put on the air
+        (``notify``, value = the characteristic's UUID), on its timeline in airspace time."""
+        entry = [self.now_ms(), kind, value, band_t_ms]
+        self.timelines.setdefault(node.address, []).append(entry)
+        for w in self._watchers():
+            w.send({"ev": "output", "address": node.address, "entry": entry})
 
     def _notify(self, conn: _Conn, handle: int, value: bytes, indicate: bool) -> None:
         if not conn.up:
