@@ -38,6 +38,7 @@ class Peripheral:
         self.name = name
         self.conn = _NO_CONN
         self.overflows = 0
+        self.notify_failures = 0
         self._kinds = bytearray(_RING)
         self._conns = [0] * _RING
         self._data = [bytearray(_FRAME) for _ in range(_RING)]
@@ -137,9 +138,16 @@ class Peripheral:
         self._ble.gap_advertise(interval_ms * 1000, payload, resp_data=self._resp)
 
     def notify_event(self, frame: bytes) -> bool:
+        """Notify the Event characteristic; False if it did not go out: no link, or the link went
+        before its disconnect event was drained (OSError), or the controller is out of buffers.
+        Unacknowledged presses go out again on the next link, so this is not an error."""
         if self.conn == _NO_CONN:
             return False
-        self._ble.gatts_notify(self.conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
+        try:
+            self._ble.gatts_notify(self.conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
+        except OSError:
+            self.notify_failures += 1
+            return False
         return True
 
     def set_state(self, frame: bytes) -> None:

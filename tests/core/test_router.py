@@ -151,8 +151,10 @@ def test_storm_rule_is_a_setting_and_a_bad_one_changes_nothing(tmp_path: Path) -
         r.router.set_storm_rule(0, 60)
     with pytest.raises(HugError):
         r.router.set_storm_rule(3, 0)
-    assert (r.router.storm_max_buzzes, r.router.storm_window_s) == (3, 60)
+    assert r.router.storm_rule() == (3, 60)
     r.router.set_storm_rule(1, 10)
+    r.router = r.new_router()  # a restarted app keeps the setting
+    assert r.router.storm_rule() == (1, 10)
     for i in range(3):  # three presses a second apart: one buzz, the other two fold into the next
         r.incoming(hug(i, r.clock.t))
         r.deliver()

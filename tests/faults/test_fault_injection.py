@@ -44,7 +44,10 @@ GAP_S = 0.45  # longer than the band's multi-tap gap: every press is its own hug
 PAIR_HOLD_MS = 5300
 MAX_SKEW_S = 120.0
 RECOVERY_P99_S = 5.0
-SETTLE_S = 300.0  # after the last press: storms play at most 3 buzzes a minute per band
+SETTLE_S = 300.0  # after the last press, for every hug to be felt
+# A band gets a hug every 0.6 s, so storms fold all the time; in 10 s windows instead of a minute,
+# the felt tail after the last press takes seconds rather than minutes.
+STORM_RULE = (3, 10.0)
 TIME_LIMIT_S = 600.0
 TOKEN_INTERNAL = 0x10000  # play tokens from here up are the band's own patterns
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
@@ -96,7 +99,7 @@ class Run:
         for child, parent in families:  # one link code at a time, as families would
             await _link(parent.phone, child.phone)
             for side in (child, parent):
-                _set_schedule(side.phone, ALWAYS)
+                _set_settings(side.phone, schedule=ALWAYS.to_settings(), storm=STORM_RULE)
             self.sides += (child, parent)
         await asyncio.gather(*(s.phone.start() for s in self.sides))
 
@@ -328,17 +331,22 @@ async def _link(offerer: Phone, joiner: Phone) -> None:
     assert proc.returncode == 0, out.decode()
 
 
-def _set_schedule(phone: Phone, schedule: Schedule) -> None:
-    """No quiet hours: the test runs at any hour and every hug must play."""
+def _set_settings(phone: Phone, *, schedule: object, storm: tuple[int, float]) -> None:
+    """No quiet hours (the test runs at any hour and every hug must play) and the storm rule, in the
+    phone's store before its app starts, as the Settings screen would leave them."""
     import sqlite3
 
     db = sqlite3.connect(phone.store_path, isolation_level=None)
     try:
-        db.execute(
-            "INSERT INTO settings (key, value) VALUES ('schedule', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (json.dumps(schedule.to_settings()),),
-        )
+        for key, value in (
+            ("schedule", schedule),
+            ("storm", {"max_buzzes": storm[0], "window_s": storm[1]}),
+        ):
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
     finally:
         db.close()
 

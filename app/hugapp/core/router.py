@@ -132,18 +132,29 @@ class Router:
         self._wake = asyncio.Event()
         self._reconnected: set[str] = set()
         self._last_now = 0.0
-        self.storm_max_buzzes = hugs.STORM_MAX_BUZZES
-        self.storm_window_s = hugs.STORM_WINDOW_S
 
     # ------------------------------------------------------------------ settings
 
+    def storm_rule(self) -> tuple[int, float]:
+        """(max buzzes, per rolling window in s) on each band; stored, default 3 a minute."""
+        row = self.store.db.execute("SELECT value FROM settings WHERE key = 'storm'").fetchone()
+        if row is None:
+            return hugs.STORM_MAX_BUZZES, hugs.STORM_WINDOW_S
+        rule = json.loads(row[0])
+        return int(rule["max_buzzes"]), float(rule["window_s"])
+
     def set_storm_rule(self, max_buzzes: int, window_s: float) -> None:
         """Buzz each band at most ``max_buzzes`` times per rolling ``window_s``; presses beyond that
-        fold into the next allowed buzz, every one counted (default: 3 a minute)."""
+        fold into the next allowed buzz, every one counted."""
         if max_buzzes < 1 or not window_s > 0:
             raise HugError("a storm rule needs at least one buzz per positive window")
-        self.storm_max_buzzes = max_buzzes
-        self.storm_window_s = window_s
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES ('storm', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps({"max_buzzes": max_buzzes, "window_s": window_s}),),
+            )
+        self._wake.set()
 
     def schedule(self) -> Schedule:
         row = self.store.db.execute("SELECT value FROM settings WHERE key = 'schedule'").fetchone()
@@ -403,7 +414,7 @@ class Router:
 
         Per band: resend what was sent but not felt for a while (same token: no second buzz);
         decide each due hug against the schedule now (missed, held again, gentle); at most
-        storm_max_buzzes buzzes per rolling storm_window_s, the rest folded into the next one.
+        the storm rule's buzzes per rolling window, the rest folded into the next one.
         """
         now = self.clock()
         wakes: list[float] = []
@@ -471,15 +482,16 @@ class Router:
                     )
             else:
                 groups.setdefault((hug.sender, decision.action is Action.PLAY_GENTLE), []).append((p, hug))
+        max_buzzes, window_s = self.storm_rule()
         recent = self.store.db.execute(
             "SELECT sent_at FROM plays WHERE band = ? AND sent_at > ? AND hug_id NOT LIKE 'tick:%' "
             "GROUP BY token ORDER BY sent_at",
-            (band, now - self.storm_window_s),
+            (band, now - window_s),
         ).fetchall()
         buzzes = [r[0] for r in recent]
         for (sender, gentle), items in groups.items():
-            if len(buzzes) >= self.storm_max_buzzes:  # a storm: fold the rest into the next allowed buzz
-                return [buzzes[-self.storm_max_buzzes] + self.storm_window_s]
+            if len(buzzes) >= max_buzzes:  # a storm: fold the rest into the next allowed buzz
+                return [buzzes[-max_buzzes] + window_s]
             merged = items[0][1]
             for _p, hug in items[1:]:
                 merged = hugs.fold(merged, hug)
