@@ -86,16 +86,6 @@ async def frames(n: int = 3) -> None:
     await asyncio.sleep(0.05 * n)
 
 
-async def motor_runs(control: AirspaceControl, address: str) -> int:
-    runs, on = 0, False
-    for entry in await control.timeline(address):
-        if entry.kind == "motor":
-            now_on = float(entry.value) > 0  # type: ignore[arg-type]
-            runs += now_on and not on
-            on = now_on
-    return runs
-
-
 class World:
     def __init__(self, tmp: Path, shots: Path) -> None:
         self.tmp = tmp
@@ -175,6 +165,16 @@ async def go(app: HugApp, name: str) -> None:
 # ------------------------------------------------------------------------------------------ scenarios
 
 
+async def heart_buzzes(w: World, app: HugApp, address: str) -> None:
+    """Tap the big heart on Home: the band paired with this phone starts a new buzz."""
+    await go(app, "home")
+    await frames(4)
+    before = len(await w.control.motor_starts(address))
+    await tap(app.screen("home").ids.heart)
+    await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
+    assert len(await w.control.motor_starts(address)) > before
+
+
 async def pair_and_hug(w: World) -> None:
     """The pairing flow with its countdown, then the phone's heart makes the band buzz; every screen."""
     address = await w.band("Mia")
@@ -206,12 +206,7 @@ async def pair_and_hug(w: World) -> None:
         w.shot(app, "bands")
 
         # the big heart on Home: the band on this phone buzzes
-        await go(app, "home")
-        await frames(4)
-        before = await motor_runs(w.control, address)
-        await tap(app.screen("home").ids.heart)
-        await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
-        assert await motor_runs(w.control, address) > before
+        await heart_buzzes(w, app, address)
         await until(lambda: phone.router.history() and phone.router.history()[0].receipt is Receipt.FELT, 15)
         await frames(4)
         w.shot(app, "home")
@@ -228,9 +223,10 @@ async def pair_and_hug(w: World) -> None:
         # test buzz from the Bands screen
         await go(app, "bands")
         await frames(4)
-        before = await motor_runs(w.control, address)
+        before = len(await w.control.motor_starts(address))
         await tap(find_text(app.screen("bands").ids.bands_box, "Test buzz"))
         await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
+        assert len(await w.control.motor_starts(address)) > before
 
         # settings: quiet hours in words, a wrong one is refused in words
         await go(app, "settings")
@@ -315,17 +311,17 @@ async def two_phones(w: World) -> None:
         # Mum taps the heart on the phone: Mia's band buzzes, Mum sees it felt
         await go(app, "home")
         await frames(4)
-        before = await motor_runs(w.control, mia_band)
+        before = len(await w.control.motor_starts(mia_band))
         await tap(app.screen("home").ids.heart)
         await until(lambda: mum.router.history() and mum.router.history()[0].receipt is Receipt.FELT, 30)
-        assert await motor_runs(w.control, mia_band) > before
+        assert len(await w.control.motor_starts(mia_band)) > before
 
         # Mia presses her band: Mum's band buzzes; Home offers a hug back; History shows it
-        before = await motor_runs(w.control, mum_band)
+        before = len(await w.control.motor_starts(mum_band))
         await w.control.hold(mia_band, TAP_MS)
         await until(lambda: app.screen("home").hug_back_from == "Mia", 30, "hug Mia back")
         await w.control.wait_output(mum_band, "motor", lambda v: float(v) > 0, timeout=20)
-        assert await motor_runs(w.control, mum_band) > before
+        assert len(await w.control.motor_starts(mum_band)) > before
         home = app.screen("home")
         await until(lambda: home.members and home.members[0]["hugs_today"] >= 2, 10)
         await frames(4)
@@ -444,12 +440,7 @@ async def service_client(w: World) -> None:
         await until(lambda: app.screen("bands").bands, 30, "the band paired")
         await until(lambda: app.screen("bands").bands[0]["connected"], 30, "the band connected")
         await asyncio.sleep(1.5)  # the pairing buzz is over
-        await go(app, "home")
-        await frames(4)
-        before = await motor_runs(w.control, address)
-        await tap(app.screen("home").ids.heart)
-        await w.control.wait_output(address, "motor", lambda v: float(v) > 0, timeout=15)
-        assert await motor_runs(w.control, address) > before
+        await heart_buzzes(w, app, address)
         await go(app, "history")
         await until(lambda: [r["receipt"] for r in app.screen("history").rows] == ["felt"], 15, "felt")
         nodes = {n["address"]: n for n in await w.control.list_nodes()}

@@ -57,19 +57,25 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     return width, height, [b"".join(r[x * bpp : x * bpp + 3] for x in range(width)) for r in rows]
 
 
+def demo_ui(env: dict[str, str], timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`hugbutton demo --ui` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "hugapp.cli", "demo", "--ui"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.slow
 def test_demo_ui_day_with_both_apps(xdisplay: str, tmp_path: Path) -> None:
     shot = shots_dir(tmp_path) / "demo-ui.png"
     shot.unlink(missing_ok=True)
     env = dict(os.environ, DISPLAY=xdisplay, HUG_DEMO_SCREENSHOT=str(shot), PYTHONUNBUFFERED="1")
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hugapp.cli", "demo", "--ui"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = demo_ui(env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     summary = re.search(
@@ -100,14 +106,7 @@ def test_demo_ui_without_a_display_says_so_in_one_line(tmp_path: Path) -> None:
     for display in (None, ":3999"):  # none at all, and one nobody serves
         if display:
             env["DISPLAY"] = display
-        proc = subprocess.run(
-            [sys.executable, "-m", "hugapp.cli", "demo", "--ui"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        proc = demo_ui(env, timeout=60, cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert proc.stdout == ""
         lines = proc.stderr.strip().splitlines()
