@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-# Files that stay on the PC: the scripted day drives the firmware in tests only.
-_HOST_ONLY = {"day.py", "main.py"}
+# main.py is the entry point: copied as source to the band's root, not compiled into lib/.
+_HOST_ONLY = {"main.py"}
 
 
 class BandToolError(Exception):

@@ -22,7 +22,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"hugbutton demo: --ui: {problem}", file=sys.stderr)
             return 2
         os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")  # Kivy's start-up chatter off
-    from hugapp import demo
+    from hugapp.dev import demo
 
     return demo.main(args)
 
@@ -46,18 +46,26 @@ def _band_flash(args: argparse.Namespace) -> int:
 
 
 def _band_sim(args: argparse.Namespace) -> int:
-    from hugsim import virtualband
+    from hugapp.dev import bandsim
 
-    return virtualband.main_from_cli(args)
+    return bandsim.main(args)
 
 
 def _gateway(args: argparse.Namespace) -> int:
     from hugapp import gateway
 
+    if args.airspace:  # the simulated radio: the dev wing's seam
+        from hugapp.dev.radio import ble_config
+
+        return gateway.main(args, ble_config(args.airspace))
     return gateway.main(args)
 
 
 def _app(args: argparse.Namespace) -> int:
+    if args.sim or args.airspace:  # the simulated radio: the dev wing
+        from hugapp.dev import simapp
+
+        return simapp.main(args)
     from hugapp.ui import launch
 
     return launch.main(args)

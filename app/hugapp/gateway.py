@@ -19,16 +19,6 @@ from hugapp.core.store import Store, default_path
 log = logging.getLogger("hugapp.gateway")
 
 
-def ble_config(airspace: str | None) -> BleConfig:
-    """The platform's Bluetooth, or the simulated airspace when an address is given."""
-    if airspace is None:
-        return BleConfig()
-    from hugsim.bleak_backend import airspace_backend
-
-    scanner, client = airspace_backend(airspace)
-    return BleConfig(scanner, client)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="the family broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
     parser.add_argument("--data", help=f"folder for this companion's data (default: {default_path().parent})")
@@ -52,9 +42,9 @@ def _store(args: argparse.Namespace) -> Store:
     return Store(Path(args.data) / "companion.sqlite3" if args.data else None)
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     store = _store(args)
-    companion = Companion(store, ble_config(args.airspace), args.broker, name=args.name)
+    companion = Companion(store, ble, args.broker, name=args.name)
     command = args.gateway_command or "run"
     if command == "status":
         for band in store.bands():
@@ -116,5 +106,6 @@ def run_command(command: Coroutine[Any, Any, int]) -> int:
         return 2
 
 
-def main(args: argparse.Namespace) -> int:
-    return run_command(_run(args))
+def main(args: argparse.Namespace, ble: BleConfig | None = None) -> int:
+    """Run a gateway command on ``ble`` (default: this computer's Bluetooth)."""
+    return run_command(_run(args, ble or BleConfig()))

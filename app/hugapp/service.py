@@ -6,8 +6,9 @@ It owns the one Companion (band links, relay, router) until stopped, so hugs are
 acknowledged with the screen off, and serves it to the app's window over the local control channel
 (``hugapp.control``): the window never runs a second Companion on the same store and bands.
 Settings come from the environment: ``HUG_BROKER`` (the family broker URL), ``HUG_DATA`` (the data
-folder; default: the platform's) and ``HUG_AIRSPACE`` (the simulated radio), or from the JSON
-argument the app starts the service with on Android (``PYTHON_SERVICE_ARGUMENT``: broker, data).
+folder; default: the platform's), or from the JSON argument the app starts the service with on Android
+(``PYTHON_SERVICE_ARGUMENT``: broker, data). ``python -m hugapp.dev.service`` runs the same service on the
+simulated radio (``HUG_AIRSPACE``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ from pathlib import Path
 from typing import Any, cast
 
 from hugapp.control import STORE_FILE, ControlServer, LocalCore
+from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
 from hugapp.core.store import Store, default_path
-from hugapp.gateway import ble_config
 
 log = logging.getLogger("hugapp.service")
 
 
-async def serve(broker_url: str | None, data: Path | None, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    broker_url: str | None,
+    data: Path | None,
+    stop: asyncio.Event | None = None,
+    ble: BleConfig | None = None,
+) -> None:
     data_dir = data if data is not None else default_path().parent
     store = Store(data_dir / STORE_FILE)
     notifier = make_notifier()
@@ -40,9 +46,7 @@ async def serve(broker_url: str | None, data: Path | None, stop: asyncio.Event |
         for server in servers:
             server.changed()
 
-    companion = Companion(
-        store, ble_config(os.environ.get("HUG_AIRSPACE")), broker_url, notifier=notifier, on_change=changed
-    )
+    companion = Companion(store, ble or BleConfig(), broker_url, notifier=notifier, on_change=changed)
     servers.append(ControlServer(LocalCore(companion), data_dir))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -71,10 +75,10 @@ def _settings() -> tuple[str | None, Path | None]:
     return (str(broker) if broker else None), (Path(str(data)) if data else None)
 
 
-def main() -> None:
+def main(ble: BleConfig | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     broker, data = _settings()
-    asyncio.run(serve(broker, data))
+    asyncio.run(serve(broker, data, ble=ble))
 
 
 if __name__ == "__main__":

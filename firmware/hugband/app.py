@@ -1,7 +1,7 @@
-"""The band's asyncio shell: wires BandCore to the pins, the motor, the LED and the radio.
+"""The band's asyncio shell: wires BandLogic to the pins, the motor, the LED and the radio.
 
-All decisions live in BandCore; this loop only samples inputs, drains radio events,
-performs the actions BandCore queues, and feeds the watchdog.
+All decisions live in BandLogic; this loop only samples inputs, drains radio events,
+performs the actions BandLogic queues, and feeds the watchdog.
 """
 
 import asyncio
@@ -16,7 +16,7 @@ from micropython import const
 from hugband import board as boards
 from hugband import button, haptics, power, ticks
 from hugband.ble import EV_COMMAND, EV_CONNECT, EV_DISCONNECT, Peripheral
-from hugband.core import (
+from hugband.logic import (
     A_ADVERTISE,
     A_BATTERY,
     A_CPU,
@@ -27,7 +27,7 @@ from hugband.core import (
     A_MOTOR,
     A_NOTIFY,
     A_STATE,
-    BandCore,
+    BandLogic,
 )
 from hugband.store import FileBlob
 
@@ -144,7 +144,7 @@ class App:
         self.hw = Hardware(self.board, self.wake)
         self.radio = Peripheral(bluetooth.BLE(), band_name(), self.board["title"][:40], "1", self.wake)
         now = now_ms()
-        self.core = BandCore(
+        self.core = BandLogic(
             self.board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), now, FileBlob("played.bin")
         )
         self.wdt = machine.WDT(timeout=_WDT_MS)

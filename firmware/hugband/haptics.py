@@ -12,7 +12,7 @@ the shell polls every ~5-10 ms while ``busy`` and can sleep longer otherwise.
 - **Queue**: one playing pattern plus up to ``depth`` (default 4) waiting. When all slots are full the
   newest pattern is refused: ``start`` returns False and ``dropped`` counts it.
 - **Tokens**: each pattern carries an int token; when a pattern has played to its end its token goes to
-  a small "done" ring that the owner reads with ``pop_done()`` (BandCore turns them into Felt events).
+  a small "done" ring that the owner reads with ``pop_done()`` (BandLogic turns them into Felt events).
   Patterns removed by ``stop()`` are not reported as done. Tokens < 0 are never reported.
   The ring holds ``depth + 1`` tokens; if the owner never reads it the oldest are overwritten
   (``done_lost`` counts them).

@@ -18,7 +18,7 @@ Persistence (``to_bytes`` / ``from_bytes``): header ``b"HO"``, version, count, n
 the records oldest first; then the first 4 bytes of SHA-256 over all of that. A file that is short,
 long, of another version or fails the digest loads as an empty outbox and increments ``errors``
 instead of raising. ``next_seq`` survives reboots; after a corrupt file it restarts from the caller's
-``fallback_seq`` (BandCore passes a random one so it does not repeat sequence numbers the phone has
+``fallback_seq`` (BandLogic passes a random one so it does not repeat sequence numbers the phone has
 already stored and would discard as duplicates).
 """
 

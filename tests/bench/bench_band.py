@@ -1,6 +1,6 @@
 """Band benchmark: heap high-water under real MicroPython, .mpy size per board, and a power model.
 
-Power model: the scripted day (hugband.day) runs under CPython; every BandCore's EnergyMeter (one per
+Power model: the scripted day (bandday) runs under CPython; every BandLogic's EnergyMeter (one per
 boot) reports the time spent in each radio/CPU state. Those shares are multiplied by per-chip average
 currents built from datasheet figures below, giving the average current and hours on a 200 mAh cell,
 for stock MicroPython (no light sleep with BLE on: micropython issue 6396) and for an ESP-IDF build
@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from common import REPO, md_table, save, table
+
+sys.path.insert(0, str(REPO / "tests" / "firmware"))  # bandday, the scripted day
 
 RADIO_MA = {"esp32c3": 110.0, "esp32s3": 115.0}  # mean of TX/RX during a radio event
 CPU_IDLE_MA = {"esp32c3": 12.0, "esp32s3": 20.0}  # modem sleep, 80 MHz, no light sleep
@@ -65,7 +68,9 @@ def mpy_size(board: str) -> dict[str, int]:
 
 
 def day_times() -> dict[str, float]:
-    from hugband import day, power
+    import bandday as day
+
+    from hugband import power
 
     d = day.Day("xiao_esp32c3")
     meters: dict[int, Any] = {}

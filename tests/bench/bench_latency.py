@@ -33,11 +33,11 @@ from relaykit import HOST, EmbeddedTestBroker, MosquittoTestBroker, Phone, make_
 from hugapp.core.companion import Companion
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.store import Store
-from hugapp.demo import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
-from hugapp.gateway import ble_config
+from hugapp.dev.demo import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
+from hugapp.dev.radio import ble_config
 from hugproto.gatt import EVENT_CHAR_UUID
 from hugsim.airspace import Airspace, AirspaceControl, AirspaceTimeoutError
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
 
 N = int(os.environ.get("HUG_BENCH_HUGS", "1000"))
 FAMILIES = int(os.environ.get("HUG_BENCH_FAMILIES", "4"))

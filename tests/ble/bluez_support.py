@@ -1,4 +1,4 @@
-"""Run bleak's own Linux BlueZ backend against the simulated BlueZ (``python -m hugsim.bluez``).
+"""Run bleak's own Linux BlueZ backend against the simulated BlueZ (``python -m hugsim.phone.bluez``).
 
     async with simulated_bluez(air_addr) as bluez:
         devices = await BleakScanner.discover(...)   # plain bleak, no backend argument
@@ -23,14 +23,14 @@ from pathlib import Path
 
 from testkit import require_tool
 
-from hugsim.bluez import write_bluetoothctl_stub
+from hugsim.phone.bluez import write_bluetoothctl_stub
 
 START_TIMEOUT_S = 20.0
 
 
 @dataclass
 class BlueZSim:
-    """A running ``python -m hugsim.bluez``."""
+    """A running ``python -m hugsim.phone.bluez``."""
 
     bus_address: str
     proc: asyncio.subprocess.Process
@@ -67,12 +67,12 @@ def pid_alive(pid: int) -> bool:
 
 
 async def start_bluez(air_addr: str, *args: str) -> BlueZSim:
-    """Start ``python -m hugsim.bluez`` and wait for its bus address (its one line of output)."""
+    """Start ``python -m hugsim.phone.bluez`` and wait for its bus address (its one line of output)."""
     require_tool("dbus-daemon")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hugsim.bluez",
+        "hugsim.phone.bluez",
         "--airspace",
         air_addr,
         *args,
@@ -86,7 +86,9 @@ async def start_bluez(air_addr: str, *args: str) -> BlueZSim:
         line = b""
     if not line.strip():
         await stop_bluez(proc)
-        raise RuntimeError("python -m hugsim.bluez did not print its bus address (exit %s)" % proc.returncode)
+        raise RuntimeError(
+            "python -m hugsim.phone.bluez did not print its bus address (exit %s)" % proc.returncode
+        )
     sim = BlueZSim(line.decode().strip(), proc)
     sim.daemon_pids = children_named(proc.pid, "dbus-daemon")
     return sim
@@ -108,7 +110,7 @@ async def stop_bluez(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM
 @contextlib.asynccontextmanager
 async def simulated_bluez(air_addr: str, *args: str) -> AsyncIterator[BlueZSim]:
     """The simulated BlueZ for ``air_addr`` as bleak's system bus, with a bluetoothctl stub on PATH.
-    ``args`` go to ``python -m hugsim.bluez`` (e.g. "--char-handles", "declaration")."""
+    ``args`` go to ``python -m hugsim.phone.bluez`` (e.g. "--char-handles", "declaration")."""
     stub_dir = tempfile.mkdtemp(prefix="hug-bluetoothctl-")
     write_bluetoothctl_stub(stub_dir)
     saved = {k: os.environ.get(k) for k in ("DBUS_SYSTEM_BUS_ADDRESS", "PATH")}

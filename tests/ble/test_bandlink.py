@@ -21,8 +21,8 @@ from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugapp.core.store import Store
 from hugproto import patterns
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
 
 from .bluez_support import simulated_bluez
 

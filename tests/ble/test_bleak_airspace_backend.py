@@ -1,4 +1,4 @@
-"""bleak, unmodified, over the airspace: the custom backend from hugsim.bleak_backend against virtual
+"""bleak, unmodified, over the airspace: the custom backend from hugsim.phone.bleak_backend against virtual
 bands running the real firmware. Only bleak's public API is used here (BleakScanner, BleakClient with
 ``backend=``), as the app does.
 
@@ -30,8 +30,8 @@ from bleak.exc import (
 from hugproto import frames, gatt
 from hugproto.adv import COMPANY_ID
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend, close_airspace_backends, open_radio_count
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend, close_airspace_backends, open_radio_count
 
 PAIR_HOLD_MS = 5300
 STEP_TIMEOUT = 5.0  # bound on waiting for any single event

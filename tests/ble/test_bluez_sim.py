@@ -1,5 +1,5 @@
 """bleak's own Linux BlueZ backend (unmodified, no backend argument) against the simulated BlueZ
-(``python -m hugsim.bluez``), fronting an airspace with the real firmware on a virtual band.
+(``python -m hugsim.phone.bluez``), fronting an airspace with the real firmware on a virtual band.
 
 Each test runs in its own ``asyncio.run`` (bleak keeps one BlueZ manager per event loop).
 """
@@ -24,7 +24,7 @@ from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
 from hugproto import frames, gatt
 from hugproto.errors import ProtocolError
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
 
 from .bluez_support import pid_alive, simulated_bluez, start_bluez, stop_bluez
 
@@ -264,7 +264,7 @@ def test_no_dbus_daemon_outlives_the_simulation(sig: int) -> None:
                 if not pid_alive(daemon):
                     break
                 await asyncio.sleep(0.05)  # polling a foreign pid: there is no event to await
-            assert not pid_alive(daemon), "dbus-daemon %d outlived python -m hugsim.bluez" % daemon
+            assert not pid_alive(daemon), "dbus-daemon %d outlived python -m hugsim.phone.bluez" % daemon
             shutil.rmtree(bus_dir, ignore_errors=True)  # what SIGKILL left
         finally:
             await server.close()

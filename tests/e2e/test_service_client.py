@@ -28,8 +28,8 @@ from hugapp.core.notify import DesktopNotifier
 from hugapp.core.store import Store
 from hugapp.ui.controller import Controller
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
 
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
 PAIR_HOLD_MS = 5300
@@ -55,7 +55,7 @@ async def start_service(air: str, broker: str, data: Path) -> asyncio.subprocess
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hugapp.service",
+        "hugapp.dev.service",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=dict(os.environ, HUG_AIRSPACE=air, HUG_BROKER=broker, HUG_DATA=str(data), PYTHONUNBUFFERED="1"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hugproto import frames, patterns
 from hugsim.airspace import Airspace, AirspaceCentral, AirspaceControl
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
 
 from .phone import Phone
 

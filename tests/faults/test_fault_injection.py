@@ -31,7 +31,7 @@ from testkit import require_tool
 from hugapp.core.broker import free_port
 from hugapp.core.hugs import DayType, Schedule
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
 
 from .faultkit import Mosquitto, Phone, Proxy
 

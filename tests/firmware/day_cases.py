@@ -1,10 +1,12 @@
-"""The scripted day (hugband.day.run_day) as one case, under CPython and real MicroPython.
+"""The scripted day (bandday.run_day) as one case, under CPython and real MicroPython.
 
 The heap figure needs the step-by-step driver (tests/firmware/test_day_heap.py); here the outcomes
 of the day are checked in both interpreters.
 """
 
-from hugband import day
+import bandday as day
+
+MP_LIBS = ["tests/firmware/bandday.py"]
 
 
 def case_scripted_day():

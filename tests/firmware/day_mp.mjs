@@ -1,4 +1,4 @@
-// The scripted day (hugband.day) under real MicroPython, with a true heap high-water figure.
+// The scripted day (bandday) under real MicroPython, with a true heap high-water figure.
 //
 //   node tests/firmware/day_mp.mjs [BOARD]
 //
@@ -42,6 +42,7 @@ function copyTree(src, dest) {
 
 copyTree(join(repo, "protocol", "hugproto"), "/lib/hugproto");
 copyTree(join(repo, "firmware", "hugband"), "/lib/hugband");
+copyTree(join(repo, "tests", "firmware", "bandday.py"), "/lib/bandday.py");
 
 function py(code) {
   try {
@@ -52,7 +53,7 @@ function py(code) {
   }
 }
 
-py("import gc\nfrom hugband import day\ngc.collect()");
+py("import gc\nimport bandday as day\ngc.collect()");
 py("base = gc.mem_alloc()\nhigh = base\npoints = 0");
 py(`d = day.Day(${JSON.stringify(board)})\nn = len(d)\ngc.collect()`);
 const n = mp.globals.get("n");

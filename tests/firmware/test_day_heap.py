@@ -1,6 +1,6 @@
 """The scripted day under real MicroPython, step by step, with its heap high-water figure.
 
-tests/firmware/day_mp.mjs runs each step of hugband.day.Day in its own top-level call, because the
+tests/firmware/day_mp.mjs runs each step of bandday.Day in its own top-level call, because the
 WebAssembly port only collects garbage back at the JavaScript top level. The budget (40 KB) is for
 what the band allocates at run time: the live heap above the figure right after importing hugproto
 and hugband (their bytecode, compiled from .py here; frozen into flash on a production band).

@@ -17,8 +17,8 @@ from hugapp.core.hugs import DayType, Receipt, Schedule
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.store import Store
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
 
 PRESSES = 3  # under the storm rule (3 buzzes a minute); tests/faults kills phones 17 times under load
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})

@@ -16,8 +16,8 @@ from hugapp.core.hugs import DayType, Receipt, Schedule
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.store import Store
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
 
 TAP_MS = 80
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})  # no quiet hours: the test runs at any hour

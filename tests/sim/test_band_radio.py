@@ -20,7 +20,7 @@ def _peripheral_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     this test only: the modules are taken out of sys.modules again afterwards."""
     for name in ("bluetooth", "micropython"):
         spec = importlib.util.spec_from_file_location(
-            name, ROOT / "firmware" / "hugsim" / "port" / f"{name}.py"
+            name, ROOT / "sim" / "hugsim" / "band" / "port" / f"{name}.py"
         )
         assert spec is not None
         assert spec.loader is not None

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hugsim import runtime
-from hugsim.band import Band, load_board, run_band
+from hugsim.band import runtime
+from hugsim.band.runner import Band, load_board, run_band
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -149,7 +149,7 @@ def test_cli_runs_a_band_driven_from_stdin(tmp_path):
         [
             sys.executable,
             "-m",
-            "hugsim.band",
+            "hugsim.band.runner",
             "--board",
             str(board),
             "--state",

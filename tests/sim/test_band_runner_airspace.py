@@ -32,7 +32,7 @@ async def _scenario(tmp_path) -> list:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hugsim.band",
+        "hugsim.band.runner",
         "--board",
         str(board),
         "--state",

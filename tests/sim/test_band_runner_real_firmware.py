@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hugsim.band import BOARDS_DIR, run_band
+from hugsim.band.runner import BOARDS_DIR, run_band
 
 BOARDS = sorted(p.stem for p in Path(BOARDS_DIR).glob("*.json"))
 MAIN = Path(BOARDS_DIR).parent / "main.py"

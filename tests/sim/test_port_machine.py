@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from hugsim import runtime
-from hugsim.band import sim_port
+from hugsim.band import runtime
+from hugsim.band.runner import sim_port
 
 C3 = {
     "name": "t_c3",

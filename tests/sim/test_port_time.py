@@ -1,4 +1,4 @@
-"""MicroPython time/asyncio semantics added to CPython by hugsim.shims (ticks wrap-around etc.)."""
+"""MicroPython time/asyncio semantics added to CPython by hugsim.band.shims (ticks wrap-around etc.)."""
 
 import asyncio
 import threading
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from hugsim import runtime, shims
-from hugsim.band import sim_port
+from hugsim.band import runtime, shims
+from hugsim.band.runner import sim_port
 
 PERIOD = 1 << 30
 HALF = PERIOD // 2

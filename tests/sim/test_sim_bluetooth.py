@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import pytest
 from test_airspace_support import ROOT, WAIT_S, EventLog, airspace_thread, run, wait_advert
 
-from hugsim import runtime
 from hugsim.airspace import AirspaceCentral, AirspaceControl, PeripheralRadio, wire
+from hugsim.band import runtime
 
 BAND = "C0:FF:EE:00:00:07"
 _IRQ_CENTRAL_CONNECT = 1
@@ -35,7 +35,7 @@ def oserror(code: int):
 def load_bluetooth():
     """A fresh import of port/bluetooth.py, as at every simulated boot."""
     spec = importlib.util.spec_from_file_location(
-        "bluetooth", ROOT / "firmware" / "hugsim" / "port" / "bluetooth.py"
+        "bluetooth", ROOT / "sim" / "hugsim" / "band" / "port" / "bluetooth.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -31,8 +31,8 @@ from hugapp.core.notify import DesktopNotifier
 from hugapp.core.store import Store
 from hugapp.ui.app import ChangeHub, HugApp, run_app
 from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.bleak_backend import airspace_backend
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
 
 ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})  # no quiet hours: any hour works
 TAP_MS = 80
@@ -350,7 +350,7 @@ async def sim_band_window(w: World) -> None:
     (a press reaches the phone), and a buzz shows on the window."""
     from kivy.core.window import Window
 
-    from hugapp.ui.simband import SimBandApp
+    from hugapp.dev.simband import SimBandApp
 
     address = await w.band("Mia")
     phone = w.companion("Mum", lambda: None)
@@ -412,7 +412,7 @@ async def service_client(w: World) -> None:
     service = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hugapp.service",
+        "hugapp.dev.service",
         env=dict(os.environ, HUG_AIRSPACE=w.air, HUG_BROKER=w.broker_url, HUG_DATA=str(data)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
+import fnmatch
 import re
 import tomllib
 from pathlib import Path
@@ -77,3 +79,76 @@ def test_permissions_and_service() -> None:
     assert (REPO / path).is_file(), path
     assert f"{app['package.domain']}.{app['package.name']}.Service{name}" == platform.SERVICE_CLASS
     assert f"{app['package.domain']}.{app['package.name']}" == platform.ANDROID_PACKAGE
+
+
+def _shipped() -> list[Path]:
+    """The files buildozer copies into the APK, by its own rules (buildozer's
+    ``_copy_application_sources``): hidden folders and files never; a folder under an excluded dir is
+    skipped; a file whose path matches an exclude pattern is skipped; then the extension decides."""
+    app = _spec()
+
+    def listed(key: str) -> list[str]:
+        return [v.strip().lower() for v in app.get(key, "").split(",") if v.strip()]
+
+    assert not listed("source.include_patterns"), "an include pattern overrides every exclusion"
+    exts, dirs, patterns = (
+        listed("source.include_exts"),
+        listed("source.exclude_dirs"),
+        listed("source.exclude_patterns"),
+    )
+    source = (REPO / app["source.dir"]).resolve()
+    out: list[Path] = []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source).as_posix()
+        if not path.is_file() or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        folder = rel.rsplit("/", 1)[0].lower() + "/" if "/" in rel else ""
+        if folder and any(folder.startswith(d.rstrip("/") + "/") for d in dirs):
+            continue
+        if any(fnmatch.fnmatch(rel.lower(), p) for p in patterns):
+            continue
+        if path.suffix[1:].lower() in exts:
+            out.append(path)
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_android_build_ships_no_simulator_and_nothing_it_lacks() -> None:
+    """No module of the APK imports the simulator or the dev wing, even inside a function, and every
+    hugapp/hugproto module a shipped module imports is itself shipped."""
+    shipped = _shipped()
+    rels = {p.relative_to(REPO).as_posix() for p in shipped}
+    assert "main.py" in rels
+    assert "app/hugapp/service.py" in rels
+    assert "protocol/hugproto/frames.py" in rels
+    assert not [r for r in rels if r.startswith(("sim/", "firmware/", "tests/", "app/hugapp/dev/"))]
+    roots = {"hugapp": REPO / "app" / "hugapp", "hugproto": REPO / "protocol" / "hugproto"}
+    problems: list[str] = []
+    for path in shipped:
+        if path.suffix != ".py":
+            continue
+        for name in sorted(_imports(path)):
+            top = name.split(".")[0]
+            if top == "hugsim" or name == "hugapp.dev" or name.startswith("hugapp.dev."):
+                problems.append(f"{path.relative_to(REPO)} imports {name}")
+            elif top in roots:
+                parts = name.split(".")[1:]
+                base = roots[top].joinpath(*parts)
+                target = base.with_suffix(".py") if parts else base / "__init__.py"
+                # ``from pkg import name`` may name an attribute: only a module or package counts.
+                if not (target.exists() or (base / "__init__.py").exists()):
+                    continue
+                mod = target if target.exists() else base / "__init__.py"
+                if mod.relative_to(REPO).as_posix() not in rels:
+                    problems.append(f"{path.relative_to(REPO)} imports {name}, which the APK lacks")
+    assert not problems, "\n".join(problems)

@@ -249,7 +249,7 @@ def view_of(widget: Any) -> HugView:
 
 class HugView:
     """One companion's screens (a ``RootView``) over its controller. The app shows one; the demo
-    (``hugapp.ui.demo_ui``) shows two side by side in one window."""
+    (``hugapp.dev.demo_ui``) shows two side by side in one window."""
 
     def __init__(self, controller: Controller) -> None:
         self.controller = controller

@@ -1,6 +1,6 @@
 """Sim port of MicroPython's ``bluetooth`` module (peripheral role, NimBLE on ESP32 behaviour).
 
-https://docs.micropython.org/en/latest/library/bluetooth.html. The radio is ``hugsim.runtime.radio``
+https://docs.micropython.org/en/latest/library/bluetooth.html. The radio is ``hugsim.band.runtime.radio``
 (a ``hugsim.airspace.PeripheralRadio`` set by the band runner); with no radio the stack works
 locally and nothing reaches the air (a band in a Faraday cage).
 
@@ -194,7 +194,7 @@ class _NullRadio:
 
 
 def _runtime():
-    from hugsim import runtime
+    from hugsim.band import runtime
 
     return runtime
 

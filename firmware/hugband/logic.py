@@ -1,8 +1,8 @@
-"""BandCore: the whole band logic as one pure object. No hardware, no BLE module, no clock.
+"""BandLogic: the whole band logic as one pure object. No hardware, no BLE module, no clock.
 
 The shell (hugband.app / ble) owns the radio and the pins. It feeds events in and carries actions out:
 
-    core = BandCore(board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), time.ticks_ms())
+    core = BandLogic(board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), time.ticks_ms())
     every loop (5-10 ms while core.busy, slower when idle):
         core.on_button(pin_pressed, now)          # or core.on_touch(touchpad.read(), now)
         core.poll(now)
@@ -107,7 +107,7 @@ class _Conn:
         self.send_after = now_ms  # presses wait until then (or until SetTime) after AUTH
 
 
-class BandCore:
+class BandLogic:
     def __init__(self, board: dict, storage, random_bytes, keystore, now_ms: int, played=None) -> None:
         self.board = board
         self._storage = storage

@@ -1,6 +1,6 @@
 """The virtual band runner: real, unmodified firmware on the sim port, one band per process.
 
-    python -m hugsim.band --board xiao_esp32c3 --state /tmp/band1 --airspace 127.0.0.1:7000 \\
+    python -m hugsim.band.runner --board xiao_esp32c3 --state /tmp/band1 --airspace 127.0.0.1:7000 \\
         [--address C0:FF:EE:00:00:01] [--name NAME] [--entry hugband.main:main] [--path DIR] \\
         [--control stdin] [--print-outputs] [--on-exit halt|reboot] [--battery-v 3.9] [--ticks-start MS]
 
@@ -11,14 +11,14 @@ or in-process (tests)::
 
 What it does:
 
-- builds the :class:`~hugsim.world.World` for the board (``--board`` is a name under
+- builds the :class:`~hugsim.band.world.World` for the board (``--board`` is a name under
   ``firmware/hugband/boards/`` or a path to a JSON file);
 - makes ``--state DIR`` the band's flash: the firmware runs with that directory as its working
   directory, so ``open("outbox.bin", "wb")`` persists across simulated reboots and process restarts
   (sim-private files live in ``DIR/.hugsim/``);
-- puts ``firmware/hugsim/port`` first on ``sys.path`` (``machine``, ``bluetooth``, ``micropython``,
+- puts ``sim/hugsim/band/port`` first on ``sys.path`` (``machine``, ``bluetooth``, ``micropython``,
   ``neopixel``, ``esp32``), installs the ``time``/``asyncio``/``gc``/``sys`` shims
-  (:mod:`hugsim.shims`);
+  (:mod:`hugsim.band.shims`);
 - connects the radio (``hugsim.airspace.PeripheralRadio``) when ``--airspace`` is given, as
   ``runtime.radio``: its ``on_input(name, value)`` feeds :meth:`World.apply_input`, and every World
   output is forwarded with ``radio.report_output(kind, value, t_ms)``;
@@ -31,7 +31,7 @@ What it does:
   reboot`` restarts it instead, as a panic reset would).
 
 Reboots from another thread (watchdog, a hard IRQ, ``power_cycle``) interrupt the firmware thread by
-raising :class:`hugsim.runtime.Reboot` in it (``PyThreadState_SetAsyncExc``) and waking its event loop
+raising :class:`hugsim.band.runtime.Reboot` in it (``PyThreadState_SetAsyncExc``) and waking its event loop
 or sleep.
 """
 
@@ -50,11 +50,11 @@ import time
 import traceback
 from pathlib import Path
 
-from hugsim import runtime, shims
-from hugsim.world import World
+from hugsim.band import runtime, shims
+from hugsim.band.world import World
 
 PORT_DIR = Path(__file__).resolve().parent / "port"
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "hugband" / "boards"
+BOARDS_DIR = Path(__file__).resolve().parents[3] / "firmware" / "hugband" / "boards"
 DEFAULT_ENTRY = "hugband.main:main"
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
@@ -568,7 +568,7 @@ def _jsonable(v):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m hugsim.band", description="Run one virtual band.", epilog=_CONTROL_HELP
+        prog="python -m hugsim.band.runner", description="Run one virtual band.", epilog=_CONTROL_HELP
     )
     ap.add_argument(
         "--board", required=True, help="board name (firmware/hugband/boards/NAME.json) or JSON path"

@@ -28,9 +28,9 @@ from hugapp.core.hugs import DayType, QuietMode, QuietWindow, Receipt, Schedule
 from hugapp.core.notify import DesktopNotifier
 from hugapp.core.router import HistoryEntry
 from hugapp.core.store import Store
-from hugapp.gateway import ble_config
+from hugapp.dev.radio import ble_config
 from hugsim.airspace import Airspace, AirspaceControl, AirspaceTimeoutError
-from hugsim.virtualband import BandProcess
+from hugsim.band.process import BandProcess
 
 TAP_MS = 80
 PAIR_HOLD_MS = 5300
@@ -341,7 +341,7 @@ async def _main(args: argparse.Namespace) -> int:
             if args.hugs:
                 await many_hugs(day, people, args.hugs)
             elif getattr(args, "ui", False):  # the same day, both phones' apps on screen
-                from hugapp.ui import demo_ui
+                from hugapp.dev import demo_ui
 
                 await demo_ui.run({n: p.phone for n, p in people.items()}, scripted_day(day, people))
             else:

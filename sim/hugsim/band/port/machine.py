@@ -1,8 +1,8 @@
 """Sim port of MicroPython's ``machine`` module for the ESP32 family (CPython stand-in).
 
-Everything physical goes through ``hugsim.runtime.world`` (a :class:`hugsim.world.World`); resets and
-sleeps go through the runner (``hugsim.runtime.band``). Behaviour follows the MicroPython docs for
-the esp32 port; where the sim has to choose, the choice is written next to the code.
+Everything physical goes through ``hugsim.band.runtime.world`` (a :class:`hugsim.band.world.World`);
+resets and sleeps go through the runner (``hugsim.band.runtime.band``). Behaviour follows the
+MicroPython docs for the esp32 port; where the sim has to choose, the choice is written next to the code.
 
 Pin IRQ delivery (``Pin.irq``): the World reports a level change in the thread that caused it (the
 radio thread for a remote press, a test thread, a timer). ``hard=True`` handlers are called right there,
@@ -15,8 +15,8 @@ the band. Either way handlers should only record and flag (e.g. ``ThreadSafeFlag
 import threading
 import time as _time
 
-from hugsim import runtime as _rt
-from hugsim import world as _w
+from hugsim.band import runtime as _rt
+from hugsim.band import world as _w
 
 # -- reset causes (machine.reset_cause()) and wake reasons (machine.wake_reason()) -----------------
 PWRON_RESET = 1

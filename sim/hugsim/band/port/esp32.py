@@ -11,7 +11,7 @@ import errno
 import json
 import os
 
-from hugsim import runtime as _rt
+from hugsim.band import runtime as _rt
 
 WAKEUP_ALL_LOW = False
 WAKEUP_ANY_HIGH = True

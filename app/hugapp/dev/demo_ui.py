@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hugapp.core.companion import Companion
-from hugapp.demo import DemoError
+from hugapp.dev.demo import DemoError
 from hugapp.ui.app import HugView, load_kv, save_screenshot, window_size
 from hugapp.ui.controller import Controller
 

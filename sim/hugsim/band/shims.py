@@ -38,7 +38,7 @@ _installed = False
 
 
 def _rt():
-    from hugsim import runtime
+    from hugsim.band import runtime
 
     return runtime
 

@@ -3,7 +3,7 @@
 bleak's own Linux backend (unmodified) talks to it exactly as it talks to bluetoothd, so the app's
 BlueZ path is exercised without a radio:
 
-    python -m hugsim.bluez --airspace 127.0.0.1:PORT
+    python -m hugsim.phone.bluez --airspace 127.0.0.1:PORT
     # prints ONE line, the bus address (unix:path=/tmp/.../bus,guid=...), and runs until killed;
     # then: DBUS_SYSTEM_BUS_ADDRESS=<that line> and a `bluetoothctl` stub on PATH (see
     # ``write_bluetoothctl_stub``) and bleak's BleakScanner/BleakClient just work.
@@ -873,7 +873,7 @@ async def serve(args: argparse.Namespace, bus_address: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hugsim.bluez", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hugsim.phone.bluez", description=__doc__.split("\n")[0])
     parser.add_argument("--airspace", required=True, help="the airspace address, 127.0.0.1:PORT")
     parser.add_argument("--name", default="bluez-hci0", help="this central's name in the airspace")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""The scripted day: BandCore driven through a school day with in-memory fakes, outcomes asserted.
+"""The scripted day: BandLogic driven through a school day with in-memory fakes, outcomes asserted.
 
 Runs unchanged under CPython and real MicroPython (``run_day()``); not installed on a band. It uses:
 - ``Harness``: the shell's role: a simulated clock in 5 ms polls, the button, the action queue,
@@ -9,14 +9,14 @@ Runs unchanged under CPython and real MicroPython (``run_day()``); not installed
 The day: boot, pair (5 s hold, PAIR_KEY, AUTH), 20 presses (taps and squeezes) acknowledged, 20 hugs
 played with a Felt each, disconnects in between (presses made offline arrive once on reconnect; a
 Felt earned offline arrives on reconnect), a reboot with unacknowledged presses (resent by the new
-BandCore on the same storage, sequence numbers continue). Heap: ``gc.mem_alloc()`` after
+BandLogic on the same storage, sequence numbers continue). Heap: ``gc.mem_alloc()`` after
 ``gc.collect()`` at checkpoints (MicroPython only; None under CPython).
 """
 
 import gc
 
 from hugband import board as boards
-from hugband import core as bandcore
+from hugband import logic
 from hugband.store import MemBlob
 from hugproto import frames, patterns
 
@@ -47,7 +47,7 @@ class FakePhone:
         self.rng = rng
         self.conn = None
         self.state = b""
-        self.session: "frames.Session | None" = None
+        self.session: frames.Session | None = None
         self.authed = False
         self.auto_ack = True
         self.set_time = True  # send SetTime right after AuthOk, as the app does
@@ -108,7 +108,7 @@ class FakePhone:
 
 
 class Harness:
-    """Plays the shell around one BandCore."""
+    """Plays the shell around one BandLogic."""
 
     def __init__(self, board: dict, storage, keystore, rng, now_ms: int = 1000, played=None) -> None:
         self.board = board
@@ -133,9 +133,7 @@ class Harness:
         self.boot()
 
     def boot(self) -> None:
-        self.core = bandcore.BandCore(
-            self.board, self.storage, self.rng, self.keystore, self.now, self.played
-        )
+        self.core = logic.BandLogic(self.board, self.storage, self.rng, self.keystore, self.now, self.played)
         self.drain()
 
     # the link
@@ -186,26 +184,26 @@ class Harness:
         a = core.pop_action()
         while a is not None:
             kind = a[0]
-            if kind == bandcore.A_NOTIFY:
+            if kind == logic.A_NOTIFY:
                 self.notifies += 1
                 if self.phone is not None and a[1] == self.phone.conn:
                     self.phone.on_notify(self, a[2])
-            elif kind == bandcore.A_STATE:
+            elif kind == logic.A_STATE:
                 if self.phone is not None:
                     self.phone.on_state(a[1])
-            elif kind == bandcore.A_MOTOR:
+            elif kind == logic.A_MOTOR:
                 self._motor(a[1])
-            elif kind == bandcore.A_DISCONNECT:
+            elif kind == logic.A_DISCONNECT:
                 self.disconnects += 1
                 if self.phone is not None and a[1] == self.phone.conn:
                     self.disconnect()
                 else:
                     core.on_disconnect(a[1], self.now)
-            elif kind == bandcore.A_ADVERTISE:
+            elif kind == logic.A_ADVERTISE:
                 self.adverts += 1
-            elif kind == bandcore.A_FACTORY_RESET:
+            elif kind == logic.A_FACTORY_RESET:
                 self.factory_reset = True
-            elif kind == bandcore.A_DEEP_SLEEP:
+            elif kind == logic.A_DEEP_SLEEP:
                 self.deep_sleep = True
             a = core.pop_action()
 
@@ -452,7 +450,7 @@ class Day:
         assert ((self.last_seq + 2) & 0xFFFF) in phone.presses
         self.rejected_before_reboot = h.core.rejected
         h.now += 123457  # ticks after a reboot mean nothing; any value works
-        h.boot()  # a new BandCore on the same storage
+        h.boot()  # a new BandLogic on the same storage
         assert h.core.paired, "the key survives the reboot"
         assert len(h.core.outbox) == 3, "the presses survive the reboot"
 

@@ -4,10 +4,10 @@ The sim port modules (``machine``, ``bluetooth``, ...) are re-imported at every 
 everything that must outlive a reboot (the physics, the radio link, the scheduler) lives here, in a
 module that is *not* purged.
 
-- ``world``: the :class:`hugsim.world.World` (pins, outputs timeline, battery, flash-backed NVS, ...).
+- ``world``: the :class:`hugsim.band.world.World` (pins, outputs timeline, battery, flash-backed NVS, ...).
 - ``radio``: the airspace link object set by the runner (``hugsim.airspace.PeripheralRadio`` or a
   test double); ``port/bluetooth.py`` reads it. ``None`` when the band runs without a radio.
-- ``band``: the :class:`hugsim.band.Band` driving the firmware, or ``None`` (port modules then still
+- ``band``: the :class:`hugsim.band.runner.Band` driving the firmware, or ``None`` (port modules then still
   work, e.g. in unit tests, but resets just raise :class:`Reboot`).
 - ``scheduler``: the MicroPython scheduler stand-in (``micropython.schedule``, soft IRQs).
 """
@@ -15,7 +15,7 @@ module that is *not* purged.
 import threading
 import time as _time
 
-from hugsim.scheduler import Scheduler
+from hugsim.band.scheduler import Scheduler
 
 world = None
 radio = None

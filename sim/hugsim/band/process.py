@@ -1,7 +1,7 @@
 """Run the simulated world as separate processes: an airspace and virtual bands.
 
 Used by `hugbutton band sim`, the demo and the end-to-end tests. Each band is its own process
-(`python -m hugsim.band`) running the real firmware, so it can be killed and restarted alone.
+(`python -m hugsim.band.runner`) running the real firmware, so it can be killed and restarted alone.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class BandProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         args = [
             "-m",
-            "hugsim.band",
+            "hugsim.band.runner",
             "--board",
             self.board,
             "--state",

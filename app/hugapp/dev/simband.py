@@ -1,6 +1,6 @@
 """The virtual band's own window: press its heart (mouse or space bar), watch it buzz.
 
-    python -m hugapp.ui.simband --airspace HOST:PORT --address C0:FF:EE:00:00:01
+    python -m hugapp.dev.simband --airspace HOST:PORT --address C0:FF:EE:00:00:01
 
 A press and a release of the on-screen heart (or the space bar) are the band's button pressed and
 released in the airspace (``AirspaceControl.press``/``release``), so holding it 5 s opens the pairing
@@ -31,6 +31,7 @@ from hugapp.ui.app import HeartButton  # registers the heart's class with Kivy's
 __all__ = ["HeartButton", "SimBandApp", "main", "run"]
 
 KV = Path(__file__).resolve().parent / "simband.kv"
+KV_DIR = Path(__file__).resolve().parents[1] / "ui"  # the app's shared styles (main.kv)
 SPACE = 32
 
 
@@ -52,7 +53,7 @@ class SimBandApp(App):
         self.presses = 0
 
     def build(self) -> Any:
-        Builder.load_file(str(KV.parent / "main.kv"))
+        Builder.load_file(str(KV_DIR / "main.kv"))
         root = Builder.load_file(str(KV))
         Window.size = (300, 360)
         Window.clearcolor = (0.12, 0.12, 0.14, 1)
@@ -156,7 +157,7 @@ async def run(airspace: str, address: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hugapp.ui.simband", description="The virtual band's own window."
+        prog="python -m hugapp.dev.simband", description="The virtual band's own window."
     )
     parser.add_argument("--airspace", required=True, help="HOST:PORT of the airspace")
     parser.add_argument("--address", required=True, help="the virtual band's address")

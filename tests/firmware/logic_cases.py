@@ -1,15 +1,18 @@
-"""BandCore (hugband.core): security rules and outcomes. Runs under CPython and real MicroPython.
+"""BandLogic (hugband.logic): security rules and outcomes. Runs under CPython and real MicroPython.
 
-The Harness and FakePhone from hugband.day play the shell and the phone; outcomes are what buzzed
+The Harness and FakePhone from bandday play the shell and the phone; outcomes are what buzzed
 (motor runs), what the phone received and what was stored.
 """
 
+from bandday import FakePhone, Harness, Rng
+
 from hugband import board as boards
-from hugband import core as bandcore
-from hugband.day import FakePhone, Harness, Rng
+from hugband import logic
 from hugband.outbox import Outbox
 from hugband.store import MemBlob
 from hugproto import frames, patterns
+
+MP_LIBS = ["tests/firmware/bandday.py"]
 
 KEY = b"0123456789abcdef"
 OTHER = b"fedcba9876543210"
@@ -176,7 +179,7 @@ def case_second_central_is_refused_while_connected():
     h, _ = paired()
     h.core.on_connect(99, h.now)
     a = h.core.pop_action()
-    assert a == (bandcore.A_DISCONNECT, 99, 0), a
+    assert a == (logic.A_DISCONNECT, 99, 0), a
     assert h.core.authenticated, "the first connection is untouched"
 
 

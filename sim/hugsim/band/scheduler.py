@@ -25,7 +25,7 @@ class Scheduler:
         self._q = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self.loop = None  # the firmware's running asyncio loop, set by hugsim.shims
+        self.loop = None  # the firmware's running asyncio loop, set by hugsim.band.shims
         self.dropped = 0
 
     def reset(self) -> None:
@@ -57,7 +57,7 @@ class Scheduler:
     def run_pending(self) -> None:
         """Run queued callbacks in FIFO order (call in the firmware thread). An exception in a
         callback is printed and does not stop the others, as on MicroPython."""
-        from hugsim import runtime
+        from hugsim.band import runtime
 
         if runtime.firmware_thread_id is not None and not runtime.in_firmware():
             return

@@ -1,6 +1,6 @@
 """A bleak backend that reaches the airspace, passed through bleak's documented ``backend=`` argument.
 
-    from hugsim.bleak_backend import airspace_backend
+    from hugsim.phone.bleak_backend import airspace_backend
 
     Scanner, Client = airspace_backend("127.0.0.1:PORT", central_name="child-phone")
     found = await BleakScanner.discover(2.0, backend=Scanner, return_adv=True)
@@ -242,7 +242,7 @@ def _purge_closed_loops() -> None:
 
 async def _radio_for(airspace_addr: str, central_name: str | None) -> _Radio:
     if not airspace_addr:
-        raise BleakError("unbound airspace backend: use hugsim.bleak_backend.airspace_backend(addr)")
+        raise BleakError("unbound airspace backend: use hugsim.phone.bleak_backend.airspace_backend(addr)")
     loop = asyncio.get_running_loop()
     _purge_closed_loops()
     key: _RadioKey = (loop, airspace_addr, central_name)

@@ -1,12 +1,12 @@
 """Sim port of MicroPython's ``micropython`` module (CPython stand-in for the virtual band).
 
 ``const`` is the identity; ``schedule`` queues ``func(arg)`` for the firmware thread (see
-``hugsim.scheduler``; raises ``RuntimeError("schedule queue full")`` past 8 entries, like the esp32
+``hugsim.band.scheduler``; raises ``RuntimeError("schedule queue full")`` past 8 entries, like the esp32
 port); the memory functions are harmless stand-ins.
 """
 
-from hugsim import runtime as _runtime
-from hugsim import shims as _shims
+from hugsim.band import runtime as _runtime
+from hugsim.band import shims as _shims
 
 
 def const(expr):

@@ -1,7 +1,7 @@
 """Sim port of MicroPython's ``neopixel`` module: ``write()`` latches the pixels into the World
 ("led" output when the strip is on the board's ``led_pin`` with ``led_kind: "neopixel"``)."""
 
-from hugsim import runtime as _rt
+from hugsim.band import runtime as _rt
 
 
 class NeoPixel:
