@@ -245,7 +245,6 @@ _ERRORS: dict[str, type[Exception]] = {
         bandlink.HandshakeFailed,
         linking.LinkError,
         linking.CodeInvalid,
-        linking.CodeMismatch,
         linking.CodeExpired,
         linking.CodeNotFound,
         linking.CodeBurnt,

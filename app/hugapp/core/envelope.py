@@ -17,7 +17,7 @@ Topics (no names, no member or link ids; hex only)::
 
     hug/v1/in/<mailbox>/<64 hex>   inbox of one member in one circle: HMAC(link key, "inbox" | member id)
     hug/v1/pr/<mailbox>            retained, sealed presence of one companion (under its presence key)
-    hug/v1/rv/<64 hex>/a|b         linking rendezvous: SHA-256 of the first half of a link code
+    hug/v1/rv/<64 hex>/a|b         linking rendezvous: from scrypt of the whole link code
 
 `mailbox` is a random per-companion id (32 hex) and its broker user name under deploy/'s ACLs, which
 let a client read only hug/v1/in/<its own mailbox>/+ and never subscribe to '#'.
@@ -118,9 +118,9 @@ def presence_topic(mailbox: str) -> str:
     return f"{TOPIC_ROOT}/pr/{mailbox}"
 
 
-def rendezvous_topic(code_part: str, side: str) -> str:
-    digest = hashlib.sha256(b"hugbutton/v1 rendezvous\x00" + code_part.encode()).hexdigest()
-    return f"{TOPIC_ROOT}/rv/{digest}/{side}"
+def rendezvous_topic(code_key: bytes, side: str) -> str:
+    """A linking rendezvous, from the code's (scrypt) key: see linking.code_key."""
+    return f"{TOPIC_ROOT}/rv/{_subkey(code_key, b'rendezvous').hex()}/{side}"
 
 
 def _ad(topic: str, sender: str) -> bytes:

@@ -9,16 +9,25 @@ Phone B types the code (or scans `hugbutton:link:K7PM-4Q2X`)::
 
     result = await join_with_code("k7pm 4q2x", store, me, url)
 
-The code is 8 characters from a 31-letter alphabet without look-alikes (no 0/O, 1/I/L). The first 4
-name the rendezvous topic (hashed: hug/v1/rv/<sha256>/a|b); the whole code is the SPAKE2 password,
-so an eavesdropper on the broker learns nothing and an active attacker gets exactly one online guess:
-a failed key confirmation burns the code. Codes expire after 3 minutes and are single use.
+The code is 8 characters from a 31-letter alphabet without look-alikes (no 0/O, 1/I/L). It is both the
+SPAKE2 password and, through scrypt (slow on purpose), the rendezvous: hug/v1/rv/<hex>/a|b. So the topic
+space cannot be filled in advance (31^8 codes, each ~50 ms of scrypt to map), an eavesdropper on the
+broker learns nothing, a mistyped code reaches no offer at all, and a stranger who watches the broker and
+sees a joiner's topic can neither end that exchange nor learn the code:
+
+- every message is size-capped and parsed defensively; retained messages are ignored;
+- the offering phone runs each joiner's exchange (session) on its own, answers at most
+  ``MAX_ATTEMPTS`` hellos per code (each is one online guess at the whole code) and ignores whatever
+  fails to authenticate inside a session, so junk never ends the real one;
+- notices that end an exchange ("expired", "used") carry a MAC under a key derived from the code, so
+  only someone who knows the code can send them;
+- a code lives ``CODE_TTL_S`` whatever arrives, and is used once.
 
 Exchange (JSON on the rendezvous topics; s = B's random session id)::
 
-    B -> b: hello  {s, m: SPAKE2_B msg}
-    A -> a: confirm {s, m: SPAKE2_A msg, c: HMAC(K_A, transcript)}   (or expired / burnt)
-    B -> a: info   {s, c: HMAC(K_B, transcript), x: sealed(B's member record)}   (or fail)
+    B -> b: hello   {s, m: SPAKE2_B msg}
+    A -> a: confirm {s, m: SPAKE2_A msg, c: HMAC(K_A, transcript)}   (or a MACed notice: expired / used)
+    B -> a: info    {s, c: HMAC(K_B, transcript), x: sealed(B's member record)}
     A -> a: welcome {s, x: sealed(link id, link key, circle members, B's signature)}
 
 A new circle gets a fresh random 32-byte link key; if A is already in a circle it shares that circle's
@@ -46,6 +55,7 @@ from typing import Any, cast
 import aiomqtt
 import segno
 import spake2  # pyright: ignore[reportMissingTypeStubs]
+from spake2.ed25519_basic import NotOnCurve  # pyright: ignore[reportMissingTypeStubs]
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import EnvelopeError, RelayError, open_bytes, rendezvous_topic, seal_bytes
@@ -56,8 +66,11 @@ log = logging.getLogger("hugapp.linking")
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LEN = 8
-RENDEZVOUS_CHARS = 4
 CODE_TTL_S = 180.0
+MAX_ATTEMPTS = 3  # hellos answered per code: each is one online guess at all 8 characters
+MAX_RENDEZVOUS_MSG = 2048  # bytes; a legitimate message is < 1 KB
+_QUEUE = 64  # rendezvous messages waiting; a flood beyond it is dropped
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 QR_PREFIX = "hugbutton:link:"
 _ID_A = b"hugbutton/v1 link offer"
 _ID_B = b"hugbutton/v1 link join"
@@ -72,11 +85,6 @@ class CodeInvalid(LinkError):
         super().__init__(f"That isn't a Hug Button code{detail} — codes look like K7PM-4Q2X")
 
 
-class CodeMismatch(LinkError):
-    def __init__(self) -> None:
-        super().__init__("That code didn't match — ask for a new one")
-
-
 class CodeExpired(LinkError):
     def __init__(self) -> None:
         super().__init__("That code expired — ask for a new one")
@@ -85,15 +93,15 @@ class CodeExpired(LinkError):
 class CodeNotFound(LinkError):
     def __init__(self) -> None:
         super().__init__(
-            "No phone is waiting for that code (it may have expired or been used) — ask for a new one"
+            "No phone is offering that code — check it, or ask for a new one (codes last 3 minutes)"
         )
 
 
 class CodeBurnt(LinkError):
-    """On the offering phone: a wrong guess used the code up."""
+    """On the joining phone: the offering phone answered all the attempts a code allows."""
 
     def __init__(self) -> None:
-        super().__init__("Someone tried a wrong code, so this one is burnt — make a new code")
+        super().__init__("That code was tried too often and is used up — ask for a new one")
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,25 @@ def _mac(key: bytes, label: bytes, transcript: bytes) -> bytes:
     return hmac.new(hmac.new(key, label, hashlib.sha256).digest(), transcript, hashlib.sha256).digest()
 
 
+def code_key(code: str) -> bytes:
+    """The rendezvous key of a (normalized) code: scrypt, so a code cannot be found from its topic or
+    a notice by trying them all within its lifetime. Blocking (~50 ms): run it in a thread."""
+    return hashlib.scrypt(code.encode(), salt=b"hugbutton/v1 rendezvous", **_SCRYPT)
+
+
+def _notice(ckey: bytes, kind: str, sid: str) -> dict[str, Any]:
+    """An exchange-ending notice only someone who knows the code can make."""
+    tag = hmac.new(ckey, f"notice\x00{kind}\x00{sid}".encode(), hashlib.sha256).digest()[:16]
+    return {"t": kind, "s": sid, "k": _b64(tag)}
+
+
+def _notice_ok(ckey: bytes, msg: dict[str, Any]) -> bool:
+    kind, sid, tag = msg.get("t"), msg.get("s"), msg.get("k")
+    if not isinstance(kind, str) or not isinstance(sid, str) or not isinstance(tag, str):
+        return False
+    return hmac.compare_digest(_notice(ckey, kind, sid)["k"], tag)
+
+
 def _seal_key(key: bytes) -> bytes:
     return hmac.new(key, b"hugbutton/v1 link seal", hashlib.sha256).digest()
 
@@ -169,6 +196,12 @@ def _unb64(v: object) -> bytes:
 def _spake(side: str, password: bytes) -> Any:
     cls: Any = spake2.SPAKE2_A if side == "a" else spake2.SPAKE2_B
     return cls(password, idA=_ID_A, idB=_ID_B)
+
+
+def _finish_b(saved: bytes, msg_a: bytes) -> bytes:
+    """B's SPAKE2 finish from its saved state (each candidate answer gets a fresh copy)."""
+    cls: Any = spake2.SPAKE2_B
+    return bytes(cls.from_serialized(saved).finish(msg_a))
 
 
 def _client(broker_url: str, tls_context: ssl.SSLContext | None) -> aiomqtt.Client:
@@ -192,20 +225,31 @@ def _encode(msg: dict[str, Any]) -> bytes:
 
 
 def _decode(data: object) -> dict[str, Any] | None:
-    if not isinstance(data, bytes | bytearray):
+    """A rendezvous message, or None for anything else (too large, not JSON, nested too deep, ...)."""
+    if not isinstance(data, bytes | bytearray) or len(data) > MAX_RENDEZVOUS_MSG:
         return None
     try:
         v: Any = json.loads(bytes(data))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return cast(dict[str, Any], v) if isinstance(v, dict) else None
+    if not isinstance(v, dict):
+        return None
+    msg = cast(dict[str, Any], v)
+    return msg if isinstance(msg.get("s"), str) and isinstance(msg.get("t"), str) else None
 
 
 async def _pump(client: aiomqtt.Client, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    """Rendezvous messages into a bounded queue: retained ones (left on the topic by anyone, any time
+    before) and whatever does not fit are dropped, never blocking the exchange."""
     async for message in client.messages:
-        decoded = _decode(message.payload)
+        decoded = None if message.retain else _decode(message.payload)
         if decoded is not None:
-            queue.put_nowait(decoded)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(decoded)
+
+
+def _topics(ckey: bytes) -> tuple[str, str]:
+    return rendezvous_topic(ckey, "a"), rendezvous_topic(ckey, "b")
 
 
 # ------------------------------------------------------------------------------------ offering
@@ -270,6 +314,44 @@ async def create_link_code(
     return offer
 
 
+@dataclass(frozen=True)
+class _Session:
+    """One joiner's exchange on the offering phone."""
+
+    key: bytes
+    transcript: bytes
+
+
+# Everything the spake2 package raises for a bad element (a point off the curve, the wrong side, ...).
+_BAD_ELEMENT = (ValueError, TypeError, IndexError, spake2.spake2.SPAKEError, NotOnCurve)
+_ELEMENT_LEN = 33  # side byte + an Ed25519 group element
+
+
+def _answer_hello(code: str, sid: str, element: bytes) -> tuple[_Session, dict[str, Any]] | None:
+    """A's SPAKE2 step for one hello; None when the element is not a valid group element."""
+    state = _spake("a", code.encode())
+    msg_a: bytes = state.start()
+    try:
+        key: bytes = state.finish(element)
+    except _BAD_ELEMENT:
+        return None
+    transcript = hashlib.sha256(msg_a + element + sid.encode()).digest()
+    confirm = {"t": "confirm", "s": sid, "m": _b64(msg_a), "c": _b64(_mac(key, b"confirm A", transcript))}
+    return _Session(key, transcript), confirm
+
+
+def _open_info(session: _Session, msg: dict[str, Any], topic_b: str) -> dict[str, Any] | None:
+    """B's key confirmation and sealed member record, or None if it does not authenticate."""
+    try:
+        if not hmac.compare_digest(_unb64(msg.get("c")), _mac(session.key, b"confirm B", session.transcript)):
+            return None
+        ad = topic_b.encode() + str(msg["s"]).encode()
+        info: Any = json.loads(open_bytes(_seal_key(session.key), ad, _unb64(msg.get("x"))))
+    except (ValueError, RecursionError, EnvelopeError):
+        return None
+    return cast(dict[str, Any], info) if isinstance(info, dict) else None
+
+
 async def _serve_offer(
     offer: LinkOffer,
     store: Store,
@@ -282,86 +364,55 @@ async def _serve_offer(
     tls_context: ssl.SSLContext | None,
 ) -> LinkResult:
     code = normalize_code(offer.code)
-    topic_a, topic_b = (
-        rendezvous_topic(code[:RENDEZVOUS_CHARS], "a"),
-        rendezvous_topic(code[:RENDEZVOUS_CHARS], "b"),
-    )
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=0)
+    ckey = await asyncio.to_thread(code_key, code)
+    topic_a, topic_b = _topics(ckey)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE)
+    sessions: dict[str, _Session] = {}
+    attempts = 0
     async with _client(broker_url, tls_context) as client:
         await client.subscribe(topic_b)
         pump = asyncio.create_task(_pump(client, queue))
         offer.ready.set()
-        session: str | None = None
-        state: Any = None
-        key = transcript = b""
         try:
             while True:
+                if clock() > offer.expires_at:  # whatever arrives, a code lives its TTL and no longer
+                    for sid in sessions:
+                        await publish(client, topic_a, _encode(_notice(ckey, "expired", sid)))
+                    log.info("link code expired", extra={"reason": "code_expired"})
+                    raise CodeExpired()
                 try:
                     async with asyncio.timeout(poll):
                         msg = await queue.get()
                 except TimeoutError:
                     if pump.done():
                         pump.result()
-                    if session is None and clock() > offer.expires_at:
-                        log.info("link code expired unused", extra={"reason": "code_expired"})
-                        raise CodeExpired() from None
                     continue
-                sid, kind = msg.get("s"), msg.get("t")
-                if not isinstance(sid, str) or (session is not None and sid != session):
-                    continue
-                if kind == "hello" and session is None:
-                    if clock() > offer.expires_at:
-                        await publish(client, topic_a, _encode({"t": "expired", "s": sid}))
-                        log.info("link code expired", extra={"reason": "code_expired"})
-                        raise CodeExpired()
-                    session = sid
-                    state = _spake("a", code.encode())
-                    msg_a: bytes = state.start()
+                sid, kind = str(msg["s"]), str(msg["t"])
+                if kind == "hello" and sid not in sessions:
                     try:
-                        msg_b = _unb64(msg.get("m"))
-                        key = state.finish(msg_b)
-                    except (ValueError, spake2.spake2.SPAKEError) as e:
-                        log.warning(
-                            "link attempt with a bad SPAKE2 message: %s", e, extra={"reason": "code_burnt"}
-                        )
-                        await publish(client, topic_a, _encode({"t": "burnt", "s": sid}))
-                        raise CodeBurnt() from None
-                    transcript = hashlib.sha256(msg_a + msg_b + sid.encode()).digest()
-                    confirm = _mac(key, b"confirm A", transcript)
-                    await publish(
-                        client,
-                        topic_a,
-                        _encode({"t": "confirm", "s": sid, "m": _b64(msg_a), "c": _b64(confirm)}),
-                    )
-                elif kind == "fail" and session is not None:
-                    log.warning(
-                        "link code burnt: the other phone's code did not match",
-                        extra={"reason": "code_burnt"},
-                    )
-                    raise CodeBurnt()
-                elif kind == "info" and session is not None:
-                    try:
-                        ok = hmac.compare_digest(_unb64(msg.get("c")), _mac(key, b"confirm B", transcript))
-                        info = (
-                            json.loads(
-                                open_bytes(
-                                    _seal_key(key), topic_b.encode() + session.encode(), _unb64(msg.get("x"))
-                                )
-                            )
-                            if ok
-                            else None
-                        )
-                    except (ValueError, EnvelopeError):
-                        ok, info = False, None
-                    if not ok or not isinstance(info, dict):
-                        log.warning(
-                            "link code burnt: key confirmation failed", extra={"reason": "code_burnt"}
-                        )
-                        await publish(client, topic_a, _encode({"t": "burnt", "s": session}))
-                        raise CodeBurnt()
-                    result, bundle = _admit(store, me, offer.link_id, circle_name, cast(dict[str, Any], info))
-                    sealed = seal_bytes(_seal_key(key), topic_a.encode() + session.encode(), _encode(bundle))
-                    await publish(client, topic_a, _encode({"t": "welcome", "s": session, "x": _b64(sealed)}))
+                        element = _unb64(msg.get("m"))
+                    except ValueError:
+                        continue
+                    if len(element) != _ELEMENT_LEN or len(sid) > 64:
+                        continue  # not an attempt: nothing to answer
+                    if attempts >= MAX_ATTEMPTS:
+                        await publish(client, topic_a, _encode(_notice(ckey, "used", sid)))
+                        continue
+                    attempts += 1
+                    answered = _answer_hello(code, sid, element)
+                    if answered is None:
+                        continue
+                    sessions[sid], confirm = answered
+                    await publish(client, topic_a, _encode(confirm))
+                elif kind == "info" and sid in sessions:
+                    info = _open_info(sessions[sid], msg, topic_b)
+                    if info is None:
+                        log.info("ignored a link message that does not authenticate")
+                        continue
+                    key = sessions[sid].key
+                    result, bundle = _admit(store, me, offer.link_id, circle_name, info)
+                    sealed = seal_bytes(_seal_key(key), topic_a.encode() + sid.encode(), _encode(bundle))
+                    await publish(client, topic_a, _encode({"t": "welcome", "s": sid, "x": _b64(sealed)}))
                     break
         finally:
             pump.cancel()
@@ -381,13 +432,15 @@ def _admit(
     """A's side: store the newcomer (and the new circle) and build the sealed welcome bundle."""
     new_circle = link_id is None
     raw = info.get("member")
-    if not isinstance(raw, dict):
-        raise CodeBurnt()
     lid = link_id if link_id is not None else rs.new_id()
     try:
+        if not isinstance(raw, dict):
+            raise StoreError("no member record")
         joiner = rs.Member.from_wire(lid, cast(dict[str, Any], raw))
-    except StoreError:
-        raise CodeBurnt() from None
+    except StoreError as e:
+        raise LinkError(
+            f"The other phone sent a member record this app cannot read ({e}) — update both apps"
+        ) from None
     now = store.now()
     with store.transaction() as db:
         if new_circle:
@@ -423,83 +476,85 @@ def _admit(
 # --------------------------------------------------------------------------------------- joining
 
 
+async def _next(
+    queue: asyncio.Queue[dict[str, Any]], ckey: bytes, sid: str, kind: str, until: float
+) -> dict[str, Any]:
+    """The next message of `kind` in this exchange; a notice ends it only if it proves the code."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, until - loop.time())):
+                m = await queue.get()
+        except TimeoutError:
+            raise CodeNotFound() from None
+        if m["s"] != sid:
+            continue
+        if m["t"] in ("expired", "used") and _notice_ok(ckey, m):
+            raise CodeExpired() if m["t"] == "expired" else CodeBurnt()
+        if m["t"] == kind:
+            return m
+
+
 async def join_with_code(
     code: str,
     store: Store,
     identity: rs.Identity,
     broker_url: str,
     *,
-    timeout: float = 15.0,
+    timeout: float = 10.0,
     tls_context: ssl.SSLContext | None = None,
 ) -> LinkResult:
-    """Phone B: join the circle offered under `code`. Raises CodeInvalid, CodeMismatch, CodeExpired,
-    CodeNotFound (nobody answered within `timeout` seconds)."""
+    """Phone B: join the circle offered under `code`. Raises CodeInvalid, CodeExpired, CodeBurnt (the
+    code's attempts are used up), CodeNotFound (no offer answered within `timeout` seconds: a mistyped
+    code reaches no offer at all). Messages from anyone who does not know the code are ignored."""
     c = normalize_code(code)
-    topic_a, topic_b = (
-        rendezvous_topic(c[:RENDEZVOUS_CHARS], "a"),
-        rendezvous_topic(c[:RENDEZVOUS_CHARS], "b"),
-    )
+    ckey = await asyncio.to_thread(code_key, c)
+    topic_a, topic_b = _topics(ckey)
     sid = secrets.token_hex(8)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE)
     me = identity
+    loop = asyncio.get_running_loop()
     async with _client(broker_url, tls_context) as client:
         await client.subscribe(topic_a)
         pump = asyncio.create_task(_pump(client, queue))
         try:
-
-            async def reply(*kinds: str) -> dict[str, Any]:
-                while True:
-                    try:
-                        async with asyncio.timeout(timeout):
-                            m = await queue.get()
-                    except TimeoutError:
-                        raise CodeNotFound() from None
-                    if m.get("s") != sid:
-                        continue
-                    if m.get("t") == "expired":
-                        raise CodeExpired()
-                    if m.get("t") == "burnt":
-                        raise CodeMismatch()
-                    if m.get("t") in kinds:
-                        return m
-
             state: Any = _spake("b", c.encode())
             msg_b: bytes = state.start()
+            saved: bytes = state.serialize()  # a forged confirm must not use up our one finish()
             await publish(client, topic_b, _encode({"t": "hello", "s": sid, "m": _b64(msg_b)}))
-            m = await reply("confirm")
-            try:
-                msg_a = _unb64(m.get("m"))
-                key: bytes = state.finish(msg_a)
-                transcript = hashlib.sha256(msg_a + msg_b + sid.encode()).digest()
-                ok = hmac.compare_digest(_unb64(m.get("c")), _mac(key, b"confirm A", transcript))
-            except (ValueError, spake2.spake2.SPAKEError):
-                ok, key, transcript = False, b"", b""
-            if not ok:
-                await publish(client, topic_b, _encode({"t": "fail", "s": sid}))
-                raise CodeMismatch()
+            until = loop.time() + timeout
+            while True:
+                m = await _next(queue, ckey, sid, "confirm", until)
+                try:
+                    msg_a = _unb64(m.get("m"))
+                    key = _finish_b(saved, msg_a)
+                    transcript = hashlib.sha256(msg_a + msg_b + sid.encode()).digest()
+                    if hmac.compare_digest(_unb64(m.get("c")), _mac(key, b"confirm A", transcript)):
+                        break
+                except _BAD_ELEMENT:
+                    pass
             mine = rs.Member("", me.member_id, me.name, me.mailbox, me.presence_key, 1)
             sealed = seal_bytes(
                 _seal_key(key), topic_b.encode() + sid.encode(), _encode({"member": mine.to_wire()})
             )
-            await publish(
-                client,
-                topic_b,
-                _encode(
-                    {"t": "info", "s": sid, "c": _b64(_mac(key, b"confirm B", transcript)), "x": _b64(sealed)}
-                ),
-            )
-            m = await reply("welcome")
-            try:
-                bundle: Any = json.loads(
-                    open_bytes(_seal_key(key), topic_a.encode() + sid.encode(), _unb64(m.get("x")))
-                )
-            except (ValueError, EnvelopeError):
-                raise CodeMismatch() from None
+            info = {"t": "info", "s": sid, "c": _b64(_mac(key, b"confirm B", transcript)), "x": _b64(sealed)}
+            await publish(client, topic_b, _encode(info))
+            until = loop.time() + timeout
+            while True:
+                m = await _next(queue, ckey, sid, "welcome", until)
+                try:
+                    bundle: Any = json.loads(
+                        open_bytes(_seal_key(key), topic_a.encode() + sid.encode(), _unb64(m.get("x")))
+                    )
+                except (ValueError, RecursionError, EnvelopeError):
+                    continue
+                if isinstance(bundle, dict):
+                    break
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await pump
-    return _accept(store, me, cast(dict[str, Any], bundle) if isinstance(bundle, dict) else {})
+    return _accept(store, me, cast(dict[str, Any], bundle))
 
 
 def _accept(store: Store, me: rs.Identity, bundle: dict[str, Any]) -> LinkResult:
