@@ -14,6 +14,7 @@ from typing import Any
 from hugapp.core import bandlink, linking
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
+from hugapp.core.envelope import acl_lines
 from hugapp.core.store import Store, default_path
 
 log = logging.getLogger("hugapp.gateway")
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     join = sub.add_parser("join", help="join another phone's circle with its code")
     join.add_argument("code")
     sub.add_parser("status", help="bands, circles and the last hugs")
+    sub.add_parser("account", help="this companion's broker user name and its lines for deploy/'s ACL")
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -46,6 +48,11 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     store = _store(args)
     companion = Companion(store, ble, args.broker, name=args.name)
     command = args.gateway_command or "run"
+    if command == "account":
+        print(f"broker user name: {companion.me.mailbox} (give it a password with mosquitto_passwd)")
+        print("append to the broker's ACL file (deploy/acl.example):")
+        print(acl_lines(companion.me.mailbox, companion.me.presence_key), end="")
+        return 0
     if command == "status":
         for band in store.bands():
             print(f"band   {band.address}  {band.name}  battery {band.battery}%")

@@ -12,7 +12,7 @@ from relaykit import HOST, MosquittoTestBroker, Phone, make_circle, run
 from testkit import require_tool
 
 from hugapp.core import relaystore as rs
-from hugapp.core.envelope import inbox_topic
+from hugapp.core.envelope import acl_lines, inbox_topic, presence_topic
 
 
 def _code(x: object) -> int:
@@ -32,7 +32,10 @@ def test_acl_keeps_each_companion_to_its_own_inbox(tmp_path: Path) -> None:
     for phone, secret in ((a, "alice-secret"), (b, "bobby-secret")):
         subprocess.run([passwd_tool, "-b", str(passwd), phone.me.mailbox, secret], check=True)
     acl = tmp_path / "acl"
-    acl.write_text((DEPLOY / "acl.example").read_text())
+    acl.write_text(
+        (DEPLOY / "acl.example").read_text()
+        + "".join(acl_lines(p.me.mailbox, p.me.presence_key) for p in (a, b))
+    )
     conf = DEPLOY / "mosquitto.conf"
     assert "allow_anonymous false" in conf.read_text()
     assert "acl_file" in conf.read_text()
@@ -60,7 +63,7 @@ def test_acl_keeps_each_companion_to_its_own_inbox(tmp_path: Path) -> None:
                 assert _code(own[0]) < 0x80
                 print("suback codes (others, #, wide):", [_code(x[0]) for x in (others, everything, wide)])
                 await bobby.publish(b_inbox, b"for bobby only", qos=1)
-                await bobby.publish("hug/v1/pr/" + b.me.mailbox, b"presence", qos=1)
+                await bobby.publish(presence_topic(b.me.presence_key), b"presence", qos=1)
                 await bobby.publish(a_inbox, b"for alice", qos=1)  # same publisher: delivered in order
                 got: list[tuple[str, bytes]] = []
                 async with asyncio.timeout(5):
@@ -71,9 +74,9 @@ def test_acl_keeps_each_companion_to_its_own_inbox(tmp_path: Path) -> None:
                 # nothing of bobby's inbox (presence is readable by design: sealed, see acl.example)
                 assert [g for g in got if g[0].startswith("hug/v1/in/")] == [(a_inbox, b"for alice")]
                 # and alice cannot write into bobby's presence (only her own)
-                await bobby.subscribe("hug/v1/pr/" + b.me.mailbox, qos=1)
+                await bobby.subscribe(presence_topic(b.me.presence_key), qos=1)
                 await bobby.subscribe(b_inbox, qos=1)
-                await alice.publish("hug/v1/pr/" + b.me.mailbox, b"fake presence", qos=1)  # PUBACKed first
+                await alice.publish(presence_topic(b.me.presence_key), b"fake presence", qos=1)  # PUBACKed
                 await bobby.publish(b_inbox, b"marker", qos=1)
                 async with asyncio.timeout(5):
                     async for m in bobby.messages:

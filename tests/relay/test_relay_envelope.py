@@ -36,7 +36,12 @@ def test_round_trip_and_topics_reveal_nothing() -> None:
     assert TOPIC.startswith("hug/v1/in/" + "c" * 32 + "/")
     assert BOBBY not in TOPIC
     assert inbox_topic(os.urandom(32), BOBBY, "c" * 32) != TOPIC
-    assert presence_topic("c" * 32) == "hug/v1/pr/" + "c" * 32
+    pkey = os.urandom(32)
+    pr = presence_topic(pkey)  # named by the presence key only circles know: no mailbox, no id
+    assert pr.startswith("hug/v1/pr/")
+    assert len(pr.rsplit("/", 1)[1]) == 64
+    assert pkey.hex() not in pr
+    assert presence_topic(pkey) == pr != presence_topic(os.urandom(32))
 
 
 def test_tampering_is_refused() -> None:

@@ -16,11 +16,14 @@ padded with spaces to a multiple of 128 bytes so sizes do not tell a hug from an
 Topics (no names, no member or link ids; hex only)::
 
     hug/v1/in/<mailbox>/<64 hex>   inbox of one member in one circle: HMAC(link key, "inbox" | member id)
-    hug/v1/pr/<mailbox>            retained, sealed presence of one companion (under its presence key)
+    hug/v1/pr/<64 hex>             retained, sealed presence of one companion: named by its presence key
     hug/v1/rv/<64 hex>/a|b         linking rendezvous: from scrypt of the whole link code
 
 `mailbox` is a random per-companion id (32 hex) and its broker user name under deploy/'s ACLs, which
-let a client read only hug/v1/in/<its own mailbox>/+ and never subscribe to '#'.
+let a client read only hug/v1/in/<its own mailbox>/+ and never subscribe to '#'. Only the members of
+its circles learn it (at linking, sealed): no topic anyone else can read contains it, so an account on
+the broker cannot find a companion's inbox. Presence topics are derived from a key only the circles
+know, and name no one.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ NONCE_LEN = 12
 TAG_LEN = 16
 MSG_ID_LEN = 16
 PAD_TO = 128
-MAX_ENVELOPE = 16 * 1024  # larger payloads are refused on both sides
+MAX_ENVELOPE = 4 * 1024  # larger payloads are refused on both sides, before any decoding
+# (the largest legitimate envelope, a member-added with its record, is under 1 KB)
 TOPIC_ROOT = "hug/v1"
 _HEADER = struct.Struct(">16sd")
 _AD_LABEL = b"hugbutton/v1 envelope\x00"
@@ -114,8 +118,18 @@ def inbox_filter(mailbox: str) -> str:
     return f"{TOPIC_ROOT}/in/{mailbox}/+"
 
 
-def presence_topic(mailbox: str) -> str:
-    return f"{TOPIC_ROOT}/pr/{mailbox}"
+def presence_topic(presence_key: bytes) -> str:
+    """A companion's retained presence, named by its presence key (known only to its circles)."""
+    return f"{TOPIC_ROOT}/pr/{_subkey(presence_key, b'presence topic').hex()}"
+
+
+PRESENCE_PREFIX = f"{TOPIC_ROOT}/pr/"
+
+
+def acl_lines(mailbox: str, presence_key: bytes) -> str:
+    """The per-account lines of deploy/acl.example for one companion (its broker user is its mailbox):
+    write access to its own presence topic, the one thing the shared `pattern` lines cannot say."""
+    return f"user {mailbox}\ntopic write {presence_topic(presence_key)}\n"
 
 
 def rendezvous_topic(code_key: bytes, side: str) -> str:
@@ -133,9 +147,9 @@ def seal_bytes(key: bytes, ad: bytes, plaintext: bytes) -> bytes:
     return bytes([VERSION]) + nonce + ChaCha20Poly1305(_subkey(key, b"seal")).encrypt(nonce, plaintext, ad)
 
 
-def open_bytes(key: bytes, ad: bytes, data: bytes) -> bytes:
-    """Inverse of `seal_bytes`; raises Garbled or Forged."""
-    check_shape(data)
+def open_bytes(key: bytes, ad: bytes, data: bytes, limit: int = MAX_ENVELOPE) -> bytes:
+    """Inverse of `seal_bytes` for data of at most `limit` bytes; raises Garbled or Forged."""
+    check_shape(data, limit)
     try:
         return ChaCha20Poly1305(_subkey(key, b"seal")).decrypt(
             data[1 : 1 + NONCE_LEN], data[1 + NONCE_LEN :], ad
@@ -144,10 +158,10 @@ def open_bytes(key: bytes, ad: bytes, data: bytes) -> bytes:
         raise Forged("authentication failed") from None
 
 
-def check_shape(data: bytes) -> None:
+def check_shape(data: bytes, limit: int = MAX_ENVELOPE) -> None:
     if len(data) < 1 + NONCE_LEN + TAG_LEN:
         raise Garbled(f"{len(data)} bytes is too short")
-    if len(data) > MAX_ENVELOPE:
+    if len(data) > limit:
         raise Garbled(f"{len(data)} bytes is too long")
     if data[0] != VERSION:
         raise Garbled(f"unknown version {data[0]}")

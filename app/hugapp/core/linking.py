@@ -68,7 +68,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LEN = 8
 CODE_TTL_S = 180.0
 MAX_ATTEMPTS = 3  # hellos answered per code: each is one online guess at all 8 characters
-MAX_RENDEZVOUS_MSG = 2048  # bytes; a legitimate message is < 1 KB
+MAX_RENDEZVOUS_MSG = 16 * 1024  # bytes: a welcome carries every member of the circle (~300 B each)
 _QUEUE = 64  # rendezvous messages waiting; a flood beyond it is dropped
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 QR_PREFIX = "hugbutton:link:"
@@ -346,7 +346,9 @@ def _open_info(session: _Session, msg: dict[str, Any], topic_b: str) -> dict[str
         if not hmac.compare_digest(_unb64(msg.get("c")), _mac(session.key, b"confirm B", session.transcript)):
             return None
         ad = topic_b.encode() + str(msg["s"]).encode()
-        info: Any = json.loads(open_bytes(_seal_key(session.key), ad, _unb64(msg.get("x"))))
+        info: Any = json.loads(
+            open_bytes(_seal_key(session.key), ad, _unb64(msg.get("x")), MAX_RENDEZVOUS_MSG)
+        )
     except (ValueError, RecursionError, EnvelopeError):
         return None
     return cast(dict[str, Any], info) if isinstance(info, dict) else None
@@ -544,7 +546,12 @@ async def join_with_code(
                 m = await _next(queue, ckey, sid, "welcome", until)
                 try:
                     bundle: Any = json.loads(
-                        open_bytes(_seal_key(key), topic_a.encode() + sid.encode(), _unb64(m.get("x")))
+                        open_bytes(
+                            _seal_key(key),
+                            topic_a.encode() + sid.encode(),
+                            _unb64(m.get("x")),
+                            MAX_RENDEZVOUS_MSG,
+                        )
                     )
                 except (ValueError, RecursionError, EnvelopeError):
                     continue

@@ -37,8 +37,9 @@ import aiomqtt
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import (
+    MAX_ENVELOPE,
+    PRESENCE_PREFIX,
     EnvelopeError,
-    Forged,
     Garbled,
     Message,
     RelayError,
@@ -56,6 +57,11 @@ log = logging.getLogger("hugapp.relay")
 
 # Hugs are small and answered at once: Nagle's algorithm with delayed ACKs would hold them ~40 ms.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+INBOX_QUEUE = 2000  # envelopes waiting to be opened; beyond it the broker's excess is dropped
+PRESENCE_RESEND_S = 5.0  # at most one presence-triggered resend per member in this time
+REJECT_LOG_S = 60.0  # rejected envelopes: one log line per reason in this time, with the count
+JUNK_NOTICE_S = 3600.0  # "junk is arriving" is said once per hour at most
 
 ACK = "sys.ack"
 MEMBER_ADDED = "sys.member-added"
@@ -149,6 +155,7 @@ class Relay:
         on_members: OnMembers | None = None,
         on_rejected: OnRejected | None = None,
         on_published: OnPublished | None = None,
+        on_junk: Callable[[int], object] | None = None,
         retry_interval: float = 60.0,
         poll_interval: float = 1.0,
         reconnect_min: float = 1.0,
@@ -166,6 +173,7 @@ class Relay:
         self.on_members = on_members
         self.on_rejected = on_rejected
         self.on_published = on_published
+        self.on_junk = on_junk
         self.retry_interval = retry_interval
         self._last_flush = 0.0
         self.poll_interval = poll_interval
@@ -181,6 +189,12 @@ class Relay:
         self._urgent: set[str] = set()
         self._flush_lock = asyncio.Lock()
         self._presence_subs: set[str] = set()
+        self._presence_seen: dict[str, tuple[int, int]] = {}  # member -> (epoch, 0 online / 1 offline)
+        self._presence_resent: dict[str, float] = {}  # member -> monotonic time of the last resend
+        self._resend_due: set[str] = set()  # members with a deferred resend scheduled
+        self._epoch = 0
+        self._reject_logged: dict[str, tuple[float, int]] = {}  # reason -> (logged at, count since)
+        self._junk_told = -JUNK_NOTICE_S
 
     # ------------------------------------------------------------------ public API
 
@@ -326,10 +340,11 @@ class Relay:
     # ------------------------------------------------------------------ connection
 
     def _presence_envelope(self, online: bool) -> bytes:
-        topic = presence_topic(self.me.mailbox)
-        _, data = seal(
-            self.me.presence_key, topic, self.me.member_id, PRESENCE, {"online": online}, self.clock()
-        )
+        """Sealed presence with this connection's epoch: a receiver takes only a newer (epoch, state)
+        than it has seen, so a replayed presence changes nothing and triggers nothing."""
+        topic = presence_topic(self.me.presence_key)
+        payload = {"online": online, "epoch": self._epoch}
+        _, data = seal(self.me.presence_key, topic, self.me.member_id, PRESENCE, payload, self.clock())
         return data
 
     async def _session(self) -> None:
@@ -339,8 +354,9 @@ class Relay:
             if self.tls_context is not None
             else (ssl.create_default_context() if a.tls else None)
         )
+        self._epoch = rs.next_presence_epoch(self.store)
         will = aiomqtt.Will(
-            presence_topic(self.me.mailbox), self._presence_envelope(False), qos=1, retain=True
+            presence_topic(self.me.presence_key), self._presence_envelope(False), qos=1, retain=True
         )
         client = aiomqtt.Client(
             a.host,
@@ -354,13 +370,17 @@ class Relay:
             tls_context=tls,
             timeout=10,
             socket_options=NO_DELAY,
+            queue_type=self._inbox_queue(),
+            max_queued_incoming_messages=INBOX_QUEUE,
         )
         async with client:
             self._client = client
             self.stats.connects += 1
             await client.subscribe(inbox_filter(self.me.mailbox), qos=1)
             await self._subscribe_presence(client)
-            await publish(client, presence_topic(self.me.mailbox), self._presence_envelope(True), retain=True)
+            await publish(
+                client, presence_topic(self.me.presence_key), self._presence_envelope(True), retain=True
+            )
             self.connected.set()
             log.info("relay connected to %s:%d", a.host, a.port)
             self._urgent.add("*")
@@ -375,7 +395,7 @@ class Relay:
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     async with asyncio.timeout(1.0):
                         await client.publish(
-                            presence_topic(self.me.mailbox),
+                            presence_topic(self.me.presence_key),
                             self._presence_envelope(False),
                             qos=1,
                             retain=True,
@@ -388,7 +408,7 @@ class Relay:
 
     async def _subscribe_presence(self, client: aiomqtt.Client) -> None:
         wanted = {
-            presence_topic(m.mailbox)
+            presence_topic(m.presence_key)
             for circle in rs.links(self.store)
             for m in rs.members(self.store, circle.link_id)
             if m.member_id != self.me.member_id
@@ -402,24 +422,56 @@ class Relay:
 
     # ------------------------------------------------------------------ receiving
 
+    def _inbox_queue(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """aiomqtt's incoming queue, bounded, that never admits a payload larger than any envelope:
+        a flood of large junk costs its length check and nothing more."""
+        relay = self
+
+        class InboxQueue(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                payload = item.payload
+                if len(payload) > MAX_ENVELOPE:
+                    relay._reject(Garbled(f"{len(payload)} bytes is too long"), str(item.topic))
+                    return
+                if self.full():
+                    relay._reject(Garbled("inbox queue full"), str(item.topic))
+                    return
+                super().put_nowait(item)
+
+        return InboxQueue
+
     def _reject(self, err: EnvelopeError, topic: str) -> None:
+        """Count a refused envelope; log one line per reason and minute (with the count), and tell the
+        app once an hour that junk is arriving, however much arrives."""
         self.stats.rejected[err.reason] = self.stats.rejected.get(err.reason, 0) + 1
-        level = logging.INFO if isinstance(err, Replayed) else logging.WARNING
-        log.log(
-            level,
-            "envelope rejected (%s): %s [topic %s]",
-            err.reason,
-            err.detail,
-            topic,
-            extra={"reason": err.reason},
-        )
+        now = time.monotonic()
+        logged_at, since = self._reject_logged.get(err.reason, (-REJECT_LOG_S, 0))
+        if now - logged_at >= REJECT_LOG_S:
+            level = logging.INFO if isinstance(err, Replayed) else logging.WARNING
+            more = f" (and {since} more since the last line)" if since else ""
+            log.log(
+                level,
+                "envelope rejected (%s): %s [topic %s]%s",
+                err.reason,
+                err.detail,
+                topic,
+                more,
+                extra={"reason": err.reason},
+            )
+            self._reject_logged[err.reason] = (now, 0)
+        else:
+            self._reject_logged[err.reason] = (logged_at, since + 1)
         if self.on_rejected is not None:
             self.on_rejected(err.reason, topic)
+        if not isinstance(err, Replayed) and now - self._junk_told >= JUNK_NOTICE_S:
+            self._junk_told = now
+            if self.on_junk is not None:
+                self.on_junk(sum(self.stats.rejected.values()))
 
     async def _dispatch(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
         self.stats.received += 1
         try:
-            if topic.startswith(presence_topic("")):
+            if topic.startswith(PRESENCE_PREFIX):
                 await self._on_presence_message(topic, data)
             else:
                 await self._on_inbox_message(client, topic, data)
@@ -521,19 +573,23 @@ class Relay:
     async def _on_presence_message(self, topic: str, data: bytes) -> None:
         if not data:
             return  # a cleared retained message
-        mailbox = topic.rsplit("/", 1)[-1]
         known = [
             m
             for circle in rs.links(self.store)
             for m in rs.members(self.store, circle.link_id)
-            if m.mailbox == mailbox and m.member_id != self.me.member_id
+            if m.member_id != self.me.member_id and presence_topic(m.presence_key) == topic
         ]
         if not known:
             raise UnknownLink("presence of nobody in this phone's circles")
-        msg = open_envelope(known[0].presence_key, topic, [known[0].member_id], data)
-        if msg.type != PRESENCE:
-            raise Forged("not a presence message")
-        online = bool(msg.payload.get("online"))
+        member_id = known[0].member_id
+        msg = open_envelope(known[0].presence_key, topic, [member_id], data)
+        online, epoch = msg.payload.get("online"), msg.payload.get("epoch")
+        if msg.type != PRESENCE or not isinstance(online, bool) or type(epoch) is not int or epoch < 0:
+            raise Garbled("not a presence message")
+        seen = (epoch, 0 if online else 1)
+        if seen <= self._presence_seen.get(member_id, (-1, -1)):
+            raise Replayed("presence no newer than the last one")
+        self._presence_seen[member_id] = seen
         for m in known:
             changed = self.presence.get((m.link_id, m.member_id)) != online
             self.presence[(m.link_id, m.member_id)] = online
@@ -542,5 +598,22 @@ class Relay:
                     self.on_presence(m.link_id, m.member_id, online) if self.on_presence else None
                 )
         if online:
-            self._urgent.add(known[0].member_id)
-            self._wake.set()
+            self._resend_to(member_id)
+
+    def _resend_to(self, member_id: str) -> None:
+        """Publish what waits for a member who just came online, at most once per PRESENCE_RESEND_S per
+        member: a later request inside the window is deferred to its end, never dropped."""
+        now = time.monotonic()
+        wait = self._presence_resent.get(member_id, -PRESENCE_RESEND_S) + PRESENCE_RESEND_S - now
+        if wait > 0:
+            if member_id not in self._resend_due:
+                self._resend_due.add(member_id)
+                asyncio.get_running_loop().call_later(wait, self._resend_deferred, member_id)
+            return
+        self._presence_resent[member_id] = now
+        self._urgent.add(member_id)
+        self._wake.set()
+
+    def _resend_deferred(self, member_id: str) -> None:
+        self._resend_due.discard(member_id)
+        self._resend_to(member_id)

@@ -334,3 +334,17 @@ def seen_count(store: Store) -> int:
 def prune_seen(store: Store, before: float) -> int:
     with store.transaction() as db:
         return db.execute("DELETE FROM relay_seen WHERE received_at < ?", (before,)).rowcount
+
+
+def next_presence_epoch(store: Store) -> int:
+    """The epoch of this companion's next broker session: one more than the last, durable, so its
+    presence messages are ordered across restarts (a receiver ignores anything not newer)."""
+    with store.transaction() as db:
+        row = db.execute("SELECT value FROM settings WHERE key = 'presence_epoch'").fetchone()
+        epoch = int(row[0]) + 1 if row is not None else 1
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES ('presence_epoch', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(epoch),),
+        )
+    return epoch
