@@ -1,0 +1,147 @@
+"""A stranger with a broker account floods one companion's inbox: 50,000 envelopes of 16 KB (the
+broker's size limit in deploy/mosquitto.conf), while the family's real hugs keep coming. The companion
+(its own process, so its memory can be read) must stay within +50 MB, keep handling real hugs with
+p99 <= 5 s, and say "junk is arriving" once, not per message. On Mosquitto with deploy/'s limits and on
+the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from relaykit import HOST, EmbeddedTestBroker, MosquittoTestBroker, Phone, TestBroker, make_circle, run
+from testkit import require_tool
+
+from hugapp.core import relaystore as rs
+from hugapp.core.envelope import inbox_topic
+
+FLOOD = 50_000
+JUNK_BYTES = 16_000
+HUGS = 40
+HERE = Path(__file__).resolve().parent
+DEPLOY = HERE.parents[1] / "deploy"
+
+
+def deploy_limits() -> str:
+    """deploy/mosquitto.conf's per-client limits (the test listener replaces its TLS listeners)."""
+    keep = ("message_size_limit", "max_queued_messages", "max_inflight_messages", "max_queued_bytes")
+    lines = (DEPLOY / "mosquitto.conf").read_text().splitlines()
+    return "".join(line + "\n" for line in lines if line.split(" ", 1)[0] in keep)
+
+
+@pytest.fixture(params=["embedded", "mosquitto"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
+    if request.param == "embedded":
+        return EmbeddedTestBroker()
+    conf = deploy_limits()
+    assert "message_size_limit" in conf
+    return MosquittoTestBroker(require_tool("mosquitto"), tmp_path, conf)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def test_an_inbox_flood_costs_little_and_hugs_keep_arriving(broker: TestBroker, tmp_path: Path) -> None:
+    mum, kid = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+    link = make_circle(mum, kid)
+    circle = rs.link(kid.store, link)
+    assert circle is not None
+    target = inbox_topic(circle.key, mum.member_id, mum.me.mailbox)  # a former member knows it
+    mum.store.close()
+
+    async def main() -> dict[str, Any]:
+        async with broker:
+            victim = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(HERE / "flood_victim.py"),
+                str(mum.db_path),
+                broker.url,
+                stdout=asyncio.subprocess.PIPE,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+            )
+            assert victim.stdout is not None
+            got: dict[int, float] = {}
+            rss: list[int] = []
+            junk_notices: list[int] = []
+            ready, all_got = asyncio.Event(), asyncio.Event()
+            base = [0]
+
+            async def read() -> None:
+                assert victim.stdout is not None
+                async for line in victim.stdout:
+                    msg = json.loads(line)
+                    if "ready" in msg:
+                        base[0] = msg["ready"]
+                        ready.set()
+                    elif "got" in msg:
+                        got[int(msg["got"])] = float(msg["t"])
+                        if len(got) == HUGS:
+                            all_got.set()
+                    elif "rss" in msg:
+                        rss.append(int(msg["rss"]))
+                    elif "junk" in msg:
+                        junk_notices.append(int(msg["junk"]))
+
+            reader = asyncio.create_task(read())
+            try:
+                async with asyncio.timeout(20):
+                    await ready.wait()
+                sender = await kid.start(broker.url)
+                sent_at: dict[int, float] = {}
+
+                async def hugs() -> None:
+                    for n in range(HUGS):
+                        sent_at[n] = time.time()
+                        await sender.send(link, {"n": n})
+                        await asyncio.sleep(0.25)
+
+                async def flood() -> float:
+                    t0 = time.monotonic()
+                    junk = os.urandom(JUNK_BYTES)
+                    async with aiomqtt.Client(HOST, broker.port, identifier="stranger") as eve:
+                        for _ in range(FLOOD):
+                            await eve.publish(target, junk, qos=1)
+                    return time.monotonic() - t0
+
+                hugging = asyncio.create_task(hugs())
+                flood_s = await flood()
+                await hugging
+                async with asyncio.timeout(30):
+                    await all_got.wait()
+                await kid.stop()
+            finally:
+                victim.terminate()
+                await victim.wait()
+                reader.cancel()
+            latencies = [got[n] - sent_at[n] for n in range(HUGS)]
+            return {
+                "flood_s": flood_s,
+                "base_kb": base[0],
+                "peak_kb": max(rss),
+                "p50": pct(latencies, 0.5),
+                "p99": pct(latencies, 0.99),
+                "junk_notices": junk_notices,
+                "got": sorted(got),
+            }
+
+    r = run(main(), timeout=240)
+    grown_mb = (r["peak_kb"] - r["base_kb"]) / 1024
+    print(
+        f"{broker.kind}: {FLOOD} x {JUNK_BYTES} B junk in {r['flood_s']:.1f} s; victim memory "
+        f"{r['base_kb'] / 1024:.0f} MB -> peak {r['peak_kb'] / 1024:.0f} MB (+{grown_mb:.1f} MB); "
+        f"{HUGS} real hugs, p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms; "
+        f"junk notices {len(r['junk_notices'])}"
+    )
+    assert r["got"] == list(range(HUGS))  # every real hug arrived
+    assert grown_mb <= 50
+    assert r["p99"] <= 5.0
+    assert len(r["junk_notices"]) == 1  # said once, not per message
