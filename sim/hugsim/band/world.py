@@ -101,7 +101,7 @@ def _run(todo) -> None:
 class Board:
     """A board description (``firmware/hugband/boards/NAME.json``) with defaults for missing keys.
 
-    Keys read: name, chip (or mcu), button_pin, button_active_low, button_external_pull, touch_pin,
+    Keys read: name, mcu, button_pin, button_active_low, button_external_pull, touch_pin,
     touch_idle_raw, touch_pressed_raw, motor_pin, motor_driver ("erm_pwm" | "drv2605l" | "gpio"),
     i2c {"id", "scl", "sda"}, drv2605l_addr, led_pin, led_kind ("pin" | "neopixel"), led_active_low,
     led_count, battery_adc_pin, battery_divider. Unknown keys are kept in ``raw``.
@@ -111,7 +111,7 @@ class Board:
         d = dict(data or {})
         self.raw = d
         self.name = d.get("name") or "generic"
-        chip = d.get("chip") or d.get("mcu")
+        chip = d.get("mcu")
         if not chip:
             low = self.name.lower()
             chip = "esp32c3" if "c3" in low else "esp32s3" if "s3" in low else "esp32"
