@@ -39,7 +39,6 @@ async def serve(
     data_dir = data if data is not None else default_path().parent
     store = Store(data_dir / STORE_FILE)
     notifier = make_notifier()
-    notifier.keep_alive()
     servers: list[ControlServer] = []  # the companion reports changes to the channel
 
     def changed() -> None:
