@@ -51,12 +51,11 @@ import traceback
 from pathlib import Path
 
 from hugsim.band import runtime, shims
-from hugsim.band.world import World
+from hugsim.band.world import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET, World
 
 PORT_DIR = Path(__file__).resolve().parent / "port"
 DEFAULT_ENTRY = "hugband.main:main"
 
-PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 _PURGE_PACKAGES = ("hugband", "hugproto")
 
 

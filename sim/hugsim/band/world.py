@@ -49,6 +49,8 @@ MODE_OPEN_DRAIN = 7
 PULL_DOWN = 1
 PULL_UP = 2
 
+# reset causes (machine.reset_cause()), set by the runner at each boot
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 # ESP-IDF esp_sleep_wakeup_cause_t values, returned by machine.wake_reason() on the band
 WAKE_UNDEFINED = 0
 WAKE_EXT0 = 2
@@ -417,15 +419,6 @@ class World:
         t = threading.Timer(ms / 1000.0, self.release)
         t.daemon = True
         t.start()
-
-    @property
-    def button_pressed(self) -> bool:
-        b = self.board
-        if b.button_pin is None:
-            return False
-        with self._lock:
-            ext = self._ext.get(b.button_pin)
-        return ext == (0 if b.button_active_low else 1)
 
     def set_touch(self, touched: bool) -> None:
         with self._lock:
