@@ -17,17 +17,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import tzinfo
 from types import TracebackType
 from typing import Any
 
-from hugapp.core import bandlink, linking
+from hugapp.core import bandlink, linking, uisettings
 from hugapp.core import relaystore as rs
+from hugapp.core.api import BandLive
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
-from hugapp.core.hugs import PlaySpec
+from hugapp.core.hugs import PlaySpec, Schedule
 from hugapp.core.notify import Notifier, make_notifier
 from hugapp.core.relay import Relay
-from hugapp.core.router import Router
+from hugapp.core.router import HistoryEntry, Router
 from hugapp.core.store import Store
 from hugproto import frames
 
@@ -152,6 +154,7 @@ class Companion:
             on_felt=on_felt,
             on_state=on_state,
             clock=self.clock,
+            on_battery=lambda before, now: self._battery_reading(address, before, now),
         )
         self.links[address] = link
         self._spawn("band:" + address, link.run())
@@ -223,3 +226,60 @@ class Companion:
 
     def send_hug(self, gesture: int = frames.GESTURE_TAP, value: int = 1) -> str:
         return self.router.send_from_screen(gesture, value)
+
+    # ------------------------------------------------------------------ the window's API
+    # The rest of hugapp.core.api.CompanionApi (Companion already has store, members, scan, pair_band,
+    # forget_band, test_buzz, offer_link, join_link); the window link serves the same to the service's
+    # window.
+
+    def identity(self) -> rs.Identity:
+        return rs.identity(self.store) or self.me  # the stored one carries a rename
+
+    def history(self, limit: int = 200) -> list[HistoryEntry]:
+        return self.router.history(limit)
+
+    def schedule(self) -> Schedule:
+        return self.router.schedule()
+
+    def band_live(self, address: str) -> BandLive:
+        link = self.links.get(address)
+        return BandLive(None, None) if link is None else BandLive(link.state, link.battery)
+
+    def online(self, link_id: str, member_id: str) -> bool | None:
+        return None if self.relay is None else self.relay.presence.get((link_id, member_id))
+
+    async def send_from_screen(self, gesture: int, value: int, squeeze_ms: int = 0) -> str:
+        """The big heart on the screen: a tap, or a squeeze of ``squeeze_ms``."""
+        return self.router.send_from_screen(gesture, value, squeeze_ms)
+
+    async def rename_band(self, address: str, name: str) -> None:
+        self.store.rename_band(address, name)
+
+    async def set_schedule(self, schedule: Schedule) -> None:
+        self.router.set_schedule(schedule)
+
+    async def rename_me(self, name: str) -> None:
+        rs.rename_identity(self.store, name)
+
+    async def set_signature(self, member_id: str, signature: int) -> None:
+        for m in self.members():
+            if m.member_id == member_id:
+                with self.store.transaction() as db:
+                    rs.save_member(db, replace(m, signature=signature), self.clock())
+
+    def _battery_reading(self, address: str, before: int | None, now: int) -> None:
+        """A band reported its battery: tell the person once when it crosses the app's alert level."""
+        low = uisettings.low_battery_percent(uisettings.load(self.store))
+        if uisettings.is_low(now, low) and not uisettings.is_low(before, low):
+            band = next((b for b in self.store.bands() if b.address == address), None)
+            name = band.name if band is not None else address
+            self.notifier.notify("Band battery low", f"{name} is at {now}% — charge it tonight")
+        self._changed()
+
+
+def circle_members(store: Store, me: str) -> list[rs.Member]:
+    """The other members of every circle ``me`` is in (the window's read of ``Companion.members``)."""
+    out: list[rs.Member] = []
+    for link in rs.links(store):
+        out += [m for m in rs.members(store, link.link_id) if m.member_id != me]
+    return out

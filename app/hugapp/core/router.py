@@ -157,8 +157,7 @@ class Router:
         self._wake.set()
 
     def schedule(self) -> Schedule:
-        row = self.store.db.execute("SELECT value FROM settings WHERE key = 'schedule'").fetchone()
-        return Schedule() if row is None else Schedule.from_settings(json.loads(row[0]))
+        return read_schedule(self.store)
 
     def set_schedule(self, schedule: Schedule) -> None:
         with self.store.transaction() as db:
@@ -583,14 +582,28 @@ class Router:
         return member.name if member is not None else "someone"
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:
-        rows = self.store.db.execute(
-            "SELECT hug_id, direction, sender, source_band, payload, receipt, missed, created_at FROM hugs "
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            HistoryEntry(
-                r[0], r[1], r[2], r[3], Hug.from_payload(json.loads(r[4])), Receipt(r[5]), bool(r[6]), r[7]
-            )
-            for r in rows
-        ]
+        return read_history(self.store, limit)
+
+
+# ---------------------------------------------------------------------- store reads (no Router needed)
+
+
+def read_schedule(store: Store) -> Schedule:
+    """The quiet hours and calendar in force (read-only: a window reads it without a Router)."""
+    row = store.db.execute("SELECT value FROM settings WHERE key = 'schedule'").fetchone()
+    return Schedule() if row is None else Schedule.from_settings(json.loads(row[0]))
+
+
+def read_history(store: Store, limit: int = 200) -> list[HistoryEntry]:
+    """The newest hugs first, both directions (read-only: a window reads it without a Router)."""
+    rows = store.db.execute(
+        "SELECT hug_id, direction, sender, source_band, payload, receipt, missed, created_at FROM hugs "
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        HistoryEntry(
+            r[0], r[1], r[2], r[3], Hug.from_payload(json.loads(r[4])), Receipt(r[5]), bool(r[6]), r[7]
+        )
+        for r in rows
+    ]
