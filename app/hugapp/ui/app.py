@@ -1,9 +1,9 @@
-"""The Kivy app: screens with state in Kivy properties, on the same asyncio loop as the core.
+"""The Kivy app: screens with state in Kivy properties, on the same asyncio loop as the companion.
 
     async with companion:
-        await run_app(companion)          # Kivy's App.async_run(async_lib="asyncio") beside the core
+        await run_app(companion)          # Kivy's App.async_run(async_lib="asyncio") beside its tasks
 
-Every change the core reports (``Companion.on_change``) and every action the controller finishes pulls
+Every change the companion reports (``Companion.on_change``) and every action the controller finishes pulls
 one Kivy trigger (``Clock.create_trigger``), so a burst of changes becomes one refresh per frame:
 ``HugView.refresh`` reads the controller's snapshot and copies it into the screens' properties. Taps
 call the controller, which starts background tasks and returns at once: nothing here awaits I/O.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import signal
@@ -22,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hugapp.control import Core
 from hugapp.core import linking
-from hugapp.core.companion import Companion
+from hugapp.core.api import CompanionApi
 from hugapp.ui.controller import Controller, Snapshot
+from hugapp.ui.home import SQUEEZE_MS
 
 from kivy.animation import Animation  # isort: skip
 from kivy.app import App  # isort: skip
@@ -50,8 +51,7 @@ log = logging.getLogger("hugapp.ui")
 
 KV_DIR = Path(__file__).resolve().parent
 SCREENS = ("home", "bands", "link", "history", "settings", "child")
-REFRESH_EVERY_S = 1.0  # countdowns and "5 min ago" move even when the core is quiet
-SQUEEZE_MS = 600
+REFRESH_EVERY_S = 1.0  # countdowns and "5 min ago" move even when the companion is quiet
 
 
 def make(kind: str, **props: Any) -> Any:
@@ -63,7 +63,7 @@ def make(kind: str, **props: Any) -> Any:
 
 
 class ChangeHub:
-    """The core's ``on_change`` before the app exists: forwards to whatever target is set."""
+    """The companion's ``on_change`` before the app exists: forwards to whatever target is set."""
 
     def __init__(self) -> None:
         self.target: Callable[[], None] = lambda: None
@@ -115,6 +115,23 @@ class HomeScreen(Screen):
     hug_back_from = StringProperty("")
     bands_summary = StringProperty("")
 
+    def show(self, snap: Snapshot, members: list[dict[str, Any]]) -> None:
+        self.me = snap.me
+        self.members = members
+        self.hug_back_from = snap.home.hug_back_from
+        bands = snap.bands.bands
+        battery = [f", battery {b.battery}%" if b.battery is not None else "" for b in bands]
+        if not bands:
+            self.bands_summary = "No band paired — pair one on the Bands screen"
+        elif all(b.connected for b in bands):
+            self.bands_summary = ", ".join(
+                f"{b.name} connected{x}" for b, x in zip(bands, battery, strict=True)
+            )
+        else:
+            self.bands_summary = ", ".join(
+                f"{b.name}: {b.state}{x}" for b, x in zip(bands, battery, strict=True)
+            )
+
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.members_box
         box.clear_widgets()
@@ -134,6 +151,38 @@ class BandsScreen(Screen):
     pairing = StringProperty("")
     countdown = NumericProperty(0)
     pair_message = StringProperty("")
+
+    def show(self, snap: Snapshot, _members: list[dict[str, Any]]) -> None:
+        view = snap.bands
+        self.bands = [
+            {
+                "address": b.address,
+                "name": b.name,
+                "state": b.state,
+                "connected": b.connected,
+                "battery_text": f"battery {b.battery}%" + (" — low" if b.low_battery else "")
+                if b.battery is not None
+                else "battery unknown",
+                "last_seen": b.last_seen,
+            }
+            for b in view.bands
+        ]
+        self.found = [
+            {
+                "address": f.address,
+                "name": f.name,
+                "signal": f"{'|' * f.bars}{'.' * (4 - f.bars)}  {f.rssi} dBm",
+                "status": f.status,
+                "can_pair": not f.paired_here,
+                "busy": bool(view.pairing),
+            }
+            for f in view.found
+        ]
+        self.scanning = view.scanning
+        self.scan_progress = view.scan_progress
+        self.pairing = view.pairing
+        self.countdown = view.pair_countdown
+        self.pair_message = view.pair_message
 
     def on_bands(self, _w: Any, bands: list[dict[str, Any]]) -> None:
         box = self.ids.bands_box
@@ -161,6 +210,12 @@ class LinkScreen(Screen):
     members = ListProperty([])
     qr_texture = ObjectProperty(None, allownone=True)
 
+    def show(self, snap: Snapshot, members: list[dict[str, Any]]) -> None:
+        self.code = snap.link.code
+        self.expires_in = snap.link.expires_in
+        self.message = snap.link.message
+        self.members = members
+
     def on_code(self, _w: Any, code: str) -> None:
         if not code:
             self.qr_texture = None
@@ -183,6 +238,13 @@ class HistoryScreen(Screen):
     rows = ListProperty([])
     chart = ListProperty([])
 
+    def show(self, snap: Snapshot, _members: list[dict[str, Any]]) -> None:
+        self.rows = [
+            {"when": r.when, "text": r.text, "receipt": r.receipt, "direction": r.direction}
+            for r in snap.history.rows
+        ]
+        self.chart = [{"day": d, "sent": s, "received": r} for d, s, r in snap.history.chart]
+
     def on_rows(self, _w: Any, rows: list[dict[str, Any]]) -> None:
         self.ids.timeline.data = rows
 
@@ -203,6 +265,16 @@ class SettingsScreen(Screen):
     overrides = StringProperty("")
     low_battery = NumericProperty(20)
 
+    def show(self, snap: Snapshot, members: list[dict[str, Any]]) -> None:
+        view = snap.settings
+        self.me = snap.me
+        self.members = members
+        self.school_days = view.school_days
+        self.school = view.school
+        self.home = view.home
+        self.overrides = view.overrides
+        self.low_battery = view.low_battery_percent
+
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.signatures_box
         box.clear_widgets()
@@ -216,6 +288,10 @@ class ChildScreen(Screen):
     members = ListProperty([])
     last_hugs = ListProperty([])
     asking_pin = BooleanProperty(False)
+
+    def show(self, snap: Snapshot, members: list[dict[str, Any]]) -> None:
+        self.members = members
+        self.last_hugs = [f"{r.when}  {r.text}" for r in snap.history.rows[:3]]
 
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.faces_box
@@ -295,7 +371,7 @@ class HugView:
         self.root.ids.sm.current = name
         self.root.current_screen = name
 
-    # -- the one place that copies core state into Kivy properties --------------------------------
+    # -- the one place that copies the companion's state into Kivy properties -----------------------
 
     def refresh(self, *_args: Any) -> None:
         snap = self.controller.snapshot()
@@ -310,109 +386,24 @@ class HugView:
             self.go("child")
         elif not snap.child_mode and sm.current == "child":
             self.go("home")
-
-        members = [
-            {
-                "member_id": m.member_id,
-                "name": m.name,
-                "initial": m.initial,
-                "online": bool(m.online),
-                "status": m.status,
-                "hugs_today": m.hugs_today,
-                "signature": m.signature,
-            }
-            for m in snap.members
-        ]
-        home = self.screen("home")
-        home.me = snap.me
-        home.members = members
-        home.hug_back_from = snap.hug_back_from
-        connected = [b for b in snap.bands if b.connected]
-        home.bands_summary = (
-            "No band paired — pair one on the Bands screen"
-            if not snap.bands
-            else ", ".join(
-                f"{b.name}: {b.state}" + (f", battery {b.battery}%" if b.battery is not None else "")
-                for b in snap.bands
-            )
-            if len(connected) != len(snap.bands)
-            else ", ".join(
-                f"{b.name} connected" + (f", battery {b.battery}%" if b.battery is not None else "")
-                for b in snap.bands
-            )
-        )
-
-        bands = self.screen("bands")
-        bands.bands = [
-            {
-                "address": b.address,
-                "name": b.name,
-                "state": b.state,
-                "connected": b.connected,
-                "battery_text": f"battery {b.battery}%" + (" — low" if b.low_battery else "")
-                if b.battery is not None
-                else "battery unknown",
-                "last_seen": b.last_seen,
-            }
-            for b in snap.bands
-        ]
-        bands.found = [
-            {
-                "address": f.address,
-                "name": f.name,
-                "signal": f"{'|' * f.bars}{'.' * (4 - f.bars)}  {f.rssi} dBm",
-                "status": f.status,
-                "can_pair": not f.paired_here,
-                "busy": bool(snap.pairing),
-            }
-            for f in snap.found
-        ]
-        bands.scanning = snap.scanning
-        bands.scan_progress = snap.scan_progress
-        bands.pairing = snap.pairing
-        bands.countdown = snap.pair_countdown
-        bands.pair_message = snap.pair_message
-
-        link = self.screen("link")
-        link.code = snap.link_code
-        link.expires_in = snap.link_expires_in
-        link.message = snap.link_message
-        link.members = members
-
-        history = self.screen("history")
-        history.rows = [
-            {"when": r.when, "text": r.text, "receipt": r.receipt, "direction": r.direction}
-            for r in snap.history
-        ]
-        history.chart = [{"day": d, "sent": s, "received": r} for d, s, r in snap.chart]
-
-        settings = self.screen("settings")
-        settings.me = snap.me
-        settings.members = members
-        settings.school_days = snap.schedule_text.get("school_days", "")
-        settings.school = snap.schedule_text.get("school", "")
-        settings.home = snap.schedule_text.get("home", "")
-        settings.overrides = snap.schedule_text.get("overrides", "")
-        settings.low_battery = snap.low_battery_percent
-
-        child = self.screen("child")
-        child.members = members
-        child.last_hugs = [f"{r.when}  {r.text}" for r in snap.history[:3]]
+        members = [dataclasses.asdict(m) | {"online": bool(m.online)} for m in snap.home.members]
+        for name in SCREENS:
+            self.screen(name).show(snap, members)
 
     # -- screen actions that need Kivy widgets (everything else calls the controller from .kv) -----
 
     def heart(self, squeeze_ms: int) -> None:
-        self.controller.send_hug(squeeze_ms)
+        self.controller.home.send_hug(squeeze_ms)
 
     def unlock_child_mode(self, pin: str) -> bool:
-        ok = self.controller.leave_child_mode(pin)
+        ok = self.controller.child.leave_child_mode(pin)
         if ok:
             self.screen("child").asking_pin = False
         return ok
 
 
 class HugApp(App):
-    """The companion's window: one :class:`HugView` over the Kivy-free controller of the running core."""
+    """The companion's window: one :class:`HugView` over the Kivy-free controller of the running companion."""
 
     title = "Hug Button"
 
@@ -466,14 +457,14 @@ def window_size(width: int = 420, height: int = 760) -> None:
     Window.clearcolor = (0.98, 0.96, 0.95, 1)
 
 
-async def run_app(core: Core | Companion, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
+async def run_app(api: CompanionApi, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
-    ``core``: a Companion running in this process, or the service's (``hugapp.control.RemoteCore``).
+    ``api``: a Companion running in this process, or the service's (``hugapp.window_link.remote``).
     ``hub`` is the ``ChangeHub`` it was built with (its ``on_change``); ``app_ready(app)`` is called
     once the app exists (tests drive it from there).
     """
-    controller = Controller(core)
+    controller = Controller(api)
     if hub is not None:
         hub.target = controller.changed
     window_size()
