@@ -39,10 +39,11 @@ from hugapp.core import bandlink, linking
 from hugapp.core import relaystore as rs
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import HugError, PlaySpec, Schedule
+from hugapp.core.hugs import HugError, PlaySpec
 from hugapp.core.notify import Notifier, make_notifier
 from hugapp.core.relay import RelayError
 from hugapp.core.router import HistoryEntry, Router
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store, StoreError
 
 log = logging.getLogger("hugapp.control")

@@ -26,8 +26,9 @@ from hugapp.control import RemoteCore
 from hugapp.core.bandlink import BleConfig, LinkState
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.hugs import Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugapp.ui.app import ChangeHub, HugApp, run_app
 from hugsim.airspace import Airspace, AirspaceControl

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -29,8 +28,10 @@ from hugapp.control import ControlError, Core, LocalCore, Offer
 from hugapp.core import bandlink, linking
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, HugError, QuietMode, QuietWindow, Schedule
+from hugapp.core.hugs import HugError
+from hugapp.core.hugstore import HugStore
 from hugapp.core.relay import RelayError
+from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
 from hugapp.core.store import StoreError
 from hugproto import frames
 
@@ -281,21 +282,11 @@ class Controller:
     # -- app settings (stored in the core's settings table under "ui") -----------------------------
 
     def ui_settings(self) -> dict[str, Any]:
-        row = self.core.store.db.execute(
-            "SELECT value FROM settings WHERE key = ?", (_SETTINGS_UI,)
-        ).fetchone()
-        if row is None:
-            return {}
-        value = json.loads(row[0])
+        value = HugStore(self.core.store).setting(_SETTINGS_UI)
         return value if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownVariableType]
 
     def _save_ui_settings(self, settings: dict[str, Any]) -> None:
-        with self.core.store.transaction() as db:
-            db.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (_SETTINGS_UI, json.dumps(settings)),
-            )
+        HugStore(self.core.store).set_setting(_SETTINGS_UI, settings)
 
     def set_ui_setting(self, key: str, value: Any) -> None:
         settings = self.ui_settings()
@@ -622,9 +613,7 @@ class Controller:
             for f in sorted(self.found.values(), key=lambda f: -f.rssi)
         ]
 
-        felt_here = {
-            str(r[0]) for r in c.store.db.execute("SELECT DISTINCT hug_id FROM plays WHERE state = 'felt'")
-        }
+        felt_here = HugStore(c.store).felt_hug_ids()
         rows: list[HistoryRow] = []
         for h in history:
             when = datetime.fromtimestamp(h.created_at).strftime("%a %H:%M")
