@@ -22,8 +22,8 @@ from hugapp.core import bandlink
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Schedule
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugapp.ui.controller import Controller
 from hugapp.window_link import WindowLinkError

@@ -25,8 +25,9 @@ import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
 from hugapp.core.bandlink import BleConfig, LinkState
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.hugs import Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugapp.ui.app import ChangeHub, HugApp, run_app
 from hugapp.window_link.remote import RemoteCompanion

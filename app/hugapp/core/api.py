@@ -18,9 +18,9 @@ from typing import Protocol
 
 from hugapp.core import relaystore as rs
 from hugapp.core.bandlink import FoundBand, LinkState
-from hugapp.core.hugs import Schedule
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.linking import LinkResult
-from hugapp.core.router import HistoryEntry
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store
 
 

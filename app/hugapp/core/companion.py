@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -26,14 +27,30 @@ from hugapp.core import bandlink, linking, uisettings
 from hugapp.core import relaystore as rs
 from hugapp.core.api import BandLive
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
-from hugapp.core.hugs import PlaySpec, Schedule
+from hugapp.core.hugs import PlaySpec
+from hugapp.core.hugstore import HistoryEntry, HugStore
 from hugapp.core.notify import Notifier, make_notifier
-from hugapp.core.relay import Relay
-from hugapp.core.router import HistoryEntry, Router
+from hugapp.core.relay import Outbox, Relay
+from hugapp.core.router import Router
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store
 from hugproto import frames
 
 log = logging.getLogger("hugapp.companion")
+
+
+class BandLinks(dict[str, BandLink]):
+    """This companion's band links by address: the band side the router plays on."""
+
+    def connected(self, address: str) -> bool:
+        link = self.get(address)
+        return link is not None and link.state is LinkState.CONNECTED
+
+    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
+        link = self.get(address)
+        if link is None:
+            raise bandlink.BandUnavailable(f"no link to band {address}")
+        await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
 
 
 class Companion:
@@ -57,17 +74,20 @@ class Companion:
         self.notifier = notifier or make_notifier()
         self.on_change = on_change
         self.me = rs.ensure_identity(store, name)
-        self.relay: Relay | None = None
+        self.hugs = HugStore(store)
+        self.links = BandLinks()
+        self.outbox = Outbox(store, self.me)  # filled by the router, published by the relay
         self.router = Router(
             store,
             self.me,
-            self,
+            self.links,
             self.notifier,
             clock=clock,
             tz=tz,
-            relay_wake=self._relay_wake,
+            outbox=self.outbox,
             on_change=self._changed,
         )
+        self.relay: Relay | None = None
         if broker_url is not None:
             self.relay = Relay(
                 store,
@@ -76,11 +96,11 @@ class Companion:
                 clock=clock,
                 on_message=self.router.on_relay_message,
                 on_acked=self.router.on_delivered,
-                on_presence=lambda _l, _m, _o: self._changed(),
-                on_members=lambda _l: self._changed(),
+                on_presence=self._on_presence,
+                on_members=self._on_members,
                 retry_interval=relay_retry_interval,
+                outbox=self.outbox,
             )
-        self.links: dict[str, BandLink] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -114,45 +134,40 @@ class Companion:
     def _changed(self) -> None:
         self.on_change()
 
-    def _relay_wake(self) -> None:
-        if self.relay is not None:
-            self.relay.poke()
+    def _on_presence(self, _link_id: str, _member_id: str, _online: bool) -> None:
+        self._changed()
 
-    # ------------------------------------------------------------------ bands (the router's Bands)
+    def _on_members(self, _link_id: str) -> None:
+        self._changed()
+
+    # ------------------------------------------------------------------ bands
 
     def connected(self, address: str) -> bool:
-        link = self.links.get(address)
-        return link is not None and link.state is LinkState.CONNECTED
+        """The band's link is up."""
+        return self.links.connected(address)
 
-    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
-        link = self.links.get(address)
-        if link is None:
-            raise bandlink.BandUnavailable(f"no link to band {address}")
-        await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
+    async def _on_press(self, _address: str, _seq: int) -> None:
+        self.router.wake()  # the press is stored: the router routes it
+
+    async def _on_felt(self, band: str, token: int) -> None:
+        self.router.on_felt(band, token)
+
+    def _on_band_state(self, address: str, state: LinkState) -> None:
+        if state is LinkState.CONNECTED:
+            self.router.band_connected(address)
+        self.router.wake()
+        self._changed()
 
     def _start_link(self, address: str) -> None:
         if address in self.links:
             return
-
-        async def on_press(_address: str, _seq: int) -> None:
-            self.router.wake()
-
-        async def on_felt(band: str, token: int) -> None:
-            self.router.on_felt(band, token)
-
-        def on_state(state: LinkState) -> None:
-            if state is LinkState.CONNECTED:
-                self.router.band_connected(address)
-            self.router.wake()
-            self._changed()
-
         link = BandLink(
             self.store,
             address,
             self.ble,
-            on_press=on_press,
-            on_felt=on_felt,
-            on_state=on_state,
+            on_press=self._on_press,
+            on_felt=self._on_felt,
+            on_state=functools.partial(self._on_band_state, address),
             clock=self.clock,
             on_battery=lambda before, now: self._battery_reading(address, before, now),
         )

@@ -1,12 +1,12 @@
-"""The app's own settings (child mode, parent PIN, low-battery level): one JSON row, ``ui``, of the
-store's settings table. The window writes them; the companion reads the low-battery level when a
-band's battery reading arrives."""
+"""The app's own settings (child mode, parent PIN, low-battery level): one JSON setting, ``ui``, kept
+by ``HugStore``. The window writes them; the companion reads the low-battery level when a band's
+battery reading arrives."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
+from hugapp.core.hugstore import HugStore
 from hugapp.core.store import Store
 
 KEY = "ui"
@@ -14,20 +14,12 @@ LOW_BATTERY_DEFAULT = 20  # percent
 
 
 def load(store: Store) -> dict[str, Any]:
-    row = store.db.execute("SELECT value FROM settings WHERE key = ?", (KEY,)).fetchone()
-    if row is None:
-        return {}
-    value = json.loads(row[0])
+    value = HugStore(store).setting(KEY)
     return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
 
 
 def save(store: Store, settings: dict[str, Any]) -> None:
-    with store.transaction() as db:
-        db.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (KEY, json.dumps(settings)),
-        )
+    HugStore(store).set_setting(KEY, settings)
 
 
 def low_battery_percent(settings: dict[str, Any]) -> int:

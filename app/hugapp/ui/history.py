@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from hugapp.core.api import CompanionApi
-from hugapp.core.router import HistoryEntry
+from hugapp.core.hugstore import HistoryEntry, HugStore
 from hugapp.ui.shared import Reads
 from hugapp.ui.words import WEEKDAYS
 from hugproto import frames
@@ -30,9 +30,7 @@ class HistoryView:
 
 
 def history_view(api: CompanionApi, reads: Reads) -> HistoryView:
-    felt_here = {
-        str(r[0]) for r in api.store.db.execute("SELECT DISTINCT hug_id FROM plays WHERE state = 'felt'")
-    }
+    felt_here = HugStore(api.store).felt_hug_ids()
     names = {m.member_id: m.name for m in reads.members}
     rows = [_row(h, names, felt_here) for h in reads.history]
     return HistoryView(rows, _chart(reads.history, datetime.fromtimestamp(reads.now).date()))

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hugapp.core import uisettings
-from hugapp.core.hugs import DayType, HugError, Schedule
+from hugapp.core.hugs import HugError
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.ui.shared import Shared
 from hugapp.ui.words import (
     describe_error,

@@ -12,7 +12,7 @@ from typing import Any
 
 from hugapp.core import relaystore as rs
 from hugapp.core.api import CompanionApi
-from hugapp.core.router import HistoryEntry
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.ui.words import describe_error
 
 log = logging.getLogger("hugapp.ui")

@@ -7,8 +7,9 @@ from datetime import time as dtime
 
 from hugapp.core import bandlink, linking
 from hugapp.core.bandlink import LinkState
-from hugapp.core.hugs import DayType, HugError, QuietMode, QuietWindow
+from hugapp.core.hugs import HugError
 from hugapp.core.relay import RelayError
+from hugapp.core.schedule import DayType, QuietMode, QuietWindow
 from hugapp.core.store import StoreError
 from hugapp.window_link import WindowLinkError
 

@@ -15,8 +15,9 @@ from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
 from hugapp.core import bandlink, linking
 from hugapp.core.api import CompanionApi, Offer
-from hugapp.core.hugs import HugError, Schedule
+from hugapp.core.hugs import HugError
 from hugapp.core.relay import RelayError
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import StoreError
 from hugapp.window_link import WindowLinkError
 from hugapp.window_link.server import Session

@@ -21,9 +21,9 @@ from hugapp.core import relaystore as rs
 from hugapp.core.api import BandLive
 from hugapp.core.bandlink import FoundBand
 from hugapp.core.companion import circle_members
-from hugapp.core.hugs import Schedule
+from hugapp.core.hugstore import HistoryEntry, HugStore
 from hugapp.core.linking import LinkResult
-from hugapp.core.router import HistoryEntry, read_history, read_schedule
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store
 from hugapp.window_link import STORE_FILE, WindowLinkError
 from hugapp.window_link.api_wire import ACTIONS, OFFER_CANCEL, OFFER_WAIT, decode, encode, error_from_wire
@@ -103,10 +103,10 @@ class RemoteCompanion:
         return circle_members(self.store, self.identity().member_id)
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:
-        return read_history(self.store, limit)
+        return HugStore(self.store).history(limit)
 
     def schedule(self) -> Schedule:
-        return read_schedule(self.store)
+        return HugStore(self.store).schedule()
 
     def _state(self) -> dict[str, Any]:
         state: Any = self.link.state
