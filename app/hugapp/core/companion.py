@@ -169,7 +169,7 @@ class Companion:
             on_felt=self._on_felt,
             on_state=functools.partial(self._on_band_state, address),
             clock=self.clock,
-            on_battery=lambda before, now: self._battery_reading(address, before, now),
+            on_battery=functools.partial(self._battery_reading, address),
         )
         self.links[address] = link
         self._spawn("band:" + address, link.run())
