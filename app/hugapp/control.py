@@ -40,9 +40,10 @@ from hugapp.core import relaystore as rs
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.hugs import HugError, PlaySpec
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.notify import Notifier, make_notifier
 from hugapp.core.relay import RelayError
-from hugapp.core.router import HistoryEntry, Router
+from hugapp.core.router import Router
 from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store, StoreError
 

@@ -58,7 +58,7 @@ class Playback:
         tz: tzinfo | None,
         on_change: Callable[[], None],
     ) -> None:
-        self.hugs = hugstore
+        self.hugstore = hugstore
         self.store = hugstore.store
         self.bands = bands
         self.notifier = notifier
@@ -70,7 +70,7 @@ class Playback:
 
     def storm_rule(self) -> tuple[int, float]:
         """(max buzzes, per rolling window in s) on each band; stored, default 3 a minute."""
-        rule = self.hugs.setting("storm")
+        rule = self.hugstore.setting("storm")
         if rule is None:
             return STORM_MAX_BUZZES, STORM_WINDOW_S
         return int(rule["max_buzzes"]), float(rule["window_s"])
@@ -80,7 +80,7 @@ class Playback:
         fold into the next allowed buzz, every one counted."""
         if max_buzzes < 1 or not window_s > 0:
             raise HugError("a storm rule needs at least one buzz per positive window")
-        self.hugs.set_setting("storm", {"max_buzzes": max_buzzes, "window_s": window_s})
+        self.hugstore.set_setting("storm", {"max_buzzes": max_buzzes, "window_s": window_s})
 
     def band_connected(self, band: str) -> None:
         """Plays the band has not confirmed are resent at once on the next pass."""
@@ -94,10 +94,10 @@ class Playback:
         now = self.clock()
         wakes: list[float] = []
         if now < self._last_now:  # the wall clock was set back: what "happened later" happened now
-            self.hugs.clamp_sent(now)
+            self.hugstore.clamp_sent(now)
         self._last_now = now
         by_band: dict[str, list[Play]] = {}
-        for p in self.hugs.open_plays():
+        for p in self.hugstore.open_plays():
             by_band.setdefault(p.band, []).append(p)
         for band, plays in by_band.items():
             if self.bands.connected(band):
@@ -139,7 +139,7 @@ class Playback:
 
     async def _play_hugs(self, band: str, waiting: list[tuple[Play, Hug]], now: float) -> list[float]:
         tz = self._tz()
-        schedule = self.hugs.schedule()
+        schedule = self.hugstore.schedule()
         groups: dict[tuple[str, bool], list[tuple[Play, Hug]]] = {}
         held: list[float] = []
         for p, hug in waiting:
@@ -147,12 +147,12 @@ class Playback:
             if decision.action is Action.MISSED:
                 self._missed(p, hug)
             elif decision.action is Action.HOLD_UNTIL and decision.until is not None:
-                self.hugs.hold(p.hug_id, band, decision.until)  # its age counts from the release
+                self.hugstore.hold(p.hug_id, band, decision.until)  # its age counts from the release
                 held.append(decision.until)
             else:
                 groups.setdefault((hug.sender, decision.action is Action.PLAY_GENTLE), []).append((p, hug))
         max_buzzes, window_s = self.storm_rule()
-        buzzes = self.hugs.recent_buzzes(band, now - window_s)
+        buzzes = self.hugstore.recent_buzzes(band, now - window_s)
         for (sender, gentle), items in groups.items():
             if len(buzzes) >= max_buzzes:  # a storm: fold the rest into the next allowed buzz
                 return [*held, buzzes[-max_buzzes] + window_s]
@@ -171,10 +171,10 @@ class Playback:
         except Exception as exc:  # noqa: BLE001  (any failure: the play stays pending and is retried)
             log.info("play on %s not sent: %s", band, exc)
             return
-        self.hugs.mark_sent(plays, spec, token, now)
+        self.hugstore.mark_sent(plays, spec, token, now)
 
     def _missed(self, play: Play, hug: Hug) -> None:
-        self.hugs.mark_play_missed(play.hug_id, play.band, self.clock())
+        self.hugstore.mark_play_missed(play.hug_id, play.band, self.clock())
         name = sender_name(self.store, play.link_id, hug.sender)
         self.notifier.notify(f"Missed hug from {name}", f"{name} sent a hug while you were away")
         self.on_change()
