@@ -22,7 +22,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.hugs import Hug, HugError, PlaySpec
 from hugapp.core.hugstore import HugStore, Play
 from hugapp.core.notify import Notifier
-from hugapp.core.schedule import Action, local_timezone
+from hugapp.core.schedule import Action, Decision, local_timezone
 from hugapp.core.store import Store
 
 log = logging.getLogger("hugapp.playback")
@@ -99,12 +99,27 @@ class Playback:
         by_band: dict[str, list[Play]] = {}
         for p in self.hugstore.open_plays():
             by_band.setdefault(p.band, []).append(p)
+        schedule, tz = self.hugstore.schedule(), self._tz()
         for band, plays in by_band.items():
-            if self.bands.connected(band):
-                wakes += await self._deliver_to(band, plays, now)
+            decisions: dict[str, Decision] = {}
+            held: list[float] = []
+            for p in plays:  # each due hug, decided now against the quiet hours
+                if p.state == "pending" and p.hug is not None and p.not_before <= now:
+                    decision = schedule.decide(p.age_from, now, tz)
+                    if decision.action is Action.HOLD_UNTIL and decision.until is not None:
+                        # held on every band, linked or not: its age counts from the release
+                        self.hugstore.hold(p.hug_id, band, decision.until)
+                        held.append(decision.until)
+                    else:
+                        decisions[p.hug_id] = decision
+            if self.bands.connected(band):  # a band away: the rest waits for its link
+                wakes += held
+                wakes += await self._deliver_to(band, plays, decisions, now)
         return min(wakes) if wakes else None
 
-    async def _deliver_to(self, band: str, plays: list[Play], now: float) -> list[float]:
+    async def _deliver_to(
+        self, band: str, plays: list[Play], decisions: dict[str, Decision], now: float
+    ) -> list[float]:
         wakes: list[float] = []
         resend_now = band in self._reconnected
         self._reconnected.discard(band)
@@ -120,7 +135,7 @@ class Playback:
             elif first and len(in_flight) <= MAX_PLAYS_IN_FLIGHT:  # no more than the band can queue
                 same = [q for q in plays if q.state == "sent" and q.token == p.token]
                 await self._play(band, same, p.spec, now)
-        waiting: list[tuple[Play, Hug]] = []
+        waiting: list[tuple[Play, Hug, Decision]] = []
         for p in plays:
             if p.state != "pending":
                 continue
@@ -131,38 +146,41 @@ class Playback:
             elif p.hug is None:  # a felt tick: not a hug, never held or folded
                 await self._play(band, [p], p.spec, now)
                 in_flight.add(p.token)
-            else:
-                waiting.append((p, p.hug))
+            elif p.hug_id in decisions:  # not held just now
+                waiting.append((p, p.hug, decisions[p.hug_id]))
         if len(in_flight) < MAX_PLAYS_IN_FLIGHT:
             wakes += await self._play_hugs(band, waiting, now)
         return wakes
 
-    async def _play_hugs(self, band: str, waiting: list[tuple[Play, Hug]], now: float) -> list[float]:
-        tz = self._tz()
-        schedule = self.hugstore.schedule()
+    async def _play_hugs(
+        self, band: str, waiting: list[tuple[Play, Hug, Decision]], now: float
+    ) -> list[float]:
         groups: dict[tuple[str, bool], list[tuple[Play, Hug]]] = {}
-        held: list[float] = []
-        for p, hug in waiting:
-            decision = schedule.decide(p.age_from, now, tz)
+        for p, hug, decision in waiting:
             if decision.action is Action.MISSED:
                 self._missed(p, hug)
-            elif decision.action is Action.HOLD_UNTIL and decision.until is not None:
-                self.hugstore.hold(p.hug_id, band, decision.until)  # its age counts from the release
-                held.append(decision.until)
             else:
                 groups.setdefault((hug.sender, decision.action is Action.PLAY_GENTLE), []).append((p, hug))
         max_buzzes, window_s = self.storm_rule()
         buzzes = self.hugstore.recent_buzzes(band, now - window_s)
         for (sender, gentle), items in groups.items():
             if len(buzzes) >= max_buzzes:  # a storm: fold the rest into the next allowed buzz
-                return [*held, buzzes[-max_buzzes] + window_s]
-            merged = items[0][1]
-            for _p, hug in items[1:]:
+                return [buzzes[-max_buzzes] + window_s]
+            merged, batch = items[0][1], [items[0][0]]
+            for p, hug in items[1:]:
+                if (
+                    len(merged.folded) + len(hug.ids()) > hugs.MAX_FOLDED
+                    or merged.count + hug.count > hugs.MAX_COUNT
+                ):
+                    break  # one buzz carries what one hug can: the rest plays in the next one
                 merged = hugs.fold(merged, hug)
+                batch.append(p)
             spec = hugs.play_for(merged, self._signature(items[0][0].link_id, sender), gentle=gentle)
-            await self._play(band, [p for p, _h in items], spec, now)
+            await self._play(band, batch, spec, now)
             buzzes.append(now)
-        return held
+            if len(batch) < len(items):
+                return [now]  # the rest of this sender's hugs: on the next pass
+        return []
 
     async def _play(self, band: str, plays: list[Play], spec: PlaySpec, now: float) -> None:
         token = plays[0].token
