@@ -429,3 +429,38 @@ def test_a_hug_handed_over_again_after_a_kill_is_stored_and_played_once(tmp_path
     assert len(r.bands.played) == 1
     assert len(r.router.history()) == 1
     assert [n.title for n in r.notifier.notifications()] == ["Hug from Mia"]
+
+
+def test_a_storm_beyond_what_one_hug_can_carry_is_played_in_more_buzzes_nothing_lost(
+    tmp_path: Path,
+) -> None:
+    """One buzz stands for at most MAX_FOLDED + 1 hugs (their ids travel with it); the rest wait."""
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # held overnight, then released together
+    n = hugs.MAX_FOLDED + 3
+    for i in range(n):
+        r.incoming(hug(i, r.clock.t))
+    r.deliver()
+    r.clock.t = at("2026-11-24T07:00")
+    r.deliver()
+    r.felt(BAND, r.bands.played[-1][2])
+    r.deliver()
+    r.felt(BAND, r.bands.played[-1][2])
+    assert len(r.bands.played) == 2
+    felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
+    assert felt == n
+    assert len(r.outbox(RECEIPT_TYPE)) == n
+
+
+def test_a_hug_held_overnight_while_the_band_is_away_plays_when_it_is_back(tmp_path: Path) -> None:
+    """Quiet hours hold a hug on a band that is away too: its age counts from the release, so a
+    band charging overnight still gets the evening's hug in the morning (not missed)."""
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # a Monday night: school-day hold 21:00-07:00
+    r.bands.up.clear()
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    r.clock.t = at("2026-11-24T07:30")  # 9 h later: older than the 6 h after which hugs are missed
+    r.deliver()
+    r.bands.up.add(BAND)
+    r.deliver()
+    assert len(r.bands.played) == 1
+    assert not r.router.history()[0].missed

@@ -28,7 +28,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.api import BandLive
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugapp.core.hugs import PlaySpec
-from hugapp.core.hugstore import HistoryEntry, HugStore
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.notify import Notifier, make_notifier
 from hugapp.core.relay import Outbox, Relay
 from hugapp.core.router import Router
@@ -74,7 +74,6 @@ class Companion:
         self.notifier = notifier or make_notifier()
         self.on_change = on_change
         self.me = rs.ensure_identity(store, name)
-        self.hugs = HugStore(store)
         self.links = BandLinks()
         self.outbox = Outbox(store, self.me)  # filled by the router, published by the relay
         self.router = Router(
@@ -87,6 +86,7 @@ class Companion:
             outbox=self.outbox,
             on_change=self._changed,
         )
+        self.hugstore = self.router.hugstore  # history, settings and counts for readers
         self.relay: Relay | None = None
         if broker_url is not None:
             self.relay = Relay(

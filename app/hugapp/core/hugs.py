@@ -1,8 +1,9 @@
 """Hug semantics, pure: what a hug is, how it buzzes, and what the sender hears back.
 
 Nothing here does I/O, sleeps or reads a clock: every decision takes an explicit ``now`` (UTC epoch
-seconds, float). The router calls these and performs what they decide (store, relay, play, notify);
-quiet hours are in :mod:`hugapp.core.schedule`, the storm rule in :mod:`hugapp.core.playback`.
+seconds, float). The router and playback call these and perform what they decide (store, relay,
+play, notify). Quiet hours are in :mod:`hugapp.core.schedule`, the storm rule in
+:mod:`hugapp.core.playback`.
 
 - :class:`Hug`: one hug as it travels between phones (``to_payload``/``from_payload``, strict).
 - :func:`fold`: a hug standing also for another (storms and holds fold, every press counted).

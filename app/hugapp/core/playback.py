@@ -22,7 +22,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.hugs import Hug, HugError, PlaySpec
 from hugapp.core.hugstore import HugStore, Play
 from hugapp.core.notify import Notifier
-from hugapp.core.schedule import Action, local_timezone
+from hugapp.core.schedule import Action, Decision, local_timezone
 from hugapp.core.store import Store
 
 log = logging.getLogger("hugapp.playback")
@@ -58,7 +58,7 @@ class Playback:
         tz: tzinfo | None,
         on_change: Callable[[], None],
     ) -> None:
-        self.hugs = hugstore
+        self.hugstore = hugstore
         self.store = hugstore.store
         self.bands = bands
         self.notifier = notifier
@@ -70,7 +70,7 @@ class Playback:
 
     def storm_rule(self) -> tuple[int, float]:
         """(max buzzes, per rolling window in s) on each band; stored, default 3 a minute."""
-        rule = self.hugs.setting("storm")
+        rule = self.hugstore.setting("storm")
         if rule is None:
             return STORM_MAX_BUZZES, STORM_WINDOW_S
         return int(rule["max_buzzes"]), float(rule["window_s"])
@@ -80,7 +80,7 @@ class Playback:
         fold into the next allowed buzz, every one counted."""
         if max_buzzes < 1 or not window_s > 0:
             raise HugError("a storm rule needs at least one buzz per positive window")
-        self.hugs.set_setting("storm", {"max_buzzes": max_buzzes, "window_s": window_s})
+        self.hugstore.set_setting("storm", {"max_buzzes": max_buzzes, "window_s": window_s})
 
     def band_connected(self, band: str) -> None:
         """Plays the band has not confirmed are resent at once on the next pass."""
@@ -94,17 +94,32 @@ class Playback:
         now = self.clock()
         wakes: list[float] = []
         if now < self._last_now:  # the wall clock was set back: what "happened later" happened now
-            self.hugs.clamp_sent(now)
+            self.hugstore.clamp_sent(now)
         self._last_now = now
         by_band: dict[str, list[Play]] = {}
-        for p in self.hugs.open_plays():
+        for p in self.hugstore.open_plays():
             by_band.setdefault(p.band, []).append(p)
+        schedule, tz = self.hugstore.schedule(), self._tz()
         for band, plays in by_band.items():
-            if self.bands.connected(band):
-                wakes += await self._deliver_to(band, plays, now)
+            decisions: dict[str, Decision] = {}
+            held: list[float] = []
+            for p in plays:  # each due hug, decided now against the quiet hours
+                if p.state == "pending" and p.hug is not None and p.not_before <= now:
+                    decision = schedule.decide(p.age_from, now, tz)
+                    if decision.action is Action.HOLD_UNTIL and decision.until is not None:
+                        # held on every band, linked or not: its age counts from the release
+                        self.hugstore.hold(p.hug_id, band, decision.until)
+                        held.append(decision.until)
+                    else:
+                        decisions[p.hug_id] = decision
+            if self.bands.connected(band):  # a band away: the rest waits for its link
+                wakes += held
+                wakes += await self._deliver_to(band, plays, decisions, now)
         return min(wakes) if wakes else None
 
-    async def _deliver_to(self, band: str, plays: list[Play], now: float) -> list[float]:
+    async def _deliver_to(
+        self, band: str, plays: list[Play], decisions: dict[str, Decision], now: float
+    ) -> list[float]:
         wakes: list[float] = []
         resend_now = band in self._reconnected
         self._reconnected.discard(band)
@@ -120,7 +135,7 @@ class Playback:
             elif first and len(in_flight) <= MAX_PLAYS_IN_FLIGHT:  # no more than the band can queue
                 same = [q for q in plays if q.state == "sent" and q.token == p.token]
                 await self._play(band, same, p.spec, now)
-        waiting: list[tuple[Play, Hug]] = []
+        waiting: list[tuple[Play, Hug, Decision]] = []
         for p in plays:
             if p.state != "pending":
                 continue
@@ -131,38 +146,41 @@ class Playback:
             elif p.hug is None:  # a felt tick: not a hug, never held or folded
                 await self._play(band, [p], p.spec, now)
                 in_flight.add(p.token)
-            else:
-                waiting.append((p, p.hug))
+            elif p.hug_id in decisions:  # not held just now
+                waiting.append((p, p.hug, decisions[p.hug_id]))
         if len(in_flight) < MAX_PLAYS_IN_FLIGHT:
             wakes += await self._play_hugs(band, waiting, now)
         return wakes
 
-    async def _play_hugs(self, band: str, waiting: list[tuple[Play, Hug]], now: float) -> list[float]:
-        tz = self._tz()
-        schedule = self.hugs.schedule()
+    async def _play_hugs(
+        self, band: str, waiting: list[tuple[Play, Hug, Decision]], now: float
+    ) -> list[float]:
         groups: dict[tuple[str, bool], list[tuple[Play, Hug]]] = {}
-        held: list[float] = []
-        for p, hug in waiting:
-            decision = schedule.decide(p.age_from, now, tz)
+        for p, hug, decision in waiting:
             if decision.action is Action.MISSED:
                 self._missed(p, hug)
-            elif decision.action is Action.HOLD_UNTIL and decision.until is not None:
-                self.hugs.hold(p.hug_id, band, decision.until)  # its age counts from the release
-                held.append(decision.until)
             else:
                 groups.setdefault((hug.sender, decision.action is Action.PLAY_GENTLE), []).append((p, hug))
         max_buzzes, window_s = self.storm_rule()
-        buzzes = self.hugs.recent_buzzes(band, now - window_s)
+        buzzes = self.hugstore.recent_buzzes(band, now - window_s)
         for (sender, gentle), items in groups.items():
             if len(buzzes) >= max_buzzes:  # a storm: fold the rest into the next allowed buzz
-                return [*held, buzzes[-max_buzzes] + window_s]
-            merged = items[0][1]
-            for _p, hug in items[1:]:
+                return [buzzes[-max_buzzes] + window_s]
+            merged, batch = items[0][1], [items[0][0]]
+            for p, hug in items[1:]:
+                if (
+                    len(merged.folded) + len(hug.ids()) > hugs.MAX_FOLDED
+                    or merged.count + hug.count > hugs.MAX_COUNT
+                ):
+                    break  # one buzz carries what one hug can: the rest plays in the next one
                 merged = hugs.fold(merged, hug)
+                batch.append(p)
             spec = hugs.play_for(merged, self._signature(items[0][0].link_id, sender), gentle=gentle)
-            await self._play(band, [p for p, _h in items], spec, now)
+            await self._play(band, batch, spec, now)
             buzzes.append(now)
-        return held
+            if len(batch) < len(items):
+                return [now]  # the rest of this sender's hugs: on the next pass
+        return []
 
     async def _play(self, band: str, plays: list[Play], spec: PlaySpec, now: float) -> None:
         token = plays[0].token
@@ -171,10 +189,10 @@ class Playback:
         except Exception as exc:  # noqa: BLE001  (any failure: the play stays pending and is retried)
             log.info("play on %s not sent: %s", band, exc)
             return
-        self.hugs.mark_sent(plays, spec, token, now)
+        self.hugstore.mark_sent(plays, spec, token, now)
 
     def _missed(self, play: Play, hug: Hug) -> None:
-        self.hugs.mark_play_missed(play.hug_id, play.band, self.clock())
+        self.hugstore.mark_play_missed(play.hug_id, play.band, self.clock())
         name = sender_name(self.store, play.link_id, hug.sender)
         self.notifier.notify(f"Missed hug from {name}", f"{name} sent a hug while you were away")
         self.on_change()

@@ -46,8 +46,6 @@ RECEIPT_TYPE = "receipt"
 HUG_TYPE = "hug"
 FELT_TICK = PlaySpec(patterns.FELT_TICK, 0, 160, 1)  # the sender's band: your hug was felt
 
-__all__ = ["HUG_TYPE", "RECEIPT_TYPE", "SCREEN", "Bands", "HistoryEntry", "Router", "message_id"]
-
 
 def message_id(hug_id: str, kind: str) -> str:
     return hashlib.sha256(f"{kind}|{hug_id}".encode()).hexdigest()[:32]
@@ -67,13 +65,13 @@ class Router:
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
-        self.hugs = HugStore(store)
+        self.hugstore = HugStore(store)
         self.me = identity
         self.notifier = notifier
         self.clock = clock
         self.outbox = outbox if outbox is not None else Outbox(store, identity)
         self.on_change = on_change
-        self.playback = Playback(self.hugs, bands, notifier, clock=clock, tz=tz, on_change=on_change)
+        self.playback = Playback(self.hugstore, bands, notifier, clock=clock, tz=tz, on_change=on_change)
         self.trackers: dict[str, HugBackTracker] = {}
         self._wake = asyncio.Event()
 
@@ -87,15 +85,15 @@ class Router:
         self.wake()
 
     def schedule(self) -> Schedule:
-        return self.hugs.schedule()
+        return self.hugstore.schedule()
 
     def set_schedule(self, schedule: Schedule) -> None:
         """Store the quiet hours; hugs held under the old ones are decided again under the new."""
-        self.hugs.set_schedule(schedule, self.clock())
+        self.hugstore.set_schedule(schedule, self.clock())
         self.wake()
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:
-        return self.hugs.history(limit)
+        return self.hugstore.history(limit)
 
     # ------------------------------------------------------------------ loop
 
@@ -172,9 +170,9 @@ class Router:
         now = self.clock()
         local = [b.address for b in self.store.bands() if b.address != source_band]
         receipt = Receipt.DELIVERED if local else Receipt.SENT  # another band here has it at once
-        self.hugs.add_hug(db, hug, "out", LOCAL_LINK, source_band, now, receipt)
+        self.hugstore.add_hug(db, hug, "out", LOCAL_LINK, source_band, now, receipt)
         for band in local:
-            self.hugs.add_play(db, hug.hug_id, band, now, hug.pressed_at)
+            self.hugstore.add_play(db, hug.hug_id, band, now, hug.pressed_at)
         payload = hug.to_payload()
         for link in rs.links(self.store):
             self.outbox.to_circle(
@@ -206,14 +204,14 @@ class Router:
             return
         now = self.clock()
         # too old to ever buzz: missed at once; else each band here plays it when playback says so
-        missed = self.hugs.schedule().too_old(hug.pressed_at, now)
+        missed = self.hugstore.schedule().too_old(hug.pressed_at, now)
         with self.store.transaction() as db:
-            inserted = self.hugs.add_hug(db, hug, "in", incoming.link_id, "", now)
+            inserted = self.hugstore.add_hug(db, hug, "in", incoming.link_id, "", now)
             if inserted and missed:
-                self.hugs.mark_missed(db, hug.hug_id, now)
+                self.hugstore.mark_missed(db, hug.hug_id, now)
             elif inserted:
                 for band in self.store.bands():
-                    self.hugs.add_play(db, hug.hug_id, band.address, now, hug.pressed_at)
+                    self.hugstore.add_play(db, hug.hug_id, band.address, now, hug.pressed_at)
         if not inserted:
             return
         name = sender_name(self.store, incoming.link_id, hug.sender)
@@ -247,7 +245,7 @@ class Router:
         self.on_change()
 
     def _advance(self, db: sqlite3.Connection, hug_id: str, event: Receipt) -> None:
-        found = self.hugs.sent_receipt(db, hug_id)
+        found = self.hugstore.sent_receipt(db, hug_id)
         if found is None:
             return
         before, source = found
@@ -255,10 +253,10 @@ class Router:
         if after is before:
             return
         now = self.clock()
-        self.hugs.set_receipt(db, hug_id, after, now)
+        self.hugstore.set_receipt(db, hug_id, after, now)
         # the sender's band ticks; one tick stands for every receipt that arrives before it plays
-        if after is Receipt.FELT and source != SCREEN and not self.hugs.tick_waiting(db, source):
-            self.hugs.add_play(db, TICK_PREFIX + hug_id, source, now, now, FELT_TICK)
+        if after is Receipt.FELT and source != SCREEN and not self.hugstore.tick_waiting(db, source):
+            self.hugstore.add_play(db, TICK_PREFIX + hug_id, source, now, now, FELT_TICK)
 
     # ------------------------------------------------------------------ felt
 
@@ -266,7 +264,7 @@ class Router:
         """A band played the play(s) sent with this token: receipts for every hug it stood for."""
         now = self.clock()
         with self.store.transaction() as db:
-            felt = self.hugs.mark_felt(db, band, token, now)
+            felt = self.hugstore.mark_felt(db, band, token, now)
             for f in felt:
                 if f.hug_id.startswith(TICK_PREFIX):
                     continue

@@ -195,7 +195,7 @@ class Schedule:
         """A hug pressed at ``pressed_at`` is too old to buzz at ``now`` (or ever after): missed."""
         return now - pressed_at > self.missed_after_s
 
-    # -- settings (stored by the router, edited in the UI) ---------------------------------------
+    # -- settings (stored by hugstore, edited in the UI) -----------------------------------------
 
     def to_settings(self) -> dict[str, Any]:
         return {

@@ -99,7 +99,7 @@ class Day:
 
 
 def _history(p: Person, direction: str) -> list[HistoryEntry]:
-    return [h for h in p.phone.hugs.history(10_000) if h.direction == direction]
+    return [h for h in p.phone.hugstore.history(10_000) if h.direction == direction]
 
 
 @contextlib.asynccontextmanager
@@ -245,7 +245,7 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
     await day.until("every press to reach Mum", lambda: _presses_in(mum) >= n, 300)
     await day.until("every hug to be felt", lambda: _felt(mum) >= len(_history(mum, "in")), 300)
     motor_on = [e.t_ms for e in await day.control.timeline(mum.band.address) if e.kind == "motor" and e.value]
-    sent_at = mum.phone.hugs.sent_times(mum.band.address)
+    sent_at = mum.phone.hugstore.sent_times(mum.band.address)
     out = sorted(_history(mia, "out"), key=lambda h: h.created_at)
     for release, hug in zip(releases, out, strict=False):
         play_ms = sent_at.get(hug.hug_id, 0.0) * 1000 + offset_ms
@@ -260,7 +260,7 @@ def _presses_in(p: Person) -> int:
 
 
 def _felt(p: Person) -> int:
-    return p.phone.hugs.felt_hug_count()
+    return p.phone.hugstore.felt_hug_count()
 
 
 def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = None) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
             return None
         return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)
 
-    buzzes = mum.phone.hugs.felt_buzzes(mum.band.address)
+    buzzes = mum.phone.hugstore.felt_buzzes(mum.band.address)
     latency = {
         "p50": pct(0.5),
         "p99": pct(0.99),
@@ -286,7 +286,7 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
         "mean": round(statistics.fmean(lat), 1) if lat else None,
     }
     if presses_sent is not None:
-        felt_here = mum.phone.hugs.felt_hug_ids()
+        felt_here = mum.phone.hugstore.felt_hug_ids()
         felt_presses = sum(h.hug.count for h in received if h.hug_id in felt_here)
         return {
             "sent": presses_sent,
