@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from hugband import board as boards
+
 # main.py is the entry point: copied as source to the band's root, not compiled into lib/.
 _HOST_ONLY = {"main.py"}
 
@@ -33,10 +35,12 @@ def board_names() -> list[str]:
 
 
 def load_board(name: str) -> dict[str, object]:
-    path = boards_dir() / f"{name}.json"
-    if not path.is_file():
-        raise BandToolError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")
-    board: dict[str, object] = json.loads(path.read_text())
+    """The checked board file (hugband.board, the firmware's own loader)."""
+    try:
+        # the firmware's dicts are untyped (no typing on the band)
+        board: dict[str, object] = boards.load(name, str(boards_dir()))  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    except boards.BoardError as exc:
+        raise BandToolError(f"{exc}; known boards: {', '.join(board_names())}") from None
     return board
 
 
@@ -47,11 +51,10 @@ def _sources(package: str) -> list[Path]:
 
 def build(board_name: str, out_dir: Path, progress: bool = True) -> list[BuiltFile]:
     """Compile hugproto and hugband for the board's architecture into a deployable folder:
-    out/lib/<package>/*.mpy, out/main.py (the entry point stays source) and out/board.json."""
+    out/lib/<package>/*.mpy, out/main.py (the entry point stays source) and out/board.json (the checked
+    board, read on the band by hugband.board.flashed)."""
     board = load_board(board_name)
-    march = str(board.get("march", ""))
-    if march not in ("xtensawin", "rv32imc", "xtensa"):
-        raise BandToolError(f"board {board_name!r} names no supported -march (got {march!r})")
+    march = board["march"]  # checked against the board's mcu
     if out_dir.exists():
         shutil.rmtree(out_dir)
     built: list[BuiltFile] = []

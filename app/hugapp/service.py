@@ -1,10 +1,10 @@
-"""The core as a background service: Android's foreground service entry point (buildozer.spec
-``services = Hugcore:app/hugapp/service.py:foreground:sticky:foregroundServiceType=connectedDevice``),
+"""The companion as a background service: Android's foreground service entry point (buildozer.spec
+``services = Hugservice:app/hugapp/service.py:foreground:sticky:foregroundServiceType=connectedDevice``),
 also runnable anywhere with ``python -m hugapp.service``.
 
 It owns the one Companion (band links, relay, router) until stopped, so hugs are received, played and
-acknowledged with the screen off, and serves it to the app's window over the local control channel
-(``hugapp.control``): the window never runs a second Companion on the same store and bands.
+acknowledged with the screen off, and serves it to the app's window over the window link
+(``hugapp.window_link``): the window never runs a second Companion on the same store and bands.
 Settings come from the environment: ``HUG_BROKER`` (the family broker URL), ``HUG_DATA`` (the data
 folder; default: the platform's), or from the JSON argument the app starts the service with on Android
 (``PYTHON_SERVICE_ARGUMENT``: broker, data). ``python -m hugapp.dev.service`` runs the same service on the
@@ -21,11 +21,13 @@ import signal
 from pathlib import Path
 from typing import Any, cast
 
-from hugapp.control import STORE_FILE, ControlServer, LocalCore
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
 from hugapp.core.store import Store, default_path
+from hugapp.window_link import STORE_FILE
+from hugapp.window_link.api_wire import CompanionHandler
+from hugapp.window_link.server import LinkServer
 
 log = logging.getLogger("hugapp.service")
 
@@ -39,15 +41,14 @@ async def serve(
     data_dir = data if data is not None else default_path().parent
     store = Store(data_dir / STORE_FILE)
     notifier = make_notifier()
-    notifier.keep_alive()
-    servers: list[ControlServer] = []  # the companion reports changes to the channel
+    servers: list[LinkServer] = []  # the companion reports changes to the channel
 
     def changed() -> None:
         for server in servers:
             server.changed()
 
     companion = Companion(store, ble or BleConfig(), broker_url, notifier=notifier, on_change=changed)
-    servers.append(ControlServer(LocalCore(companion), data_dir))
+    servers.append(LinkServer(CompanionHandler(companion), data_dir))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,7 +57,7 @@ async def serve(
         except (NotImplementedError, RuntimeError):
             pass
     async with companion, servers[0]:
-        log.info("hug core running: %d band(s)", len(store.bands()))
+        log.info("hug service running: %d band(s)", len(store.bands()))
         await stop.wait()
     store.close()
 

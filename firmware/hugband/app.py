@@ -5,7 +5,6 @@ performs the actions BandLogic queues, and feeds the watchdog.
 """
 
 import asyncio
-import json
 import os
 import time
 
@@ -40,15 +39,6 @@ _DRV2605 = const(0x5A)
 
 def now_ms() -> int:
     return time.ticks_ms()  # pyright: ignore[reportReturnType]  (ticks are small ints)
-
-
-def load_board() -> dict:
-    """The board file copied next to main.py by `hugbutton band flash`, else the default board."""
-    try:
-        with open("board.json") as f:
-            return boards.check(json.load(f))
-    except OSError:
-        return boards.load()
 
 
 def band_name() -> str:
@@ -139,7 +129,7 @@ class Hardware:
 
 class App:
     def __init__(self) -> None:
-        self.board = load_board()
+        self.board = boards.flashed()
         self.wake = asyncio.ThreadSafeFlag()
         self.hw = Hardware(self.board, self.wake)
         self.radio = Peripheral(bluetooth.BLE(), band_name(), self.board["title"][:40], "1", self.wake)

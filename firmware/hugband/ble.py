@@ -1,8 +1,9 @@
 """The band's BLE peripheral on MicroPython's `bluetooth` module.
 
 One central at a time. The IRQ handler only records events in a bounded ring and sets a
-flag; the application drains them in its loop. GATT: the Hug service from hugproto, plus
-Battery and Device Information.
+flag; the application drains them in its loop. A full ring drops command frames (counted in
+``overflows``), never a connect or disconnect: a link event takes the place of the newest command.
+GATT: the Hug service from hugproto, plus Battery and Device Information.
 """
 
 import bluetooth
@@ -19,7 +20,7 @@ EV_CONNECT = const(1)
 EV_DISCONNECT = const(2)
 EV_COMMAND = const(3)
 
-_RING = const(8)  # pending events; when full the newest write is dropped and counted
+_RING = const(8)  # pending events; when full a command is dropped and counted, never a link event
 _FRAME = const(20)
 _WRITE_BUFFER = const(80)  # writes arriving before the IRQ reads them queue up here
 _NO_CONN = const(-1)
@@ -101,7 +102,8 @@ class Peripheral:
     def _push(self, kind: int, conn: int, payload) -> None:
         if self._count == _RING:
             self.overflows += 1
-            return
+            if kind == EV_COMMAND or not self._drop_newest_command():
+                return
         i = (self._head + self._count) % _RING
         self._kinds[i] = kind
         self._conns[i] = conn
@@ -112,6 +114,25 @@ class Peripheral:
         self._lens[i] = n
         self._count += 1
         self._flag.set()
+
+    def _drop_newest_command(self) -> bool:
+        """Free the last slot by removing the newest pending command (IRQ: allocates nothing);
+        False if every pending event is a link event."""
+        n = self._count
+        j = n - 1
+        while j >= 0 and self._kinds[(self._head + j) % _RING] != EV_COMMAND:
+            j -= 1
+        if j < 0:
+            return False
+        while j < n - 1:  # the link events behind it move up one slot
+            a = (self._head + j) % _RING
+            b = (self._head + j + 1) % _RING
+            self._kinds[a] = self._kinds[b]
+            self._conns[a] = self._conns[b]
+            self._lens[a] = self._lens[b]
+            j += 1
+        self._count = n - 1
+        return True
 
     def next_event(self):
         """(kind, conn, bytes or None) for the oldest pending event, or None."""

@@ -1,8 +1,11 @@
 """Board files: which pin is the heart, the motor, the LED and the battery sense on a given band.
 
+The one reader of board files, on the band and on the PC (``hugbutton band build``, the simulator).
 ``load(name)`` reads ``boards/<name>.json`` (next to this module, or ``boards_dir``) and returns a plain
 dict with every key present (defaults filled in) after validation; any problem raises ``BoardError``
 with a message naming the board and the key. ``check(dict)`` validates a dict built elsewhere.
+``flashed()`` is the board on a band: ``board.json`` at the root of its flash, as ``hugbutton band
+build`` lays it out next to ``main.py`` (the band's working directory), else the default board.
 
 Keys: name, title, mcu ("esp32c3"/"esp32s3"), march ("rv32imc"/"xtensawin"), button_pin, button_active_low,
 touch_pin, touch_threshold, motor_pin, motor_driver ("erm_pwm"/"drv2605l"), pwm_freq, i2c
@@ -15,6 +18,7 @@ S2/S3 (a touch raises ``TouchPad.read()``), False on the original ESP32.
 import json
 
 DEFAULT = "xiao_esp32c3"
+FLASHED = "board.json"
 
 REQUIRED = ("name", "title", "mcu", "march", "motor_driver")
 
@@ -111,20 +115,36 @@ def check(board: dict) -> dict:
     return board
 
 
-def load(name: str = DEFAULT, boards_dir=None) -> dict:
+def read(path: str, name: str) -> dict:
+    """The JSON object in ``path`` for board ``name``, not yet checked; OSError if there is no file."""
+    with open(path) as f:
+        try:
+            board = json.load(f)
+        except ValueError as e:
+            raise BoardError("board %r: %s is not valid JSON (%s)" % (name, path, e))
+    if type(board) is not dict:
+        raise BoardError("board %r: %s must hold a JSON object" % (name, path))
+    return board
+
+
+def load(name: str = DEFAULT, boards_dir: str = "") -> dict:
     """Load and validate ``boards/<name>.json``."""
     if not name or "/" in name or "." in name:
         raise BoardError("bad board name %r" % name)
     path = "%s/%s.json" % (boards_dir or _here() + "/boards", name)
     try:
-        with open(path) as f:
-            board = json.load(f)
+        board = read(path, name)
     except OSError:
         raise BoardError("unknown board %r (no %s)" % (name, path))
-    except ValueError as e:
-        raise BoardError("board %r: %s is not valid JSON (%s)" % (name, path, e))
-    if type(board) is not dict:
-        raise BoardError("board %r: %s must hold a JSON object" % (name, path))
     if board.get("name") != name:
         raise BoardError("board %r: file says its name is %r" % (name, board.get("name")))
+    return check(board)
+
+
+def flashed() -> dict:
+    """The board file at the flash root (``FLASHED``), else the default board."""
+    try:
+        board = read(FLASHED, FLASHED)
+    except OSError:
+        return load()
     return check(board)

@@ -145,16 +145,6 @@ class Player:
         self._reported = self._out
         return self._out
 
-    def time_left_ms(self, now_ms: int) -> int:
-        """Time until the playing pattern ends (0 when idle); waiting patterns not included."""
-        if not self._playing:
-            return 0
-        buf = self._bufs[self._head]
-        t = diff(self._step_end, now_ms)
-        for i in range(self._step + 1, self._lens[self._head]):
-            t += buf[2 * i + 1] * STEP_MS
-        return t if t > 0 else 0
-
     # -- internals -----------------------------------------------------------------------------
     def _duty(self, level: int) -> int:
         return level * self.max_duty // 255

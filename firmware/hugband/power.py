@@ -111,14 +111,8 @@ class PowerPolicy:
         self.idle_sleep_min = idle_sleep_min
         self._last_activity = now_ms
 
-    def cpu_hz(self) -> int:
-        return self.cpu_mhz * 1000000
-
     def activity(self, now_ms: int) -> None:
         self._last_activity = now_ms
-
-    def idle_ms(self, now_ms: int) -> int:
-        return diff(now_ms, self._last_activity)
 
     def should_deep_sleep(self, now_ms: int, paired: bool, connected: bool, busy: bool = False) -> bool:
         if paired or connected or busy or self.idle_sleep_min <= 0:

@@ -1,4 +1,4 @@
-"""The notification/vibration facade (hugapp.core.notify): platform choice, the desktop fallback's
+"""The notification facade (hugapp.core.notify): platform choice, the desktop fallback's
 record of what the user saw, and platform calls that fail or hang without hurting the app."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import pytest
 
 from hugapp.core.notify import (
     MAX_HANGS,
-    MAX_VIBRATE_MS,
     DesktopNotifier,
     PlyerNotifier,
     Shown,
@@ -55,13 +54,7 @@ def test_factory_picks_by_platform() -> None:
 def test_desktop_fallback_records_what_the_user_would_have_seen() -> None:
     n = make_notifier("linux")
     n.notify("Hug from Sam", "3 taps")
-    n.vibrate(400)
-    n.vibrate(0)  # nothing to feel
-    n.vibrate(10**9)
-    assert n.notifications() == [Shown("notification", "Hug from Sam", "3 taps")]
-    assert [v.ms for v in n.vibrations()] == [400, MAX_VIBRATE_MS]
-    n.keep_alive()
-    assert n.request_battery_exemption() is False
+    assert n.notifications() == [Shown("Hug from Sam", "3 taps")]
     n.close()
 
 
@@ -88,38 +81,28 @@ class FakeNotification:
             raise self.error
 
 
-class FakeVibrator:
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def vibrate(self, *, time: float) -> None:
-        self.seconds.append(time)
-
-
 def test_plyer_notifier_calls_the_facades() -> None:
-    note, vib = FakeNotification(), FakeVibrator()
-    n = PlyerNotifier("android", notification=note, vibrator=vib)
+    note = FakeNotification()
+    n = PlyerNotifier("android", notification=note)
     try:
         n.notify("Hug back", "from Mum")
-        n.vibrate(250)
         assert n.wait_idle(5)
         assert note.calls == [{"title": "Hug back", "message": "from Mum", "app_name": "Hug Button"}]
-        assert vib.seconds == [0.25]
-        assert n.completed == 2
+        assert n.completed == 1
         assert n.failures == 0
-        assert [s.kind for s in n.shown] == ["notification", "vibration"]
+        assert list(n.shown) == [Shown("Hug back", "from Mum")]
     finally:
         n.close()
 
 
 def test_platform_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     note = FakeNotification(error=RuntimeError("no notification service"))
-    n = PlyerNotifier("android", notification=note, vibrator=None)
+    n = PlyerNotifier("android", notification=note)
     try:
         n.notify("Hug", "from Dad")  # must not raise
         assert n.wait_idle(5)
         assert n.failures == 1
-        assert n.notifications() == [Shown("notification", "Hug", "from Dad")]  # still visible in the app
+        assert n.notifications() == [Shown("Hug", "from Dad")]  # still visible in the app
         assert any("no notification service" in r.getMessage() for r in caplog.records)
     finally:
         n.close()
@@ -128,7 +111,7 @@ def test_platform_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture)
 def test_hanging_platform_call_never_blocks_and_is_abandoned() -> None:
     release = threading.Event()
     note = FakeNotification(block=release)
-    n = PlyerNotifier("android", notification=note, vibrator=None, call_timeout_s=0.05)
+    n = PlyerNotifier("android", notification=note, call_timeout_s=0.05)
     try:
         started = time.monotonic()
         n.notify("first", "hangs")
@@ -151,7 +134,7 @@ def test_hanging_platform_call_never_blocks_and_is_abandoned() -> None:
 def test_full_queue_drops_and_counts() -> None:
     release = threading.Event()
     note = FakeNotification(block=release)
-    n = PlyerNotifier("android", notification=note, vibrator=None, call_timeout_s=60)
+    n = PlyerNotifier("android", notification=note, call_timeout_s=60)
     try:
         for i in range(50):
             n.notify("hug", str(i))
@@ -166,7 +149,7 @@ def test_full_queue_drops_and_counts() -> None:
 
 def test_notify_from_the_event_loop_does_not_block_it() -> None:
     release = threading.Event()
-    n = PlyerNotifier("android", notification=FakeNotification(block=release), vibrator=None)
+    n = PlyerNotifier("android", notification=FakeNotification(block=release))
 
     async def main() -> float:
         ticks = 0
@@ -192,15 +175,14 @@ def test_notify_from_the_event_loop_does_not_block_it() -> None:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # plyer warns that dbus / notify-send are missing
 def test_real_plyer_on_this_desktop_never_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
-    """plyer on Linux has no vibrator and may lack notify-send or dbus: nothing may escape."""
+    """plyer on Linux may lack notify-send or dbus: nothing may escape."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no notify-send, no gdbus: the failure path, deterministically
-    n = PlyerNotifier("linux")  # plyer's own facades for both
+    n = PlyerNotifier("linux")  # plyer's own facade
     try:
         n.notify("Hug", "real plyer")
-        n.vibrate(100)
         assert n.wait_idle(10)
-        assert n.completed + n.failures == 2
-        assert n.failures >= 1  # plyer has no Linux vibrator
-        assert len(n.shown) == 2
+        assert n.completed == 0
+        assert n.failures == 1  # neither notify-send nor gdbus on the PATH
+        assert list(n.shown) == [Shown("Hug", "real plyer")]
     finally:
         n.close()

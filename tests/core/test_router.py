@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hugapp.core import hugs
 from hugapp.core import relaystore as rs
-from hugapp.core.hugs import DayType, Hug, HugError, QuietMode, QuietWindow, Receipt, Schedule
+from hugapp.core.hugs import Hug, HugError, Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.playback import MAX_PLAYS_IN_FLIGHT, RESEND_PLAY_AFTER_S
 from hugapp.core.relay import Incoming
-from hugapp.core.router import MAX_PLAYS_IN_FLIGHT, RECEIPT_TYPE, RESEND_PLAY_AFTER_S, Router
+from hugapp.core.router import RECEIPT_TYPE, Router
+from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
 from hugapp.core.store import Store
 from hugproto import frames, patterns
 
@@ -334,3 +339,128 @@ def test_hug_from_the_phone_screen_goes_to_the_circle_and_the_bands_here(tmp_pat
     r.deliver()
     assert [(b, s.pattern) for b, s, _t in r.bands.played] == [(BAND, patterns.BIG_HUG)]
     assert r.router.history()[0].hug_id == hug_id
+
+
+def test_a_storm_plays_its_folded_rest_as_soon_as_the_window_allows(tmp_path: Path) -> None:
+    """The storm rule (default 3 buzzes a rolling minute): 30 presses 2 s apart are 4 buzzes, the
+    fourth at the first minute's end standing for the other 27, each press felt exactly once."""
+    t0 = at("2026-11-21T12:00")
+    r = Rig(tmp_path, t0)
+
+    def deliver() -> float | None:
+        next_at = r.deliver()
+        for _b, _s, token in r.bands.played[-1:]:
+            r.felt(BAND, token)  # the band plays it at once
+        return next_at
+
+    next_at = None
+    for i in range(30):
+        r.clock.t = t0 + 2 * i
+        r.incoming(hug(i, r.clock.t))
+        next_at = deliver()
+    assert len(r.bands.played) == 3
+    assert next_at == t0 + 60
+    r.clock.t = t0 + 60
+    deliver()
+    assert len(r.bands.played) == 4
+    last = r.bands.played[-1][2]
+    folded = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE token = ?", (last,)).fetchone()[0]
+    assert folded == 27
+    assert sorted(i.payload["hug"] for i in r.outbox(RECEIPT_TYPE)) == sorted(f"h{i}" for i in range(30))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), min_size=1, max_size=40))
+def test_storm_rule_holds_for_any_press_times(offsets: list[float]) -> None:
+    """Never more than the rule's buzzes in any rolling window, and every press is played once."""
+    t0 = at("2026-11-21T12:00")
+    with tempfile.TemporaryDirectory() as tmp:
+        r = Rig(Path(tmp), t0)
+        r.router.set_storm_rule(3, 60)
+        buzzed: dict[int, float] = {}
+
+        def deliver() -> float | None:
+            next_at = r.deliver()
+            for _b, _s, token in r.bands.played:
+                if token not in buzzed:  # the band plays it at once
+                    buzzed[token] = r.clock.t
+                    r.felt(BAND, token)
+            return next_at
+
+        for i, t in enumerate(sorted(t0 + o for o in offsets)):
+            next_at = deliver()
+            while next_at is not None and next_at <= t:  # what became due before this press
+                r.clock.t = next_at
+                next_at = deliver()
+            r.clock.t = t
+            r.incoming(hug(i, t))
+            deliver()
+        next_at = deliver()
+        while next_at is not None:
+            r.clock.t = next_at
+            next_at = deliver()
+        felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
+        assert felt == len(offsets)
+        times = sorted(buzzed.values())
+        for i, t in enumerate(times):
+            assert sum(1 for u in times[i:] if u < t + 60) <= 3
+
+
+def test_a_resend_repeats_the_pattern_that_was_sent(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-23T14:59"))  # Monday at school: gentle until 15:00
+    r.incoming(Hug("h1", "a" * 32, frames.GESTURE_SQUEEZE, 255, 1500, r.clock.t))
+    r.deliver()
+    r.clock.t += RESEND_PLAY_AFTER_S + 1  # after 15:00, the Felt never came
+    r.deliver()
+    (_b, first, t1), (_b2, again, t2) = r.bands.played
+    assert (again, t2) == (first, t1), "the same frame: the band answers Felt without a second buzz"
+    assert first.intensity < 255
+
+
+def test_a_hug_handed_over_again_after_a_kill_is_stored_and_played_once(tmp_path: Path) -> None:
+    """The relay records a message id after its handler returned: killed in between, it hands the
+    same message over again, and the router's hug ids make that a no-op."""
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    msg = Incoming("l" * 32, "a" * 32, "m" * 32, "hug", hug(1, r.clock.t).to_payload(), r.clock.t)
+    asyncio.run(r.router.on_relay_message(msg))
+    r.router = r.new_router()  # killed before the relay recorded the id; restarted
+    asyncio.run(r.router.on_relay_message(msg))
+    r.deliver()
+    assert len(r.bands.played) == 1
+    assert len(r.router.history()) == 1
+    assert [n.title for n in r.notifier.notifications()] == ["Hug from Mia"]
+
+
+def test_a_storm_beyond_what_one_hug_can_carry_is_played_in_more_buzzes_nothing_lost(
+    tmp_path: Path,
+) -> None:
+    """One buzz stands for at most MAX_FOLDED + 1 hugs (their ids travel with it); the rest wait."""
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # held overnight, then released together
+    n = hugs.MAX_FOLDED + 3
+    for i in range(n):
+        r.incoming(hug(i, r.clock.t))
+    r.deliver()
+    r.clock.t = at("2026-11-24T07:00")
+    r.deliver()
+    r.felt(BAND, r.bands.played[-1][2])
+    r.deliver()
+    r.felt(BAND, r.bands.played[-1][2])
+    assert len(r.bands.played) == 2
+    felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
+    assert felt == n
+    assert len(r.outbox(RECEIPT_TYPE)) == n
+
+
+def test_a_hug_held_overnight_while_the_band_is_away_plays_when_it_is_back(tmp_path: Path) -> None:
+    """Quiet hours hold a hug on a band that is away too: its age counts from the release, so a
+    band charging overnight still gets the evening's hug in the morning (not missed)."""
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # a Monday night: school-day hold 21:00-07:00
+    r.bands.up.clear()
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    r.clock.t = at("2026-11-24T07:30")  # 9 h later: older than the 6 h after which hugs are missed
+    r.deliver()
+    r.bands.up.add(BAND)
+    r.deliver()
+    assert len(r.bands.played) == 1
+    assert not r.router.history()[0].missed

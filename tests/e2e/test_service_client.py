@@ -1,5 +1,5 @@
 """Android's process layout on a desktop: the hug service (``python -m hugapp.service``, its own process)
-owns the one Companion; the app's controller is its client over the local control channel.
+owns the one Companion; the app's controller is its client over the window link.
 
 Mum's phone is the service plus a client-mode controller; Mia's phone is an in-process Companion.
 Both bands are virtual bands running the real firmware; the broker is the embedded one.
@@ -18,15 +18,18 @@ from typing import Any
 
 import pytest
 
-from hugapp.control import ControlError, ControlServer, LocalCore, RemoteCore
 from hugapp.core import bandlink
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Schedule
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugapp.ui.controller import Controller
+from hugapp.window_link import WindowLinkError
+from hugapp.window_link.api_wire import CompanionHandler
+from hugapp.window_link.remote import RemoteCompanion
+from hugapp.window_link.server import LinkServer
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
@@ -91,43 +94,45 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
                 await control.hold(mia_band.address, PAIR_HOLD_MS)
                 await mia.pair_band(mia_band.address, "Mia's band")
 
-                core = await RemoteCore.connect(tmp_path / "mum", on_change=changed.set, timeout=30)
-                async with core:
-                    ui = Controller(core, on_update=changed.set)
-                    assert core.service_pid == service.pid
+                remote = await RemoteCompanion.connect(tmp_path / "mum", on_change=changed.set, timeout=30)
+                async with remote:
+                    ui = Controller(remote, on_update=changed.set)
+                    assert remote.service_pid == service.pid
 
                     # pairing from the window: scan (progress over the channel), then pair
                     await control.hold(mum_band.address, PAIR_HOLD_MS)
-                    ui.scan()
+                    ui.bands.scan()
                     await until(
                         "the band in the scan",
                         lambda: any(
-                            f.address == mum_band.address and f.pairing_open for f in ui.snapshot().found
+                            f.address == mum_band.address and f.pairing_open
+                            for f in ui.snapshot().bands.found
                         ),
                         changed,
                     )
-                    ui.pair(mum_band.address, "Mum's band")
+                    ui.bands.pair(mum_band.address, "Mum's band")
                     await until(
                         "Mum's band connected",
                         lambda: (
-                            [(b.name, b.connected) for b in ui.snapshot().bands] == [("Mum's band", True)]
+                            [(b.name, b.connected) for b in ui.snapshot().bands.bands]
+                            == [("Mum's band", True)]
                         ),
                         changed,
                     )
 
                     # linking from the window: the code it shows, typed on Mia's phone
-                    ui.offer_link()
-                    code = await until("a link code", lambda: ui.snapshot().link_code, changed)
+                    ui.link.offer_link()
+                    code = await until("a link code", lambda: ui.snapshot().link.code, changed)
                     await mia.join_link(code)
-                    await until("linked", lambda: ui.snapshot().link_message == "Linked with Mia", changed)
-                    assert ui.save_schedule("Mon Tue Wed Thu Fri", "", "", "")
+                    await until("linked", lambda: ui.snapshot().link.message == "Linked with Mia", changed)
+                    assert ui.settings.save_schedule("Mon Tue Wed Thu Fri", "", "", "")
                     await until(
                         "quiet hours off", lambda: ui.snapshot().notice == "Quiet hours saved", changed
                     )
-                    assert not any(core.schedule().windows.values())  # written by the service
+                    assert not any(remote.schedule().windows.values())  # written by the service
                     await until(
                         "Mia online (presence, pushed by the service)",
-                        lambda: [(m.name, m.online) for m in ui.snapshot().members] == [("Mia", True)],
+                        lambda: [(m.name, m.online) for m in ui.snapshot().home.members] == [("Mia", True)],
                         changed,
                     )
                     assert mia.relay is not None
@@ -137,24 +142,25 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
 
                     # a hug from the window's heart reaches Mia and buzzes her band
                     before = len(await control.motor_starts(mia_band.address))
-                    ui.send_hug()
+                    ui.home.send_hug()
                     await control.wait_output(mia_band.address, "motor", lambda v: float(v) > 0, timeout=30)
                     assert len(await control.motor_starts(mia_band.address)) > before
                     await until(
                         "the hug felt",
                         lambda: (
-                            [(r.direction, r.receipt) for r in ui.snapshot().history] == [("out", "felt")]
+                            [(r.direction, r.receipt) for r in ui.snapshot().history.rows]
+                            == [("out", "felt")]
                         ),
                         changed,
                     )
-                    assert "from the phone" in ui.snapshot().history[0].text
+                    assert "from the phone" in ui.snapshot().history.rows[0].text
 
                     # Mia presses her band: the window shows it (and Mum's band plays it)
                     before = len(await control.motor_starts(mum_band.address))
                     await control.hold(mia_band.address, 80)
                     await until(
                         "Mia's hug in the window's history",
-                        lambda: any(r.text.startswith("Mia sent a hug") for r in ui.snapshot().history),
+                        lambda: any(r.text.startswith("Mia sent a hug") for r in ui.snapshot().history.rows),
                         changed,
                     )
                     await control.wait_output(mum_band.address, "motor", lambda v: float(v) > 0, timeout=30)
@@ -170,7 +176,7 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
             service.send_signal(signal.SIGTERM)
             out, _ = await asyncio.wait_for(service.communicate(), 30)
             assert service.returncode == 0, out.decode()[-3000:]
-            assert not (tmp_path / "mum" / "control.json").exists(), "the service cleans up on exit"
+            assert not (tmp_path / "mum" / "window_link.json").exists(), "the service cleans up on exit"
         finally:
             if service is not None and service.returncode is None:
                 service.kill()
@@ -183,15 +189,15 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
     asyncio.run(main())
 
 
-def test_control_channel_needs_the_token_and_keeps_error_classes(tmp_path: Path) -> None:
+def test_window_link_needs_the_token_and_keeps_error_classes(tmp_path: Path) -> None:
     """A client without the token gets nothing; errors come back with their class and words."""
 
     async def main() -> None:
         phone = Companion(Store(tmp_path / "companion.sqlite3"), BleConfig(), None, name="Mum")
-        async with phone, ControlServer(LocalCore(phone), tmp_path) as server:
-            info = json.loads((tmp_path / "control.json").read_text())
+        async with phone, LinkServer(CompanionHandler(phone), tmp_path) as server:
+            info = json.loads((tmp_path / "window_link.json").read_text())
             assert info["port"] == server.port
-            assert oct((tmp_path / "control.json").stat().st_mode & 0o777) == "0o600"
+            assert oct((tmp_path / "window_link.json").stat().st_mode & 0o777) == "0o600"
 
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b'{"token": "not-the-token"}\n{"id": 1, "op": "send_hug", "args": {}}\n')
@@ -199,16 +205,24 @@ def test_control_channel_needs_the_token_and_keeps_error_classes(tmp_path: Path)
             writer.close()
             assert phone.router.history() == []
 
-            async with await RemoteCore.connect(tmp_path, timeout=5) as core:
-                assert core.identity().name == "Mum"
+            async with await RemoteCompanion.connect(tmp_path, timeout=5) as remote:
+                assert remote.identity().name == "Mum"
                 with pytest.raises(bandlink.BandUnavailable, match="not paired with this phone"):
-                    await core.test_buzz("C0:FF:EE:00:00:09")
-                with pytest.raises(ControlError, match="unknown request"):
-                    await core.call("format_disk")
-                hug_id = await core.send_hug(1, 1)
-                assert [h.hug_id for h in core.history()] == [hug_id]
-        assert not (tmp_path / "control.json").exists()
-        with pytest.raises(ControlError, match="not running"):
-            await RemoteCore.connect(tmp_path, timeout=0.3)
+                    await remote.test_buzz("C0:FF:EE:00:00:09")
+                with pytest.raises(WindowLinkError, match="unknown request"):
+                    await remote.link.call("format_disk", {})
+                # arguments are checked against the interface before anything runs
+                with pytest.raises(ValueError, match="test_buzz's address must be a str"):
+                    await remote.link.call("test_buzz", {"address": 5})
+                with pytest.raises(ValueError, match="send_from_screen takes no volume"):
+                    await remote.link.call("send_from_screen", {"gesture": 1, "value": 1, "volume": 11})
+                with pytest.raises(ValueError, match="send_from_screen needs value"):
+                    await remote.link.call("send_from_screen", {"gesture": 1})
+                assert remote.history() == []
+                hug_id = await remote.send_from_screen(1, 1)
+                assert [h.hug_id for h in remote.history()] == [hug_id]
+        assert not (tmp_path / "window_link.json").exists()
+        with pytest.raises(WindowLinkError, match="not running"):
+            await RemoteCompanion.connect(tmp_path, timeout=0.3)
 
     asyncio.run(main())

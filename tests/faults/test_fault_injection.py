@@ -29,7 +29,7 @@ from pathlib import Path
 from testkit import require_tool
 
 from hugapp.core.broker import free_port
-from hugapp.core.hugs import DayType, Schedule
+from hugapp.core.schedule import DayType, Schedule
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 

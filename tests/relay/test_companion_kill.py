@@ -13,8 +13,9 @@ from pathlib import Path
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.hugs import Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess

@@ -12,8 +12,9 @@ from relaykit import TestBroker
 
 from hugapp.core.bandlink import BleConfig, LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.hugs import Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess

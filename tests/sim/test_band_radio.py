@@ -87,3 +87,48 @@ def test_a_notify_on_a_link_that_just_went_is_not_a_crash(monkeypatch: pytest.Mo
     assert p.notify_event(b"press 2") is False
     assert p.notify_failures == 1
     assert radio.notified == [b"press 1"]
+
+
+_IRQ_CENTRAL_DISCONNECT = 2
+_IRQ_GATTS_WRITE = 3
+
+
+def test_a_full_event_ring_drops_commands_never_link_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    ble_module = _peripheral_module(monkeypatch)
+    radio = LinkGone()
+    p = ble_module.Peripheral(radio, "Hug-0001", "XIAO", "1", Flag())
+    assert radio.handler is not None
+    radio.handler(_IRQ_CENTRAL_CONNECT, (7, 0, b"\x00" * 6))
+    for i in range(10):  # a stranger floods the command characteristic while the loop is stalled
+        radio.values[p.h_command] = b"\xff" + bytes((i,))  # not a frame: each write is one command
+        radio.handler(_IRQ_GATTS_WRITE, (7, p.h_command))
+    radio.handler(_IRQ_CENTRAL_DISCONNECT, (7, 0, b"\x00" * 6))
+    radio.handler(_IRQ_CENTRAL_CONNECT, (8, 0, b"\x00" * 6))
+    events = []
+    event = p.next_event()
+    while event is not None:
+        events.append(event)
+        event = p.next_event()
+    assert events[0] == (ble_module.EV_CONNECT, 7, None)
+    commands = [e for e in events if e[0] == ble_module.EV_COMMAND]
+    assert commands == [(ble_module.EV_COMMAND, 7, b"\xff" + bytes((i,))) for i in range(len(commands))]
+    assert events[-2:] == [(ble_module.EV_DISCONNECT, 7, None), (ble_module.EV_CONNECT, 8, None)]
+    assert len(events) == 8  # the ring's size
+    assert p.overflows == 10 - len(commands)  # every command that did not get through is counted
+    assert p.conn == 8
+
+
+def test_link_events_alone_fill_the_ring_then_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    ble_module = _peripheral_module(monkeypatch)
+    radio = LinkGone()
+    p = ble_module.Peripheral(radio, "Hug-0001", "XIAO", "1", Flag())
+    assert radio.handler is not None
+    for conn in range(9):  # 9 links come and go before the loop drains: beyond any real stall
+        radio.handler(_IRQ_CENTRAL_CONNECT if conn % 2 == 0 else _IRQ_CENTRAL_DISCONNECT, (conn, 0, b""))
+    assert p.overflows == 1
+    kinds = []
+    event = p.next_event()
+    while event is not None:
+        kinds.append(event[0])
+        event = p.next_event()
+    assert len(kinds) == 8

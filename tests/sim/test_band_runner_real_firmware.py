@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from hugsim.band.runner import BOARDS_DIR, run_band
+import hugband
+from hugsim.band.runner import run_band
 
-BOARDS = sorted(p.stem for p in Path(BOARDS_DIR).glob("*.json"))
-MAIN = Path(BOARDS_DIR).parent / "main.py"
+HUGBAND = Path(hugband.__file__).resolve().parent
+BOARDS = sorted(p.stem for p in (HUGBAND / "boards").glob("*.json"))
+MAIN = HUGBAND / "main.py"
 
 
 @pytest.mark.skipif(not MAIN.exists() or not BOARDS, reason="firmware/hugband/main.py or boards missing")

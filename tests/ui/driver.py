@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
-from hugapp.control import RemoteCore
 from hugapp.core.bandlink import BleConfig, LinkState
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
+from hugapp.core.hugs import Receipt
 from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
 from hugapp.ui.app import ChangeHub, HugApp, run_app
+from hugapp.window_link.remote import RemoteCompanion
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
@@ -134,7 +135,9 @@ async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
         yield w
 
 
-async def with_app(phone: Companion | RemoteCore, hub: ChangeHub, scenario: Callable[[HugApp], Any]) -> None:
+async def with_app(
+    phone: Companion | RemoteCompanion, hub: ChangeHub, scenario: Callable[[HugApp], Any]
+) -> None:
     """Open the app on ``phone`` (in-process, or the service's) and run ``scenario(app)`` beside it;
     close the window after."""
     ready: asyncio.Future[HugApp] = asyncio.get_running_loop().create_future()
@@ -425,8 +428,8 @@ async def service_client(w: World) -> None:
 
     w.stack.push_async_callback(stop_service)
     hub = ChangeHub()
-    core = await RemoteCore.connect(data, on_change=hub, notifier=DesktopNotifier(), timeout=30)
-    w.stack.push_async_callback(core.close)
+    remote = await RemoteCompanion.connect(data, on_change=hub, timeout=30)
+    w.stack.push_async_callback(remote.close)
 
     async def scenario(app: HugApp) -> None:
         await w.control.hold(address, PAIR_HOLD_MS)  # the wearer opens the pairing window first
@@ -445,9 +448,9 @@ async def service_client(w: World) -> None:
         await until(lambda: [r["receipt"] for r in app.screen("history").rows] == ["felt"], 15, "felt")
         nodes = {n["address"]: n for n in await w.control.list_nodes()}
         assert len(nodes[address]["connections"]) == 1, nodes[address]["connections"]
-        assert core.service_pid == service.pid
+        assert remote.service_pid == service.pid
 
-    await with_app(core, hub, scenario)
+    await with_app(remote, hub, scenario)
     await stop_service()
     assert service.returncode == 0, service.returncode
 

@@ -67,7 +67,7 @@ def test_permissions_and_service() -> None:
     from hugapp.ui import platform
 
     name, path, *options = app["services"].split(":")
-    assert name == "Hugcore"
+    assert name == "Hugservice"
     assert "foreground" in options
     assert "sticky" in options
     # Android 14+: a foreground service must declare its type (python-for-android's option syntax),

@@ -266,6 +266,7 @@ class BandLink:
         clock: Callable[[], float] = time.time,
         scan_timeout: float = 10.0,
         max_backoff: float = 30.0,
+        on_battery: Callable[[int | None, int], None] | None = None,
     ) -> None:
         self.store = store
         self.address = address
@@ -273,6 +274,7 @@ class BandLink:
         self.on_press = on_press
         self.on_felt = on_felt
         self.on_state = on_state
+        self.on_battery = on_battery
         self.clock = clock
         self.scan_timeout = scan_timeout
         self.max_backoff = max_backoff
@@ -341,8 +343,7 @@ class BandLink:
             self.stats.connects += 1
             try:
                 await self._send(frames.SetTime(int(self.clock()) - MICROPYTHON_EPOCH, _tz_minutes()))
-                self.battery = ok.battery
-                self.store.band_seen(self.address, ok.battery)
+                self._battery_reading(ok.battery)
                 self._set_state(LinkState.CONNECTED)
                 reader = asyncio.ensure_future(self._read_events(channel, session))
                 waiter = asyncio.ensure_future(lost.wait())
@@ -386,10 +387,16 @@ class BandLink:
             if self.on_felt is not None:
                 await self.on_felt(self.address, msg.token)
         elif isinstance(msg, frames.Status):
-            self.battery = msg.battery
-            self.store.band_seen(self.address, msg.battery)
+            self._battery_reading(msg.battery)
             if msg.rejected:
                 log.warning("band %s rejected %d frames (someone nearby?)", self.address, msg.rejected)
+
+    def _battery_reading(self, battery: int) -> None:
+        """A battery level from the band: stored, then ``on_battery(before, now)``."""
+        before, self.battery = self.battery, battery
+        self.store.band_seen(self.address, battery)
+        if self.on_battery is not None:
+            self.on_battery(before, battery)
 
     async def _send(self, msg: frames.Message) -> None:
         async with self._write_lock:

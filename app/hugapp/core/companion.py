@@ -14,24 +14,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import tzinfo
 from types import TracebackType
 from typing import Any
 
-from hugapp.core import bandlink, linking
+from hugapp.core import bandlink, linking, uisettings
 from hugapp.core import relaystore as rs
+from hugapp.core.api import BandLive
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugapp.core.hugs import PlaySpec
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.notify import Notifier, make_notifier
-from hugapp.core.relay import Relay
+from hugapp.core.relay import Outbox, Relay
 from hugapp.core.router import Router
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store
 from hugproto import frames
 
 log = logging.getLogger("hugapp.companion")
+
+
+class BandLinks(dict[str, BandLink]):
+    """This companion's band links by address: the band side the router plays on."""
+
+    def connected(self, address: str) -> bool:
+        link = self.get(address)
+        return link is not None and link.state is LinkState.CONNECTED
+
+    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
+        link = self.get(address)
+        if link is None:
+            raise bandlink.BandUnavailable(f"no link to band {address}")
+        await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
 
 
 class Companion:
@@ -55,17 +74,20 @@ class Companion:
         self.notifier = notifier or make_notifier()
         self.on_change = on_change
         self.me = rs.ensure_identity(store, name)
-        self.relay: Relay | None = None
+        self.links = BandLinks()
+        self.outbox = Outbox(store, self.me)  # filled by the router, published by the relay
         self.router = Router(
             store,
             self.me,
-            self,
+            self.links,
             self.notifier,
             clock=clock,
             tz=tz,
-            relay_wake=self._relay_wake,
+            outbox=self.outbox,
             on_change=self._changed,
         )
+        self.hugstore = self.router.hugstore  # history, settings and counts for readers
+        self.relay: Relay | None = None
         if broker_url is not None:
             self.relay = Relay(
                 store,
@@ -74,11 +96,11 @@ class Companion:
                 clock=clock,
                 on_message=self.router.on_relay_message,
                 on_acked=self.router.on_delivered,
-                on_presence=lambda _l, _m, _o: self._changed(),
-                on_members=lambda _l: self._changed(),
+                on_presence=self._on_presence,
+                on_members=self._on_members,
                 retry_interval=relay_retry_interval,
+                outbox=self.outbox,
             )
-        self.links: dict[str, BandLink] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,46 +134,42 @@ class Companion:
     def _changed(self) -> None:
         self.on_change()
 
-    def _relay_wake(self) -> None:
-        if self.relay is not None:
-            self.relay.poke()
+    def _on_presence(self, _link_id: str, _member_id: str, _online: bool) -> None:
+        self._changed()
 
-    # ------------------------------------------------------------------ bands (the router's Bands)
+    def _on_members(self, _link_id: str) -> None:
+        self._changed()
+
+    # ------------------------------------------------------------------ bands
 
     def connected(self, address: str) -> bool:
-        link = self.links.get(address)
-        return link is not None and link.state is LinkState.CONNECTED
+        """The band's link is up."""
+        return self.links.connected(address)
 
-    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
-        link = self.links.get(address)
-        if link is None:
-            raise bandlink.BandUnavailable(f"no link to band {address}")
-        await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
+    async def _on_press(self, _address: str, _seq: int) -> None:
+        self.router.wake()  # the press is stored: the router routes it
+
+    async def _on_felt(self, band: str, token: int) -> None:
+        self.router.on_felt(band, token)
+
+    def _on_band_state(self, address: str, state: LinkState) -> None:
+        if state is LinkState.CONNECTED:
+            self.router.band_connected(address)
+        self.router.wake()
+        self._changed()
 
     def _start_link(self, address: str) -> None:
         if address in self.links:
             return
-
-        async def on_press(_address: str, _seq: int) -> None:
-            self.router.wake()
-
-        async def on_felt(band: str, token: int) -> None:
-            self.router.on_felt(band, token)
-
-        def on_state(state: LinkState) -> None:
-            if state is LinkState.CONNECTED:
-                self.router.band_connected(address)
-            self.router.wake()
-            self._changed()
-
         link = BandLink(
             self.store,
             address,
             self.ble,
-            on_press=on_press,
-            on_felt=on_felt,
-            on_state=on_state,
+            on_press=self._on_press,
+            on_felt=self._on_felt,
+            on_state=functools.partial(self._on_band_state, address),
             clock=self.clock,
+            on_battery=functools.partial(self._battery_reading, address),
         )
         self.links[address] = link
         self._spawn("band:" + address, link.run())
@@ -223,3 +241,60 @@ class Companion:
 
     def send_hug(self, gesture: int = frames.GESTURE_TAP, value: int = 1) -> str:
         return self.router.send_from_screen(gesture, value)
+
+    # ------------------------------------------------------------------ the window's API
+    # The rest of hugapp.core.api.CompanionApi (Companion already has store, members, scan, pair_band,
+    # forget_band, test_buzz, offer_link, join_link); the window link serves the same to the service's
+    # window.
+
+    def identity(self) -> rs.Identity:
+        return rs.identity(self.store) or self.me  # the stored one carries a rename
+
+    def history(self, limit: int = 200) -> list[HistoryEntry]:
+        return self.router.history(limit)
+
+    def schedule(self) -> Schedule:
+        return self.router.schedule()
+
+    def band_live(self, address: str) -> BandLive:
+        link = self.links.get(address)
+        return BandLive(None, None) if link is None else BandLive(link.state, link.battery)
+
+    def online(self, link_id: str, member_id: str) -> bool | None:
+        return None if self.relay is None else self.relay.presence.get((link_id, member_id))
+
+    async def send_from_screen(self, gesture: int, value: int, squeeze_ms: int = 0) -> str:
+        """The big heart on the screen: a tap, or a squeeze of ``squeeze_ms``."""
+        return self.router.send_from_screen(gesture, value, squeeze_ms)
+
+    async def rename_band(self, address: str, name: str) -> None:
+        self.store.rename_band(address, name)
+
+    async def set_schedule(self, schedule: Schedule) -> None:
+        self.router.set_schedule(schedule)
+
+    async def rename_me(self, name: str) -> None:
+        rs.rename_identity(self.store, name)
+
+    async def set_signature(self, member_id: str, signature: int) -> None:
+        for m in self.members():
+            if m.member_id == member_id:
+                with self.store.transaction() as db:
+                    rs.save_member(db, replace(m, signature=signature), self.clock())
+
+    def _battery_reading(self, address: str, before: int | None, now: int) -> None:
+        """A band reported its battery: tell the person once when it crosses the app's alert level."""
+        low = uisettings.low_battery_percent(uisettings.load(self.store))
+        if uisettings.is_low(now, low) and not uisettings.is_low(before, low):
+            band = next((b for b in self.store.bands() if b.address == address), None)
+            name = band.name if band is not None else address
+            self.notifier.notify("Band battery low", f"{name} is at {now}% — charge it tonight")
+        self._changed()
+
+
+def circle_members(store: Store, me: str) -> list[rs.Member]:
+    """The other members of every circle ``me`` is in (the window's read of ``Companion.members``)."""
+    out: list[rs.Member] = []
+    for link in rs.links(store):
+        out += [m for m in rs.members(store, link.link_id) if m.member_id != me]
+    return out

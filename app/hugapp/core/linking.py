@@ -450,15 +450,11 @@ def _admit(
             rs.save_link(db, lid, key, circle_name, now)
             rs.save_member(db, rs.Member(lid, me.member_id, me.name, me.mailbox, me.presence_key, 1), now)
         else:
-            row = db.execute("SELECT key, name FROM links WHERE link_id = ?", (lid,)).fetchone()
-            key, circle_name = bytes(row[0]), str(row[1])
-        taken = [
-            int(r[0])
-            for r in db.execute(
-                "SELECT signature FROM link_members WHERE link_id = ? AND member_id != ?",
-                (lid, joiner.member_id),
-            )
-        ]
+            circle = rs.link(store, lid)
+            if circle is None:
+                raise StoreError("this phone is not in that circle")
+            key, circle_name = circle.key, circle.name
+        taken = [m.signature for m in rs.members(store, lid) if m.member_id != joiner.member_id]
         joiner = rs.Member(
             lid, joiner.member_id, joiner.name, joiner.mailbox, joiner.presence_key, rs.free_signature(taken)
         )

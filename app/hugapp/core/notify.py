@@ -1,7 +1,7 @@
-"""Phone notifications and vibration behind one facade, with a desktop fallback.
+"""Phone notifications behind one facade, with a desktop fallback.
 
-On Android, :class:`PlyerNotifier` shows notifications and vibrates through plyer's ``notification``
-and ``vibrator`` facades. Everywhere else :class:`DesktopNotifier` logs a line and keeps what a user
+On Android, :class:`PlyerNotifier` shows notifications through plyer's ``notification`` facade.
+Everywhere else :class:`DesktopNotifier` logs a line and keeps what a user
 would have seen in :attr:`Notifier.shown`, so the app (a history screen, the headless gateway) and the
 tests can see it. ``make_notifier()`` picks one for the platform, detected like ``kivy.utils.platform``
 but without importing Kivy.
@@ -10,7 +10,8 @@ A platform call never crashes the app and never blocks the event loop: plyer run
 thread fed by a bounded queue (when full, the newest request is dropped and counted); a call that
 raises is logged and counted; a call that hangs longer than ``call_timeout_s`` is abandoned (its daemon
 thread is left behind and a fresh worker takes over), and after ``MAX_HANGS`` hangs plyer is given up
-for the session. ``notify()`` and ``vibrate()`` return at once, from any thread or coroutine.
+for the session. ``notify()`` returns at once, from any thread or coroutine. (Keeping the companion
+alive in the background is ``hugapp.ui.platform``'s ServiceControl; the band, not the phone, buzzes.)
 """
 
 from __future__ import annotations
@@ -34,27 +35,20 @@ HISTORY = 200  # entries kept in Notifier.shown
 QUEUE_SIZE = 32  # platform calls waiting for the worker
 CALL_TIMEOUT_S = 5.0
 MAX_HANGS = 3
-MAX_VIBRATE_MS = 10_000
 
 Platform = Literal["android", "ios", "win", "macosx", "linux", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
 class Shown:
-    """One thing the user was shown or felt: a notification (title, message) or a vibration (ms)."""
+    """One notification the user was shown."""
 
-    kind: Literal["notification", "vibration"]
-    title: str = ""
-    message: str = ""
-    ms: int = 0
+    title: str
+    message: str
 
 
 class NotificationFacade(Protocol):
     def notify(self, *, title: str, message: str, app_name: str, timeout: int) -> None: ...
-
-
-class VibratorFacade(Protocol):
-    def vibrate(self, *, time: float) -> None: ...
 
 
 def detect_platform(environ: Mapping[str, str] | None = None, sys_platform: str | None = None) -> Platform:
@@ -75,8 +69,8 @@ def detect_platform(environ: Mapping[str, str] | None = None, sys_platform: str 
 
 
 class Notifier:
-    """What the app uses to reach the user outside the band: ``notify``, ``vibrate``, and the
-    background-service hooks. This base is the desktop fallback: it logs and records only."""
+    """What the app uses to reach the user outside the band: ``notify``. This base is the desktop
+    fallback: it logs and records only."""
 
     def __init__(self, platform: str = "desktop", history: int = HISTORY) -> None:
         self.platform = platform
@@ -89,35 +83,10 @@ class Notifier:
 
     def notify(self, title: str, message: str) -> None:
         """Show a notification. Returns at once; never raises for a platform failure."""
-        item = Shown("notification", str(title), str(message))
+        item = Shown(str(title), str(message))
         self._record(item)
         log.info("notification: %s: %s", item.title, item.message)
         self._platform_notify(item)
-
-    def vibrate(self, ms: int) -> None:
-        """Vibrate the phone for ``ms`` milliseconds (clamped to 0..MAX_VIBRATE_MS; 0 does nothing)."""
-        ms = max(0, min(int(ms), MAX_VIBRATE_MS))
-        if ms == 0:
-            return
-        item = Shown("vibration", ms=ms)
-        self._record(item)
-        log.info("vibration: %d ms", ms)
-        self._platform_vibrate(item)
-
-    def keep_alive(self) -> None:
-        """Keep the companion running in the background.
-
-        No-op here: a desktop or gateway process simply keeps running. (On Android this will start a
-        foreground service; that wiring lives with the Android packaging, not in the core.)
-        """
-
-    def request_battery_exemption(self) -> bool:
-        """Ask the OS not to stop the companion to save battery; True if granted.
-
-        No-op on the desktop (there is nothing to ask; returns False). On Android this will open the
-        "ignore battery optimisations" request once the service wiring lands.
-        """
-        return False
 
     def close(self) -> None:
         """Stop background work (nothing to stop here)."""
@@ -125,23 +94,15 @@ class Notifier:
     def notifications(self) -> list[Shown]:
         """The notifications shown so far, oldest first (bounded by ``history``)."""
         with self._lock:
-            return [s for s in self.shown if s.kind == "notification"]
-
-    def vibrations(self) -> list[Shown]:
-        """The vibrations so far, oldest first (bounded by ``history``)."""
-        with self._lock:
-            return [s for s in self.shown if s.kind == "vibration"]
+            return list(self.shown)
 
     # subclasses reach the platform here
     def _platform_notify(self, item: Shown) -> None:
         pass
 
-    def _platform_vibrate(self, item: Shown) -> None:
-        pass
-
 
 class DesktopNotifier(Notifier):
-    """The desktop fallback: a log line and :attr:`shown`; no pop-ups, no vibration motor."""
+    """The desktop fallback: a log line and :attr:`shown`; no pop-ups."""
 
 
 _Job = Callable[[], None]
@@ -187,23 +148,20 @@ class _Worker:
 
 
 class PlyerNotifier(Notifier):
-    """Notifications and vibration through plyer (Android), recorded in :attr:`shown` as well.
+    """Notifications through plyer (Android, or desktop pop-ups), recorded in :attr:`shown` as well.
 
-    ``notification`` and ``vibrator`` default to plyer's facades; pass other objects (tests) or
-    ``vibrator=None`` where the platform has no motor (a desktop: vibrations are only recorded).
+    ``notification`` defaults to plyer's facade; pass another object (tests).
     """
 
     def __init__(
         self,
         platform: str = "android",
         notification: NotificationFacade | Literal["plyer"] | None = "plyer",
-        vibrator: VibratorFacade | Literal["plyer"] | None = "plyer",
         call_timeout_s: float = CALL_TIMEOUT_S,
         history: int = HISTORY,
     ) -> None:
         super().__init__(platform, history)
         self._notification = _plyer_facade("notification") if notification == "plyer" else notification
-        self._vibrator = _plyer_facade("vibrator") if vibrator == "plyer" else vibrator
         self.call_timeout_s = call_timeout_s
         self.completed = 0  # platform calls that returned
         self.failures = 0  # platform calls that raised
@@ -221,12 +179,6 @@ class PlyerNotifier(Notifier):
             lambda: facade.notify(title=item.title, message=item.message, app_name=APP_NAME, timeout=10),
             "notification",
         )
-
-    def _platform_vibrate(self, item: Shown) -> None:
-        facade = self._vibrator
-        if facade is None:
-            return
-        self._submit(lambda: facade.vibrate(time=item.ms / 1000), "vibration")
 
     def _submit(self, call: _Job, what: str) -> None:
         with self._lock:
@@ -314,15 +266,15 @@ def _plyer_facade(name: str) -> Any:
 def make_notifier(platform: str | None = None, *, popups: bool = False) -> Notifier:
     """The notifier for ``platform`` (default: detected).
 
-    Android: :class:`PlyerNotifier` (notifications and vibration). Desktop platforms:
-    :class:`DesktopNotifier`, or with ``popups=True`` a :class:`PlyerNotifier` that shows desktop
-    notifications through plyer (notify-send / dbus on Linux) and records vibrations only.
+    Android: :class:`PlyerNotifier`. Desktop platforms: :class:`DesktopNotifier`, or with
+    ``popups=True`` a :class:`PlyerNotifier` that shows desktop notifications through plyer
+    (notify-send / dbus on Linux).
     """
     plat = detect_platform() if platform is None else platform
     if plat == "android":
         return PlyerNotifier(plat)
     if popups and plat in ("linux", "win", "macosx"):
-        return PlyerNotifier(plat, vibrator=None)
+        return PlyerNotifier(plat)
     return DesktopNotifier(plat)
 
 

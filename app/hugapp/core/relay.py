@@ -13,9 +13,12 @@ So the broker may lose or duplicate messages: QoS 1, a persistent session and a 
 a last will only make delivery prompt. Reconnects back off from 1 s, doubling to 30 s, with jitter.
 
 Handler contract: `on_message(incoming)` is awaited once per message id; if it raises, nothing is
-recorded or acknowledged and the sender's retry calls it again. For exactly-once even across a kill
-in the instant between the handler's write and the relay's record, the handler may call
-`relaystore.mark_seen(db, ...)` inside its own transaction.
+recorded or acknowledged and the sender's retry calls it again. The relay alone records received ids,
+after the handler returned: a companion killed in between gets the message again, so a handler's
+writes are idempotent by their own keys (the router's hug ids).
+
+Messages enter the outbox through one door, :class:`Outbox`: `Relay.send` for ad-hoc messages, or
+`Outbox.to_circle`/`to_member` inside a caller's own transaction with ids the caller derives.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import inspect
 import logging
 import random
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -139,6 +143,70 @@ async def _maybe_await(value: object) -> None:
         await value
 
 
+class Outbox:
+    """The one door into the durable outbox (relaystore's relay_outbox table); the Relay publishes it.
+
+    `to_circle`/`to_member` store a message inside the caller's transaction (``db``), so a caller's
+    own write and its messages commit together; `poke` then wakes the Relay to publish them.
+    """
+
+    def __init__(self, store: Store, identity: rs.Identity) -> None:
+        self.store = store
+        self.me = identity
+        self.wake = asyncio.Event()  # set: the Relay's outbox loop looks for work
+
+    def others(self, link_id: str) -> list[str]:
+        """The members of a circle other than this companion."""
+        return [m.member_id for m in rs.members(self.store, link_id) if m.member_id != self.me.member_id]
+
+    def to_circle(
+        self,
+        db: sqlite3.Connection,
+        msg_id: str,
+        link_id: str,
+        type_: str,
+        payload: Mapping[str, Any],
+        now: float,
+    ) -> bool:
+        """Store a message for every other member of the circle; False when there is nobody else."""
+        others = self.others(link_id)
+        if others:
+            rs.outbox_add(db, msg_id, link_id, others, type_, payload, now)
+        return bool(others)
+
+    def to_member(
+        self,
+        db: sqlite3.Connection,
+        msg_id: str,
+        link_id: str,
+        member_id: str,
+        type_: str,
+        payload: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        rs.outbox_add(db, msg_id, link_id, [member_id], type_, payload, now)
+
+    def send(self, link_id: str, payload: Mapping[str, Any], to: str | None, type_: str, now: float) -> str:
+        """Store a message (random id) for `to` or every other member, in a transaction of its own."""
+        if rs.link(self.store, link_id) is None:
+            raise RelayError("this phone is not in that circle")
+        circle = self.others(link_id)
+        recipients = circle if to is None else [to]
+        if to is not None and to not in circle:
+            raise RelayError("that person is not in this circle")
+        if not recipients:
+            raise RelayError("nobody else is in this circle yet")
+        msg_id = rs.new_id()
+        with self.store.transaction() as db:
+            rs.outbox_add(db, msg_id, link_id, recipients, type_, payload, now)
+        self.poke()
+        return msg_id
+
+    def poke(self) -> None:
+        """Publish what was just stored (the Relay, when running, publishes only what is due)."""
+        self.wake.set()
+
+
 class Relay:
     """One MQTT connection per companion, serving every circle this companion belongs to."""
 
@@ -162,8 +230,10 @@ class Relay:
         reconnect_max: float = 4.0,
         keepalive: int = 30,
         tls_context: ssl.SSLContext | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.store = store
+        self.outbox = outbox if outbox is not None else Outbox(store, identity)
         self.me = identity
         self.address = parse_broker_url(broker_url)
         self.clock = clock
@@ -185,7 +255,7 @@ class Relay:
         self.connected = asyncio.Event()
         self.presence: dict[tuple[str, str], bool] = {}
         self._client: aiomqtt.Client | None = None
-        self._wake = asyncio.Event()
+        self._wake = self.outbox.wake
         self._urgent: set[str] = set()
         self._flush_lock = asyncio.Lock()
         self._presence_subs: set[str] = set()
@@ -221,11 +291,11 @@ class Relay:
     ) -> str:
         """Store a message for `to` (None: every other member of the circle) and publish it; returns its
         id. Returns once stored: delivery is reported through `on_acked`, once per recipient."""
-        return self._enqueue(link_id, payload, to, type_)
+        return self.outbox.send(link_id, payload, to, type_, self.clock())
 
     def poke(self) -> None:
-        """Publish what became due (messages just stored with outbox_add), without resending the rest."""
-        self._wake.set()
+        """Publish what became due (messages just stored in the outbox), without resending the rest."""
+        self.outbox.poke()
 
     def kick(self) -> None:
         """Publish whatever is pending now (e.g. after the app learnt that the network is back)."""
@@ -250,7 +320,7 @@ class Relay:
             if m.member_id not in (member_id, self.me.member_id)
         ]
         for other in others:
-            self._enqueue(link_id, {"member": new.to_wire()}, other, MEMBER_ADDED)
+            self.outbox.send(link_id, {"member": new.to_wire()}, other, MEMBER_ADDED, self.clock())
         await self.refresh()
 
     async def remove_member(self, link_id: str, member_id: str) -> None:
@@ -268,7 +338,7 @@ class Relay:
             if m.member_id not in (member_id, self.me.member_id)
         ]
         for other in others:
-            self._enqueue(link_id, {"member_id": member_id}, other, MEMBER_REMOVED)
+            self.outbox.send(link_id, {"member_id": member_id}, other, MEMBER_REMOVED, self.clock())
         if member_id == self.me.member_id:
             return  # leaving: the others drop this phone; forget the circle (forget_link) once acked
         with self.store.transaction() as db:
@@ -276,21 +346,6 @@ class Relay:
         await _maybe_await(self.on_members(link_id) if self.on_members else None)
 
     # ------------------------------------------------------------------ outbox
-
-    def _enqueue(self, link_id: str, payload: Mapping[str, Any], to: str | None, type_: str) -> str:
-        if rs.link(self.store, link_id) is None:
-            raise RelayError("this phone is not in that circle")
-        circle = [m.member_id for m in rs.members(self.store, link_id) if m.member_id != self.me.member_id]
-        recipients = circle if to is None else [to]
-        if to is not None and to not in circle:
-            raise RelayError("that person is not in this circle")
-        if not recipients:
-            raise RelayError("nobody else is in this circle yet")
-        msg_id = rs.new_id()
-        with self.store.transaction() as db:
-            rs.outbox_add(db, msg_id, link_id, recipients, type_, payload, self.clock())
-        self._wake.set()
-        return msg_id
 
     async def _outbox_loop(self, client: aiomqtt.Client) -> None:
         last_prune = 0.0
@@ -542,10 +597,7 @@ class Relay:
                 if not isinstance(gone, str):
                     raise Garbled("member-removed without a member id")
                 if gone == self.me.member_id:
-                    db.execute(
-                        "DELETE FROM relay_outbox WHERE link_id = ? AND acked_at IS NULL", (m.link_id,)
-                    )
-                    db.execute("DELETE FROM links WHERE link_id = ?", (m.link_id,))
+                    rs.drop_link(db, m.link_id)
                 else:
                     rs.drop_member(db, m.link_id, gone)
             else:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hugapp.core.store import Store, StoreError
+from hugproto.patterns import NUM_SIGNATURES
 
-MAX_SIGNATURE = 7  # haptic signatures 1..7 (hugproto patterns)
+MAX_SIGNATURE = NUM_SIGNATURES - 1  # a member's haptic signature is 1..7 (0 = no motif)
 SEEN_RETENTION_S = 30 * 24 * 3600  # message ids are remembered this long; older envelopes are refused
 
 
@@ -162,8 +163,13 @@ def links(store: Store) -> list[Link]:
 def forget_link(store: Store, link_id: str) -> None:
     """Leave a circle locally: its members, key and pending outbox go."""
     with store.transaction() as db:
-        db.execute("DELETE FROM relay_outbox WHERE link_id = ? AND acked_at IS NULL", (link_id,))
-        db.execute("DELETE FROM links WHERE link_id = ?", (link_id,))
+        drop_link(db, link_id)
+
+
+def drop_link(db: sqlite3.Connection, link_id: str) -> None:
+    """`forget_link` inside the caller's transaction."""
+    db.execute("DELETE FROM relay_outbox WHERE link_id = ? AND acked_at IS NULL", (link_id,))
+    db.execute("DELETE FROM links WHERE link_id = ?", (link_id,))
 
 
 def save_member(db: sqlite3.Connection, member: Member, now: float) -> None:
@@ -211,7 +217,7 @@ def member(store: Store, link_id: str, member_id: str) -> Member | None:
 
 
 def free_signature(taken: Iterable[int]) -> int:
-    """The smallest haptic signature not yet used in a circle (wraps to sharing when all 7 are taken)."""
+    """The smallest haptic signature not yet used in a circle (wraps to sharing when all are taken)."""
     used = set(taken)
     for s in range(1, MAX_SIGNATURE + 1):
         if s not in used:
@@ -222,7 +228,7 @@ def free_signature(taken: Iterable[int]) -> int:
 # ---- outbox
 
 
-def outbox_add(
+def outbox_add(  # the relay's Outbox is the one caller
     db: sqlite3.Connection,
     msg_id: str,
     link_id: str,

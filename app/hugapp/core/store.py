@@ -98,7 +98,7 @@ MIGRATIONS: list[str] = [
         received_at REAL NOT NULL
     );
     """,
-    # 3: router (hugapp.core.router): hugs sent and received, plays per band, settings
+    # 3: hugs (hugapp.core.hugstore): hugs sent and received, plays per band, settings
     """
     CREATE TABLE hugs (
         hug_id TEXT PRIMARY KEY,

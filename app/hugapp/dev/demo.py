@@ -24,9 +24,10 @@ from typing import Any
 
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, QuietMode, QuietWindow, Receipt, Schedule
+from hugapp.core.hugs import Receipt
+from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.notify import DesktopNotifier
-from hugapp.core.router import HistoryEntry
+from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
 from hugapp.core.store import Store
 from hugapp.dev.radio import ble_config
 from hugsim.airspace import Airspace, AirspaceControl, AirspaceTimeoutError
@@ -98,7 +99,7 @@ class Day:
 
 
 def _history(p: Person, direction: str) -> list[HistoryEntry]:
-    return [h for h in p.phone.router.history(10_000) if h.direction == direction]
+    return [h for h in p.phone.hugstore.history(10_000) if h.direction == direction]
 
 
 @contextlib.asynccontextmanager
@@ -244,12 +245,7 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
     await day.until("every press to reach Mum", lambda: _presses_in(mum) >= n, 300)
     await day.until("every hug to be felt", lambda: _felt(mum) >= len(_history(mum, "in")), 300)
     motor_on = [e.t_ms for e in await day.control.timeline(mum.band.address) if e.kind == "motor" and e.value]
-    sent_at = dict(
-        mum.phone.store.db.execute(
-            "SELECT hug_id, sent_at FROM plays WHERE band = ? AND hug_id NOT LIKE 'tick:%'",
-            (mum.band.address,),
-        ).fetchall()
-    )
+    sent_at = mum.phone.hugstore.sent_times(mum.band.address)
     out = sorted(_history(mia, "out"), key=lambda h: h.created_at)
     for release, hug in zip(releases, out, strict=False):
         play_ms = sent_at.get(hug.hug_id, 0.0) * 1000 + offset_ms
@@ -264,10 +260,7 @@ def _presses_in(p: Person) -> int:
 
 
 def _felt(p: Person) -> int:
-    row = p.phone.store.db.execute(
-        "SELECT COUNT(DISTINCT hug_id) FROM plays WHERE state = 'felt' AND hug_id NOT LIKE 'tick:%'"
-    ).fetchone()
-    return int(row[0])
+    return p.phone.hugstore.felt_hug_count()
 
 
 def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = None) -> dict[str, Any]:
@@ -285,11 +278,7 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
             return None
         return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)
 
-    buzzes = mum.phone.store.db.execute(
-        "SELECT COUNT(DISTINCT token) FROM plays "
-        "WHERE band = ? AND state = 'felt' AND hug_id NOT LIKE 'tick:%'",
-        (mum.band.address,),
-    ).fetchone()[0]
+    buzzes = mum.phone.hugstore.felt_buzzes(mum.band.address)
     latency = {
         "p50": pct(0.5),
         "p99": pct(0.99),
@@ -297,13 +286,8 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
         "mean": round(statistics.fmean(lat), 1) if lat else None,
     }
     if presses_sent is not None:
-        felt_presses = sum(
-            h.hug.count
-            for h in received
-            if mum.phone.store.db.execute(
-                "SELECT 1 FROM plays WHERE hug_id = ? AND state = 'felt'", (h.hug_id,)
-            ).fetchone()
-        )
+        felt_here = mum.phone.hugstore.felt_hug_ids()
+        felt_presses = sum(h.hug.count for h in received if h.hug_id in felt_here)
         return {
             "sent": presses_sent,
             "received": presses,

@@ -1,4 +1,5 @@
-"""The companion's Kivy UI: screens over the core (``controller`` is the Kivy-free adapter).
+"""The companion's Kivy UI: screens over a running companion (``controller`` and the per-screen modules
+are Kivy-free).
 
 Kivy reads ``sys.argv`` and takes over logging and ``sys.stderr`` on import unless told not to; the app
 has its own command line (``hugbutton app``) and logging, so those are switched off here, before

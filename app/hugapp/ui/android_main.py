@@ -3,8 +3,8 @@
     import sys; sys.path[:0] = ["app", "protocol"]
     from hugapp.ui.android_main import main; main()
 
-The core runs in the foreground service (``hugapp.service``), the only owner of the Companion; the
-window starts it and is its client over the local control channel (``hugapp.control``).
+The companion runs in the foreground service (``hugapp.service``), its only owner; the window starts
+it and is its client over the window link (``hugapp.window_link``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The Kivy app: screens with state in Kivy properties, on the same asyncio loop as the core.
+"""The Kivy app: screens with state in Kivy properties, on the same asyncio loop as the companion.
 
     async with companion:
-        await run_app(companion)          # Kivy's App.async_run(async_lib="asyncio") beside the core
+        await run_app(companion)          # Kivy's App.async_run(async_lib="asyncio") beside its tasks
 
-Every change the core reports (``Companion.on_change``) and every action the controller finishes pulls
+Every change the companion reports (``Companion.on_change``) and every action the controller finishes pulls
 one Kivy trigger (``Clock.create_trigger``), so a burst of changes becomes one refresh per frame:
 ``HugView.refresh`` reads the controller's snapshot and copies it into the screens' properties. Taps
 call the controller, which starts background tasks and returns at once: nothing here awaits I/O.
@@ -15,55 +15,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hugapp.control import Core
-from hugapp.core import linking
-from hugapp.core.companion import Companion
+from hugapp.core.api import CompanionApi
 from hugapp.ui.controller import Controller, Snapshot
+from hugapp.ui.home import SQUEEZE_MS
+from hugapp.ui.screens import (
+    BandsScreen,
+    ChildScreen,
+    HistoryScreen,
+    HomeScreen,
+    LinkScreen,
+    SettingsScreen,
+)
 
 from kivy.animation import Animation  # isort: skip
 from kivy.app import App  # isort: skip
 from kivy.clock import Clock  # isort: skip
-from kivy.core.image import Image as CoreImage  # isort: skip
 from kivy.core.window import Window  # isort: skip
 from kivy.factory import Factory  # isort: skip
 from kivy.lang import Builder  # isort: skip
 from kivy.properties import (  # isort: skip
     BooleanProperty,
-    ListProperty,
     NumericProperty,
     ObjectProperty,
     StringProperty,
 )
 from kivy.uix.behaviors import ButtonBehavior  # isort: skip
 from kivy.uix.boxlayout import BoxLayout  # isort: skip
-from kivy.uix.screenmanager import Screen  # isort: skip
 from kivy.uix.widget import Widget  # isort: skip
 
 log = logging.getLogger("hugapp.ui")
 
 KV_DIR = Path(__file__).resolve().parent
 SCREENS = ("home", "bands", "link", "history", "settings", "child")
-REFRESH_EVERY_S = 1.0  # countdowns and "5 min ago" move even when the core is quiet
-SQUEEZE_MS = 600
-
-
-def make(kind: str, **props: Any) -> Any:
-    """A widget of a kv dynamic class with its properties set (they exist only after kv applied)."""
-    widget = Factory.get(kind)()
-    for name, value in props.items():
-        setattr(widget, name, value)
-    return widget
+REFRESH_EVERY_S = 1.0  # countdowns and "5 min ago" move even when the companion is quiet
 
 
 class ChangeHub:
-    """The core's ``on_change`` before the app exists: forwards to whatever target is set."""
+    """The companion's ``on_change`` before the app exists: forwards to whatever target is set."""
 
     def __init__(self) -> None:
         self.target: Callable[[], None] = lambda: None
@@ -109,142 +104,12 @@ class RootView(BoxLayout):
     child_mode = BooleanProperty(False)
 
 
-class HomeScreen(Screen):
-    me = StringProperty("")
-    members = ListProperty([])
-    hug_back_from = StringProperty("")
-    bands_summary = StringProperty("")
-
-    def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
-        box = self.ids.members_box
-        box.clear_widgets()
-        for m in members:
-            box.add_widget(make("MemberCard", **m))
-        if not members:
-            box.add_widget(
-                Factory.HintLabel(text="No one in your circle yet — link a phone on the Link screen")
-            )
-
-
-class BandsScreen(Screen):
-    bands = ListProperty([])
-    found = ListProperty([])
-    scanning = BooleanProperty(False)
-    scan_progress = NumericProperty(0.0)
-    pairing = StringProperty("")
-    countdown = NumericProperty(0)
-    pair_message = StringProperty("")
-
-    def on_bands(self, _w: Any, bands: list[dict[str, Any]]) -> None:
-        box = self.ids.bands_box
-        box.clear_widgets()
-        for b in bands:
-            box.add_widget(make("PairedBandRow", **b))
-        if not bands:
-            box.add_widget(make("HintLabel", text="No band paired yet — tap Find bands"))
-
-    def on_found(self, _w: Any, found: list[dict[str, Any]]) -> None:
-        box = self.ids.found_box
-        box.clear_widgets()
-        for f in found:
-            box.add_widget(make("FoundBandRow", **f))
-
-    def rename(self, address: str, name: str) -> None:
-        popup = make("RenamePopup", address=address, band_name=name, hug_view=view_of(self))
-        popup.open()
-
-
-class LinkScreen(Screen):
-    code = StringProperty("")
-    expires_in = NumericProperty(0)
-    message = StringProperty("")
-    members = ListProperty([])
-    qr_texture = ObjectProperty(None, allownone=True)
-
-    def on_code(self, _w: Any, code: str) -> None:
-        if not code:
-            self.qr_texture = None
-            return
-        png = linking.qr_png(code, scale=8)
-        texture: Any = CoreImage(io.BytesIO(png), ext="png").texture
-        texture.mag_filter = "nearest"
-        self.qr_texture = texture
-
-    def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
-        box = self.ids.circle_box
-        box.clear_widgets()
-        for m in members:
-            box.add_widget(make("CircleRow", name=m["name"], status=m["status"], initial=m["initial"]))
-        if not members:
-            box.add_widget(make("HintLabel", text="Your circle is just you so far"))
-
-
-class HistoryScreen(Screen):
-    rows = ListProperty([])
-    chart = ListProperty([])
-
-    def on_rows(self, _w: Any, rows: list[dict[str, Any]]) -> None:
-        self.ids.timeline.data = rows
-
-    def on_chart(self, _w: Any, chart: list[dict[str, Any]]) -> None:
-        box = self.ids.chart_box
-        box.clear_widgets()
-        top = max([1] + [c["sent"] + c["received"] for c in chart])
-        for c in chart:
-            box.add_widget(make("DayBar", peak=top, **c))
-
-
-class SettingsScreen(Screen):
-    me = StringProperty("")
-    members = ListProperty([])
-    school_days = StringProperty("")
-    school = StringProperty("")
-    home = StringProperty("")
-    overrides = StringProperty("")
-    low_battery = NumericProperty(20)
-
-    def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
-        box = self.ids.signatures_box
-        box.clear_widgets()
-        for m in members:
-            box.add_widget(
-                make("SignatureRow", member_id=m["member_id"], name=m["name"], signature=m["signature"])
-            )
-
-
-class ChildScreen(Screen):
-    members = ListProperty([])
-    last_hugs = ListProperty([])
-    asking_pin = BooleanProperty(False)
-
-    def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
-        box = self.ids.faces_box
-        box.clear_widgets()
-        for m in members:
-            box.add_widget(make("Face", name=m["name"], initial=m["initial"], online=bool(m["online"])))
-
-
 def load_kv() -> None:
     """Load the screens' kv files once per process (loading a file twice would apply its rules twice)."""
     for name in ("main", *SCREENS):
         path = str(KV_DIR / f"{name}.kv")
         if path not in Builder.files:
             Builder.load_file(path)
-
-
-def view_of(widget: Any) -> HugView:
-    """The :class:`HugView` a widget belongs to (kv handlers call ``view_of(self).controller...``):
-    the nearest ancestor, or a popup, with a ``hug_view``; else the running app's view."""
-    w, depth = widget, 0
-    while w is not None and depth < 64:  # the Window is its own parent
-        view = getattr(w, "hug_view", None)
-        if isinstance(view, HugView):
-            return view
-        w, depth = w.parent, depth + 1
-    view = getattr(App.get_running_app(), "view", None)
-    if not isinstance(view, HugView):
-        raise LookupError(f"{widget} is not inside a companion's screens")
-    return view
 
 
 class HugView:
@@ -295,7 +160,7 @@ class HugView:
         self.root.ids.sm.current = name
         self.root.current_screen = name
 
-    # -- the one place that copies core state into Kivy properties --------------------------------
+    # -- the one place that copies the companion's state into Kivy properties -----------------------
 
     def refresh(self, *_args: Any) -> None:
         snap = self.controller.snapshot()
@@ -310,109 +175,24 @@ class HugView:
             self.go("child")
         elif not snap.child_mode and sm.current == "child":
             self.go("home")
-
-        members = [
-            {
-                "member_id": m.member_id,
-                "name": m.name,
-                "initial": m.initial,
-                "online": bool(m.online),
-                "status": m.status,
-                "hugs_today": m.hugs_today,
-                "signature": m.signature,
-            }
-            for m in snap.members
-        ]
-        home = self.screen("home")
-        home.me = snap.me
-        home.members = members
-        home.hug_back_from = snap.hug_back_from
-        connected = [b for b in snap.bands if b.connected]
-        home.bands_summary = (
-            "No band paired — pair one on the Bands screen"
-            if not snap.bands
-            else ", ".join(
-                f"{b.name}: {b.state}" + (f", battery {b.battery}%" if b.battery is not None else "")
-                for b in snap.bands
-            )
-            if len(connected) != len(snap.bands)
-            else ", ".join(
-                f"{b.name} connected" + (f", battery {b.battery}%" if b.battery is not None else "")
-                for b in snap.bands
-            )
-        )
-
-        bands = self.screen("bands")
-        bands.bands = [
-            {
-                "address": b.address,
-                "name": b.name,
-                "state": b.state,
-                "connected": b.connected,
-                "battery_text": f"battery {b.battery}%" + (" — low" if b.low_battery else "")
-                if b.battery is not None
-                else "battery unknown",
-                "last_seen": b.last_seen,
-            }
-            for b in snap.bands
-        ]
-        bands.found = [
-            {
-                "address": f.address,
-                "name": f.name,
-                "signal": f"{'|' * f.bars}{'.' * (4 - f.bars)}  {f.rssi} dBm",
-                "status": f.status,
-                "can_pair": not f.paired_here,
-                "busy": bool(snap.pairing),
-            }
-            for f in snap.found
-        ]
-        bands.scanning = snap.scanning
-        bands.scan_progress = snap.scan_progress
-        bands.pairing = snap.pairing
-        bands.countdown = snap.pair_countdown
-        bands.pair_message = snap.pair_message
-
-        link = self.screen("link")
-        link.code = snap.link_code
-        link.expires_in = snap.link_expires_in
-        link.message = snap.link_message
-        link.members = members
-
-        history = self.screen("history")
-        history.rows = [
-            {"when": r.when, "text": r.text, "receipt": r.receipt, "direction": r.direction}
-            for r in snap.history
-        ]
-        history.chart = [{"day": d, "sent": s, "received": r} for d, s, r in snap.chart]
-
-        settings = self.screen("settings")
-        settings.me = snap.me
-        settings.members = members
-        settings.school_days = snap.schedule_text.get("school_days", "")
-        settings.school = snap.schedule_text.get("school", "")
-        settings.home = snap.schedule_text.get("home", "")
-        settings.overrides = snap.schedule_text.get("overrides", "")
-        settings.low_battery = snap.low_battery_percent
-
-        child = self.screen("child")
-        child.members = members
-        child.last_hugs = [f"{r.when}  {r.text}" for r in snap.history[:3]]
+        members = [dataclasses.asdict(m) | {"online": bool(m.online)} for m in snap.home.members]
+        for name in SCREENS:
+            self.screen(name).show(snap, members)
 
     # -- screen actions that need Kivy widgets (everything else calls the controller from .kv) -----
 
     def heart(self, squeeze_ms: int) -> None:
-        self.controller.send_hug(squeeze_ms)
+        self.controller.home.send_hug(squeeze_ms)
 
     def unlock_child_mode(self, pin: str) -> bool:
-        ok = self.controller.leave_child_mode(pin)
+        ok = self.controller.child.leave_child_mode(pin)
         if ok:
             self.screen("child").asking_pin = False
         return ok
 
 
 class HugApp(App):
-    """The companion's window: one :class:`HugView` over the Kivy-free controller of the running core."""
+    """The companion's window: one :class:`HugView` over the Kivy-free controller of the running companion."""
 
     title = "Hug Button"
 
@@ -466,14 +246,14 @@ def window_size(width: int = 420, height: int = 760) -> None:
     Window.clearcolor = (0.98, 0.96, 0.95, 1)
 
 
-async def run_app(core: Core | Companion, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
+async def run_app(api: CompanionApi, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
-    ``core``: a Companion running in this process, or the service's (``hugapp.control.RemoteCore``).
+    ``api``: a Companion running in this process, or the service's (``hugapp.window_link.remote``).
     ``hub`` is the ``ChangeHub`` it was built with (its ``on_change``); ``app_ready(app)`` is called
     once the app exists (tests drive it from there).
     """
-    controller = Controller(core)
+    controller = Controller(api)
     if hub is not None:
         hub.target = controller.changed
     window_size()

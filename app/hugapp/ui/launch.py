@@ -20,13 +20,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from hugapp.control import ControlError, RemoteCore
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
 from hugapp.core.store import Store, default_path
 from hugapp.gateway import run_command
 from hugapp.ui import platform
+from hugapp.window_link import WindowLinkError
+from hugapp.window_link.remote import RemoteCompanion
 
 log = logging.getLogger("hugapp.ui")
 
@@ -61,9 +62,8 @@ async def _run_client(args: argparse.Namespace) -> int:
     service.start(json.dumps({"broker": args.broker, "data": str(data)}))
     service.request_battery_exemption()
     hub = ChangeHub()
-    core = await RemoteCore.connect(data, on_change=hub, notifier=make_notifier())
-    async with core:
-        await run_app(core, hub)
+    async with await RemoteCompanion.connect(data, on_change=hub) as remote:
+        await run_app(remote, hub)
     return 0
 
 
@@ -98,10 +98,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def run_main(command: Coroutine[Any, Any, int]) -> int:
-    """Run an app command: the core's errors and the service channel's become a message and exit 2."""
+    """Run an app command: the companion's errors and the window link's become a message and exit 2."""
     try:
         return run_command(command)
-    except ControlError as exc:
+    except WindowLinkError as exc:
         print(f"hugbutton app: {exc}", file=sys.stderr)
         return 2
 

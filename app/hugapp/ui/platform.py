@@ -1,9 +1,9 @@
 """Keeping the companion alive, behind a facade with a desktop fallback (notifications and vibration
 are ``hugapp.core.notify``'s facade).
 
-On Android the core runs in a foreground service (``hugapp.service``, declared in buildozer.spec as
-``services = Hugcore:...:foreground:sticky:foregroundServiceType=connectedDevice``), the only owner
-of the Companion, so hugs arrive with the screen off; the window is its client (``hugapp.control``).
+On Android the companion runs in a foreground service (``hugapp.service``, declared in buildozer.spec as
+``services = Hugservice:...:foreground:sticky:foregroundServiceType=connectedDevice``), the only owner
+of the Companion, so hugs arrive with the screen off; the window is its client (``hugapp.window_link``).
 The app asks once to be exempt from battery optimisation. On a desktop or gateway the process simply keeps
 running: every call here is a no-op that returns at once. Android calls go through pyjnius, imported
 only on Android; a failing platform call is logged and never stops the app.
@@ -26,10 +26,10 @@ from hugapp.core.notify import detect_platform
 log = logging.getLogger("hugapp.ui.platform")
 
 ANDROID_PACKAGE = "org.hugbutton.hugbutton"  # package.domain + "." + package.name in buildozer.spec
-SERVICE_CLASS = ANDROID_PACKAGE + ".ServiceHugcore"  # p4a names it Service + the capitalised name
+SERVICE_CLASS = ANDROID_PACKAGE + ".ServiceHugservice"  # p4a names it Service + the capitalised name
 
 
-class ServiceControl:
+class BackgroundService:
     """Desktop fallback: nothing to start, nothing to ask."""
 
     platform = "desktop"
@@ -38,7 +38,7 @@ class ServiceControl:
         self.started = False
 
     def start(self, argument: str = "") -> None:
-        """Start the background service that keeps the core running (idempotent); ``argument``
+        """Start the background service that keeps the companion running (idempotent); ``argument``
         reaches it as ``PYTHON_SERVICE_ARGUMENT``."""
         self.started = True
 
@@ -59,7 +59,7 @@ class ServiceControl:
 RUNTIME_PERMISSIONS = ("BLUETOOTH_SCAN", "BLUETOOTH_CONNECT", "POST_NOTIFICATIONS")
 
 
-class AndroidServiceControl(ServiceControl):  # pragma: no cover - runs on Android only
+class AndroidBackgroundService(BackgroundService):  # pragma: no cover - runs on Android only
     platform = "android"
 
     def _jnius(self) -> Any:
@@ -119,9 +119,9 @@ class AndroidServiceControl(ServiceControl):  # pragma: no cover - runs on Andro
         return False
 
 
-def make_service(platform: str | None = None) -> ServiceControl:
+def make_service(platform: str | None = None) -> BackgroundService:
     plat = detect_platform() if platform is None else platform
-    return AndroidServiceControl() if plat == "android" else ServiceControl()
+    return AndroidBackgroundService() if plat == "android" else BackgroundService()
 
 
 def window_problem(env: Mapping[str, str] | None = None) -> str:

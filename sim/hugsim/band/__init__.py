@@ -5,7 +5,7 @@ unmodified firmware runs on.
 - :mod:`hugsim.band.runtime`: process-wide handles (``world``, ``radio``, ``band``, scheduler).
 - :mod:`hugsim.band.shims`: MicroPython extras added to CPython's ``time``/``asyncio``/``gc``/``sys``.
 - :mod:`hugsim.band.runner`: runs the firmware in this process (``python -m hugsim.band.runner``).
-- :mod:`hugsim.band.process`: starts virtual bands (and an airspace) as processes of their own.
+- :mod:`hugsim.band.process`: starts virtual bands as processes of their own.
 - ``port/``: the sim port (``machine``, ``micropython``, ``neopixel``, ``esp32``, ``bluetooth``); a
   directory put first on ``sys.path`` in a band process, not a package.
 """

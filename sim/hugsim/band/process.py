@@ -1,4 +1,4 @@
-"""Run the simulated world as separate processes: an airspace and virtual bands.
+"""Run virtual bands as separate processes.
 
 Used by `hugbutton band sim`, the demo and the end-to-end tests. Each band is its own process
 (`python -m hugsim.band.runner`) running the real firmware, so it can be killed and restarted alone.
@@ -34,28 +34,6 @@ async def _first_line(proc: asyncio.subprocess.Process, what: str) -> str:
             err = await proc.stderr.read()
         raise SimProcessError(f"{what} exited at start: {err.decode(errors='replace').strip()[-2000:]}")
     return line.decode().strip()
-
-
-class AirspaceProcess:
-    """`python -m hugsim.airspace` as a child process."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-        self.address = ""
-
-    async def start(self) -> str:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hugsim.airspace",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self.address = await _first_line(self.proc, "the airspace")
-        return self.address
-
-    async def stop(self) -> None:
-        await _end(self.proc, signal.SIGTERM)
 
 
 class BandProcess:

@@ -12,7 +12,7 @@ or in-process (tests)::
 What it does:
 
 - builds the :class:`~hugsim.band.world.World` for the board (``--board`` is a name under
-  ``firmware/hugband/boards/`` or a path to a JSON file);
+  ``firmware/hugband/boards/`` or a path to a JSON file, read by ``hugband.board``);
 - makes ``--state DIR`` the band's flash: the firmware runs with that directory as its working
   directory, so ``open("outbox.bin", "wb")`` persists across simulated reboots and process restarts
   (sim-private files live in ``DIR/.hugsim/``);
@@ -51,29 +51,28 @@ import traceback
 from pathlib import Path
 
 from hugsim.band import runtime, shims
-from hugsim.band.world import World
+from hugsim.band.world import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET, World
 
 PORT_DIR = Path(__file__).resolve().parent / "port"
-BOARDS_DIR = Path(__file__).resolve().parents[3] / "firmware" / "hugband" / "boards"
 DEFAULT_ENTRY = "hugband.main:main"
 
-PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 _PURGE_PACKAGES = ("hugband", "hugproto")
 
 
 def load_board(board) -> dict:
-    """A board dict from a name (``firmware/hugband/boards/NAME.json``), a JSON path, or a dict."""
+    """A board dict from a name (a firmware board file, checked by ``hugband.board.load``), a JSON
+    path or a dict. A path or a dict may describe just the physics a test needs (a partial board for
+    a fake firmware): it is read with ``hugband.board.read`` and not checked."""
+    from hugband import board as boards  # the firmware's own loader (purged and re-imported at boot)
+
     if isinstance(board, dict):
         return dict(board)
     p = Path(str(board))
-    if p.suffix != ".json" or not p.exists():
-        p = BOARDS_DIR / (str(board) + ".json")
-    if not p.exists():
-        known = sorted(x.stem for x in BOARDS_DIR.glob("*.json")) if BOARDS_DIR.exists() else []
-        raise FileNotFoundError("no board %r (known: %s)" % (board, ", ".join(known) or "none"))
-    data = json.loads(p.read_text())
-    data.setdefault("name", p.stem)
-    return data
+    if p.suffix == ".json" and p.exists():
+        data = boards.read(str(p), p.stem)
+        data.setdefault("name", p.stem)
+        return data
+    return boards.load(str(board))
 
 
 def default_address(state_dir) -> str:

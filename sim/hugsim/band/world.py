@@ -49,6 +49,8 @@ MODE_OPEN_DRAIN = 7
 PULL_DOWN = 1
 PULL_UP = 2
 
+# reset causes (machine.reset_cause()), set by the runner at each boot
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 # ESP-IDF esp_sleep_wakeup_cause_t values, returned by machine.wake_reason() on the band
 WAKE_UNDEFINED = 0
 WAKE_EXT0 = 2
@@ -101,7 +103,7 @@ def _run(todo) -> None:
 class Board:
     """A board description (``firmware/hugband/boards/NAME.json``) with defaults for missing keys.
 
-    Keys read: name, chip (or mcu), button_pin, button_active_low, button_external_pull, touch_pin,
+    Keys read: name, mcu, button_pin, button_active_low, button_external_pull, touch_pin,
     touch_idle_raw, touch_pressed_raw, motor_pin, motor_driver ("erm_pwm" | "drv2605l" | "gpio"),
     i2c {"id", "scl", "sda"}, drv2605l_addr, led_pin, led_kind ("pin" | "neopixel"), led_active_low,
     led_count, battery_adc_pin, battery_divider. Unknown keys are kept in ``raw``.
@@ -111,7 +113,7 @@ class Board:
         d = dict(data or {})
         self.raw = d
         self.name = d.get("name") or "generic"
-        chip = d.get("chip") or d.get("mcu")
+        chip = d.get("mcu")
         if not chip:
             low = self.name.lower()
             chip = "esp32c3" if "c3" in low else "esp32s3" if "s3" in low else "esp32"
@@ -417,15 +419,6 @@ class World:
         t = threading.Timer(ms / 1000.0, self.release)
         t.daemon = True
         t.start()
-
-    @property
-    def button_pressed(self) -> bool:
-        b = self.board
-        if b.button_pin is None:
-            return False
-        with self._lock:
-            ext = self._ext.get(b.button_pin)
-        return ext == (0 if b.button_active_low else 1)
 
     def set_touch(self, touched: bool) -> None:
         with self._lock:

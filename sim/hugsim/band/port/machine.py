@@ -19,11 +19,11 @@ from hugsim.band import runtime as _rt
 from hugsim.band import world as _w
 
 # -- reset causes (machine.reset_cause()) and wake reasons (machine.wake_reason()) -----------------
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
+PWRON_RESET = _w.PWRON_RESET
+HARD_RESET = _w.HARD_RESET
+WDT_RESET = _w.WDT_RESET
+DEEPSLEEP_RESET = _w.DEEPSLEEP_RESET
+SOFT_RESET = _w.SOFT_RESET
 EXT0_WAKE = _w.WAKE_EXT0
 PIN_WAKE = _w.WAKE_EXT0
 EXT1_WAKE = _w.WAKE_EXT1

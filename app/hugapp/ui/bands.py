@@ -1,0 +1,182 @@
+"""Bands: the bands paired here, and finding and pairing one (with the 5-second countdown)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from hugapp.core import bandlink, uisettings
+from hugapp.core.bandlink import FoundBand, LinkState
+from hugapp.ui.shared import Reads, Shared
+from hugapp.ui.words import ago, bars, link_state_words
+
+SCAN_SECONDS = 5.0
+PAIR_HOLD_SECONDS = 5  # the countdown shown while the wearer holds the heart
+PAIR_RETRY_SECONDS = 12.0  # after the countdown, keep trying while the pairing window opens
+
+
+@dataclass(frozen=True)
+class BandRow:
+    address: str
+    name: str
+    state: str
+    connected: bool
+    battery: int | None
+    low_battery: bool
+    last_seen: str
+
+
+@dataclass(frozen=True)
+class FoundRow:
+    address: str
+    name: str
+    rssi: int
+    bars: int  # 0..4
+    status: str
+    pairing_open: bool
+    paired_here: bool
+
+
+@dataclass(frozen=True)
+class BandsView:
+    bands: list[BandRow]
+    found: list[FoundRow]
+    scanning: bool
+    scan_progress: float  # 0..1
+    pairing: str  # address being paired, or ""
+    pair_countdown: int  # seconds left of the 5 s hold; 0 when not counting
+    pair_message: str
+
+
+class BandsActions:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.found: dict[str, FoundBand] = {}
+        self.scanning = False
+        self.scan_started = 0.0
+        self.pairing = ""
+        self.pair_countdown = 0
+        self.pair_message = ""
+
+    def scan(self) -> None:
+        s = self.shared
+        if self.scanning:
+            return
+        self.scanning = True
+        self.scan_started = s.clock()
+        self.found.clear()
+        s.error = ""
+
+        def heard(band: FoundBand) -> None:
+            self.found[band.address] = band
+            s.changed()
+
+        async def run() -> None:
+            try:
+                for band in await s.api.scan(SCAN_SECONDS, heard):
+                    self.found[band.address] = band
+                if not self.found:
+                    s.error = "No bands found — bring the band close to the phone and scan again"
+            finally:
+                self.scanning = False
+
+        s.spawn(run(), "scan")
+
+    def pair(self, address: str, name: str = "") -> None:
+        """Pair with the countdown: if the band's window is not open yet, count 5 s while the wearer
+        holds the heart, then keep trying for a few seconds."""
+        s = self.shared
+        if self.pairing:
+            return
+        self.pairing = address
+        s.error = ""
+        band = self.found.get(address)
+        label = name or (band.name if band else address)
+
+        async def run() -> None:
+            try:
+                if band is None or not band.pairing_open:
+                    self.pair_message = "Hold your band's heart for 5 seconds, until it buzzes"
+                    for left in range(PAIR_HOLD_SECONDS, 0, -1):
+                        self.pair_countdown = left
+                        s.changed()
+                        await asyncio.sleep(1.0)
+                    self.pair_countdown = 0
+                self.pair_message = f"Pairing {label}…"
+                s.changed()
+                deadline = asyncio.get_running_loop().time() + PAIR_RETRY_SECONDS
+                while True:
+                    try:
+                        await s.api.pair_band(address, label)
+                        break
+                    except bandlink.PairingWindowClosed:
+                        if asyncio.get_running_loop().time() > deadline:
+                            raise
+                        await asyncio.sleep(1.0)
+                self.pair_message = ""
+                s.notice = f"{label} is paired"
+                self.found.pop(address, None)
+            finally:
+                self.pairing = ""
+                self.pair_countdown = 0
+                if s.error:
+                    self.pair_message = ""
+
+        s.spawn(run(), "pair")
+
+    def test_buzz(self, address: str) -> None:
+        self.shared.spawn(self.shared.api.test_buzz(address), "test buzz")
+
+    def forget(self, address: str) -> None:
+        self.shared.spawn(self.shared.api.forget_band(address), "forget")
+
+    def rename_band(self, address: str, name: str) -> None:
+        if not name.strip():
+            self.shared.fail("A band needs a name")
+        else:
+            self.shared.spawn(self.shared.api.rename_band(address, name.strip()), "rename band")
+
+    def view(self, reads: Reads, low_battery_percent: int) -> BandsView:
+        api, now = self.shared.api, reads.now
+        paired = api.store.bands()
+        rows: list[BandRow] = []
+        for b in paired:
+            live = api.band_live(b.address)
+            battery = live.battery if live.battery is not None else b.battery
+            known = battery > 0
+            rows.append(
+                BandRow(
+                    b.address,
+                    b.name,
+                    link_state_words(live.state, b.name),
+                    live.state is LinkState.CONNECTED,
+                    battery if known else None,
+                    uisettings.is_low(battery, low_battery_percent),
+                    ago(now, b.last_seen) if b.last_seen else "never",
+                )
+            )
+        here = {b.address for b in paired}
+        found = [
+            FoundRow(
+                f.address,
+                f.name,
+                f.rssi,
+                bars(f.rssi),
+                found_status(f, here),
+                f.pairing_open,
+                f.address in here,
+            )
+            for f in sorted(self.found.values(), key=lambda f: -f.rssi)
+        ]
+        progress = min(1.0, (now - self.scan_started) / SCAN_SECONDS) if self.scanning else 0.0
+        return BandsView(
+            rows, found, self.scanning, progress, self.pairing, self.pair_countdown, self.pair_message
+        )
+
+
+def found_status(band: FoundBand, paired_here: set[str]) -> str:
+    if band.address in paired_here:
+        return "paired with this phone"
+    if band.pairing_open:
+        return "ready to pair"
+    return "paired elsewhere" if band.paired else "not paired"

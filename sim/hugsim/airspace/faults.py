@@ -1,0 +1,60 @@
+"""Faults the airspace injects on request of a control session: range (RSSI), dropped links, a link
+lost around the next notify or write, latency."""
+
+from . import wire
+from .sessions import Node
+from .wire import AirspaceError
+
+FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency")  # control requests handled here
+
+
+class Faults:
+    """Part of :class:`hugsim.airspace.server.Airspace`."""
+
+    def _fault(self, node: Node, op: str) -> str | None:
+        """Count one `op` from/to `node`; return 'before'/'after' if a fault fires on it."""
+        node.counters[op] += 1
+        for f in node.faults:
+            if f["op"] == op:
+                f["left"] -= 1
+                if f["left"] <= 0:
+                    node.faults.remove(f)
+                    return f["when"]
+                break
+        return None
+
+    async def _fault_op(self, session, op: str, msg: dict) -> dict | None:
+        """Range, dropped links, faults on the next notify or write, latency."""
+        if op == "set_rssi":
+            address = wire.normalize_address(msg["address"])
+            rssi = msg.get("rssi")
+            if msg.get("central"):
+                self.pair_rssi[(msg["central"], address)] = rssi
+            else:
+                self.rssi[address] = rssi
+            self._drop_unreachable()
+            node = self.nodes.get(address)
+            if node is not None:
+                self._announce(node)
+            return None
+        if op == "drop_link":
+            node = self._node(msg["address"])
+            dropped = 0
+            for conn in list(node.conns.values()):
+                if not msg.get("central") or conn.central.name == msg["central"]:
+                    self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, wire.REASON_SUPERVISION_TIMEOUT)
+                    dropped += 1
+            return {"dropped": dropped}
+        if op == "drop_after":
+            node = self._node(msg["address"])
+            kind = msg.get("kind", "notify")
+            when = msg.get("when", "before")
+            n = int(msg.get("n", 1))
+            if kind not in ("notify", "write") or when not in ("before", "after") or n < 1:
+                raise AirspaceError("drop_after needs op notify|write, when before|after, n >= 1")
+            node.faults.append({"op": kind, "when": when, "left": n})
+            return None
+        if op == "set_latency":
+            self.latency_ms = max(0.0, float(msg["ms"]))
+            return None
+        raise AirspaceError("unknown control op %r" % op)
