@@ -33,10 +33,13 @@ from hugapp.core.notify import Notifier, make_notifier
 from hugapp.core.relay import Outbox, Relay
 from hugapp.core.router import Router
 from hugapp.core.schedule import Schedule
-from hugapp.core.store import Store
+from hugapp.core.store import Store, StoreError
 from hugproto import frames
 
 log = logging.getLogger("hugapp.companion")
+
+SUPERVISE_MIN_S = 1.0  # a failed task starts again after this, doubling while it keeps failing
+SUPERVISE_MAX_S = 30.0
 
 
 class BandLinks(dict[str, BandLink]):
@@ -115,9 +118,9 @@ class Companion:
         await self.stop()
 
     def start(self) -> None:
-        self._spawn("router", self.router.run())
+        self._spawn("router", self.router.run)
         if self.relay is not None:
-            self._spawn("relay", self.relay.run())
+            self._spawn("relay", self.relay.run)
         for band in self.store.bands():
             self._start_link(band.address)
 
@@ -128,8 +131,28 @@ class Companion:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks[name] = asyncio.ensure_future(coro)
+    def _spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._tasks[name] = asyncio.ensure_future(self._supervise(name, run))
+
+    async def _supervise(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a task of this companion (router, relay, a band link) for good: if it ever stops with an
+        error, say so and start it again (1 s, doubling to 30 s while it keeps failing at once)."""
+        delay = SUPERVISE_MIN_S
+        while True:
+            started = time.monotonic()
+            try:
+                await run()
+                log.warning("%s stopped by itself; starting it again", name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "%s failed; starting it again in %.0f s", name, delay, extra={"reason": "task_failed"}
+                )
+            if time.monotonic() - started > SUPERVISE_MAX_S:
+                delay = SUPERVISE_MIN_S
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SUPERVISE_MAX_S)
 
     def _changed(self) -> None:
         self.on_change()
@@ -172,7 +195,7 @@ class Companion:
             on_battery=functools.partial(self._battery_reading, address),
         )
         self.links[address] = link
-        self._spawn("band:" + address, link.run())
+        self._spawn("band:" + address, link.run)
 
     async def scan(
         self, timeout: float = 5.0, progress: Callable[[bandlink.FoundBand], None] | None = None
@@ -277,10 +300,13 @@ class Companion:
         rs.rename_identity(self.store, name)
 
     async def set_signature(self, member_id: str, signature: int) -> None:
-        for m in self.members():
-            if m.member_id == member_id:
-                with self.store.transaction() as db:
-                    rs.save_member(db, replace(m, signature=signature), self.clock())
+        rs.check_signature(signature)
+        found = [m for m in self.members() if m.member_id == member_id]
+        if not found:
+            raise StoreError("no member of your circles has that id")
+        with self.store.transaction() as db:
+            for m in found:
+                rs.save_member(db, replace(m, signature=signature), self.clock())
 
     def _battery_reading(self, address: str, before: int | None, now: int) -> None:
         """A band reported its battery: tell the person once when it crosses the app's alert level."""

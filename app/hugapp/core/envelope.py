@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import struct
 from collections.abc import Iterable, Mapping
@@ -82,6 +83,18 @@ class Garbled(EnvelopeError):
     """Not an envelope at all: too short, too long or an unknown version."""
 
     reason = "garbled"
+
+
+class Invalid(EnvelopeError):
+    """An authentic envelope whose content is wrong (a field out of range, not finite, malformed). The
+    relay acknowledges and drops it (a dead letter) so its sender stops re-sending it."""
+
+    reason = "invalid"
+
+    def __init__(self, detail: str, msg_id: str, sender: str) -> None:
+        super().__init__(detail)
+        self.msg_id = msg_id
+        self.sender = sender
 
 
 class UnknownLink(EnvelopeError):
@@ -210,18 +223,21 @@ def open_envelope(key: bytes, topic: str, candidates: Iterable[str], data: bytes
 def _parse(plain: bytes, sender: str) -> Message:
     if len(plain) < _HEADER.size + 2:
         raise Garbled("sealed content too short")
-    mid, sent_at = _HEADER.unpack_from(plain)
+    raw_id, sent_at = _HEADER.unpack_from(plain)
+    mid = bytes(raw_id).hex()
+    if not math.isfinite(sent_at) or sent_at <= 0:
+        raise Invalid(f"sent-at {sent_at!r} is not a time", mid, sender)
     try:
         body: Any = json.loads(plain[_HEADER.size :].decode())
     except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting is garbage too
-        raise Garbled("sealed content is not JSON") from None
+        raise Invalid("sealed content is not JSON", mid, sender) from None
     if not isinstance(body, dict):
-        raise Garbled("sealed content is not an object")
+        raise Invalid("sealed content is not an object", mid, sender)
     fields: dict[str, Any] = body  # pyright: ignore[reportUnknownVariableType]
     f, t, p = fields.get("f"), fields.get("t"), fields.get("p")
     if not isinstance(t, str) or not isinstance(p, dict):
-        raise Garbled("sealed content lacks type or payload")
+        raise Invalid("sealed content lacks type or payload", mid, sender)
     if f != sender:
         raise Forged("sealed sender differs from the authenticated sender")
     payload: dict[str, Any] = p  # pyright: ignore[reportUnknownVariableType]
-    return Message(msg_id=bytes(mid).hex(), sender=sender, sent_at=float(sent_at), type=t, payload=payload)
+    return Message(msg_id=mid, sender=sender, sent_at=float(sent_at), type=t, payload=payload)

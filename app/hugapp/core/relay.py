@@ -45,6 +45,7 @@ from hugapp.core.envelope import (
     PRESENCE_PREFIX,
     EnvelopeError,
     Garbled,
+    Invalid,
     Message,
     RelayError,
     Replayed,
@@ -63,6 +64,8 @@ log = logging.getLogger("hugapp.relay")
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 INBOX_QUEUE = 2000  # envelopes waiting to be opened; beyond it the broker's excess is dropped
+MAX_HANDLER_FAILURES = 3  # a message whose handler keeps failing is dropped (acknowledged) after this
+MAX_FAILING = 1000  # message ids whose failures are counted at once
 PRESENCE_RESEND_S = 5.0  # at most one presence-triggered resend per member in this time
 REJECT_LOG_S = 60.0  # rejected envelopes: one log line per reason in this time, with the count
 JUNK_NOTICE_S = 3600.0  # "junk is arriving" is said once per hour at most
@@ -261,7 +264,10 @@ class Relay:
         self._presence_subs: set[str] = set()
         self._presence_seen: dict[str, tuple[int, int]] = {}  # member -> (epoch, 0 online / 1 offline)
         self._presence_resent: dict[str, float] = {}  # member -> monotonic time of the last resend
-        self._resend_due: set[str] = set()  # members with a deferred resend scheduled
+        self._resend_due: set[str] = set()
+        self._failures: dict[
+            str, int
+        ] = {}  # message id -> handler failures so far  # members with a deferred resend scheduled
         self._epoch = 0
         self._reject_logged: dict[str, tuple[float, int]] = {}  # reason -> (logged at, count since)
         self._junk_told = -JUNK_NOTICE_S
@@ -277,6 +283,8 @@ class Relay:
                 await self._session()
             except aiomqtt.MqttError as e:
                 log.info("broker %s:%d unreachable or lost: %s", self.address.host, self.address.port, e)
+            except Exception:  # a bug must not end the relay silently: say so, and start again
+                log.exception("relay session failed; starting it again", extra={"reason": "relay_failed"})
             finally:
                 self.connected.clear()
                 self._client = None
@@ -532,6 +540,10 @@ class Relay:
                 await self._on_inbox_message(client, topic, data)
         except EnvelopeError as e:
             self._reject(e, topic)
+        except (aiomqtt.MqttError, asyncio.CancelledError):
+            raise
+        except Exception:  # one message must not end the session: say so and go on
+            log.exception("a message on %s could not be handled", topic, extra={"reason": "dispatch_failed"})
 
     def _route(self, topic: str) -> rs.Link:
         prefix = inbox_filter(self.me.mailbox)[:-1]
@@ -546,7 +558,11 @@ class Relay:
         senders = [
             m.member_id for m in rs.members(self.store, circle.link_id) if m.member_id != self.me.member_id
         ]
-        msg = open_envelope(circle.key, topic, senders, data)
+        try:
+            msg = open_envelope(circle.key, topic, senders, data)
+        except Invalid as e:
+            await self._dead_letter(client, circle, e.sender, e.msg_id, e, topic)
+            return
         if msg.type == ACK:
             await self._on_ack(msg)
             return
@@ -559,43 +575,68 @@ class Relay:
             await self._ack(client, circle, msg.sender, msg.msg_id)
             return
         incoming = Incoming(circle.link_id, msg.sender, msg.msg_id, msg.type, msg.payload, msg.sent_at)
-        if msg.type.startswith("sys."):
-            self._apply_control(incoming, now)
-        else:
-            if self.on_message is not None:
-                try:
+        try:
+            if msg.type.startswith("sys."):
+                self._apply_control(incoming, now)
+            else:
+                if self.on_message is not None:
                     await self.on_message(incoming)
-                except Exception:
-                    log.exception(
-                        "message handler failed; not acknowledged, the sender will retry",
-                        extra={"reason": "handler_failed"},
-                    )
-                    return
-            with self.store.transaction() as db:
-                rs.mark_seen(db, msg.msg_id, circle.link_id, msg.sender, now)
+                with self.store.transaction() as db:
+                    rs.mark_seen(db, msg.msg_id, circle.link_id, msg.sender, now)
+        except Invalid as e:
+            await self._dead_letter(client, circle, msg.sender, msg.msg_id, e, topic)
+            return
+        except Exception:
+            failures = self._failures.pop(msg.msg_id, 0) + 1
+            if failures < MAX_HANDLER_FAILURES:
+                self._failures[msg.msg_id] = failures
+                while len(self._failures) > MAX_FAILING:
+                    self._failures.pop(next(iter(self._failures)))
+                log.exception(
+                    "message handler failed (%d of %d tries); not acknowledged, the sender will retry",
+                    failures,
+                    MAX_HANDLER_FAILURES,
+                    extra={"reason": "handler_failed"},
+                )
+                return
+            log.exception("message handler failed %d times: a dead letter", failures)
+            error = Invalid(f"its handler failed {failures} times", msg.msg_id, msg.sender)
+            await self._dead_letter(client, circle, msg.sender, msg.msg_id, error, topic)
+            return
+        self._failures.pop(msg.msg_id, None)
         self.stats.handled += 1
         await self._ack(client, circle, msg.sender, msg.msg_id)
         if msg.type.startswith("sys."):
             await self._subscribe_presence(client)
             await _maybe_await(self.on_members(circle.link_id) if self.on_members else None)
 
+    async def _dead_letter(
+        self, client: aiomqtt.Client, circle: rs.Link, sender: str, msg_id: str, err: Invalid, topic: str
+    ) -> None:
+        """An authentic message that cannot be taken: recorded as received and acknowledged, so its
+        sender stops re-sending it, and counted and logged (once per reason and minute) as rejected."""
+        with self.store.transaction() as db:
+            rs.mark_seen(db, msg_id, circle.link_id, sender, self.clock())
+        self._reject(err, topic)
+        await self._ack(client, circle, sender, msg_id)
+
     def _apply_control(self, m: Incoming, now: float) -> None:
         with self.store.transaction() as db:
             if m.type == MEMBER_ADDED:
                 raw = m.payload.get("member")
                 if not isinstance(raw, dict):
-                    raise Garbled("member-added without a member")
+                    raise Invalid("member-added without a member", m.msg_id, m.sender)
                 fields: dict[str, Any] = raw  # pyright: ignore[reportUnknownVariableType]
                 try:
                     new = rs.Member.from_wire(m.link_id, fields)
                 except StoreError as e:
-                    raise Garbled(str(e)) from None
+                    raise Invalid(str(e), m.msg_id, m.sender) from None
                 if new.member_id != self.me.member_id:
                     rs.save_member(db, new, now)
             elif m.type == MEMBER_REMOVED:
                 gone = m.payload.get("member_id")
                 if not isinstance(gone, str):
-                    raise Garbled("member-removed without a member id")
+                    raise Invalid("member-removed without a member id", m.msg_id, m.sender)
                 if gone == self.me.member_id:
                     rs.drop_link(db, m.link_id)
                 else:

@@ -18,6 +18,7 @@ from typing import Any
 from hugapp.core.store import Store, StoreError
 from hugproto.patterns import NUM_SIGNATURES
 
+MAX_NAME = 64  # characters of a member's name
 MAX_SIGNATURE = NUM_SIGNATURES - 1  # a member's haptic signature is 1..7 (0 = no motif)
 SEEN_RETENTION_S = 30 * 24 * 3600  # message ids are remembered this long; older envelopes are refused
 
@@ -62,23 +63,37 @@ class Member:
 
     @staticmethod
     def from_wire(link_id: str, d: Mapping[str, Any]) -> Member:
-        """Build a member from a (decrypted, authenticated) dict; StoreError when fields are wrong."""
+        """Build a member from a (decrypted, authenticated) dict; StoreError when any field is wrong."""
+        fields = {k: d.get(k) for k in ("id", "name", "mailbox", "presence_key", "signature")}
+        if not all(isinstance(fields[k], str) for k in ("id", "name", "mailbox", "presence_key")):
+            raise StoreError("malformed member record: id, name, mailbox and presence key are text")
         try:
-            m = Member(
-                link_id=link_id,
-                member_id=str(d["id"]),
-                name=str(d["name"]),
-                mailbox=str(d["mailbox"]),
-                presence_key=bytes.fromhex(str(d["presence_key"])),
-                signature=int(d["signature"]),
-            )
-        except (KeyError, ValueError, TypeError) as e:
-            raise StoreError(f"malformed member record: {e}") from e
-        if not (_is_hex(m.member_id, 32) and _is_hex(m.mailbox, 32) and len(m.presence_key) == 32):
-            raise StoreError("malformed member record")
-        if not 1 <= m.signature <= MAX_SIGNATURE:
-            raise StoreError(f"signature {m.signature} is not in 1..{MAX_SIGNATURE}")
-        return m
+            key = bytes.fromhex(str(fields["presence_key"]))
+        except ValueError:
+            raise StoreError("malformed member record: the presence key is not hex") from None
+        sig = fields["signature"]
+        if type(sig) is not int:  # not a bool, a float (Infinity, NaN) or text
+            raise StoreError(f"malformed member record: signature {sig!r:.20} is not a whole number")
+        return check_member(
+            Member(link_id, str(fields["id"]), str(fields["name"]), str(fields["mailbox"]), key, sig)
+        )
+
+
+def check_member(m: Member) -> Member:
+    """The one rule for a member record, wherever it comes from (the wire, linking, the window)."""
+    if not (_is_hex(m.member_id, 32) and _is_hex(m.mailbox, 32) and len(m.presence_key) == 32):
+        raise StoreError("malformed member record")
+    if not 0 < len(m.name) <= MAX_NAME:
+        raise StoreError(f"a member's name has 1..{MAX_NAME} characters")
+    check_signature(m.signature)
+    return m
+
+
+def check_signature(signature: object) -> int:
+    """A member's haptic signature: a whole number 1..MAX_SIGNATURE, or StoreError."""
+    if type(signature) is not int or not 1 <= signature <= MAX_SIGNATURE:
+        raise StoreError(f"signature {signature!r:.20} is not in 1..{MAX_SIGNATURE}")
+    return signature
 
 
 @dataclass(frozen=True)
@@ -115,8 +130,8 @@ def identity(store: Store) -> Identity | None:
 
 def ensure_identity(store: Store, name: str) -> Identity:
     """This companion's identity, created (random ids and keys) on first use; `name` is only used then."""
-    if not name.strip():
-        raise StoreError("a member needs a name")
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise StoreError(f"a name has 1..{MAX_NAME} characters")
     with store.transaction() as db:
         db.execute(
             "INSERT OR IGNORE INTO relay_identity (id, member_id, name, mailbox, presence_key, client_id, "
@@ -129,8 +144,8 @@ def ensure_identity(store: Store, name: str) -> Identity:
 
 
 def rename_identity(store: Store, name: str) -> None:
-    if not name.strip():
-        raise StoreError("a member needs a name")
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise StoreError(f"a name has 1..{MAX_NAME} characters")
     with store.transaction() as db:
         db.execute("UPDATE relay_identity SET name = ? WHERE id = 1", (name.strip(),))
 
@@ -173,6 +188,8 @@ def drop_link(db: sqlite3.Connection, link_id: str) -> None:
 
 
 def save_member(db: sqlite3.Connection, member: Member, now: float) -> None:
+    """Store a member (checked: :func:`check_member`; StoreError changes nothing)."""
+    check_member(member)
     db.execute(
         "INSERT INTO link_members (link_id, member_id, name, mailbox, presence_key, signature, added_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(link_id, member_id) DO UPDATE SET name = excluded.name, "

@@ -7,7 +7,6 @@ stored as a setting (hugapp.core.hugstore) and applied where a hug is due on a b
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hugapp.core.hugs import Hug, HugError, check_int, check_time
 
+MAX_MISSED_S = 30 * 24 * 3600.0  # a month: later than that every hug is missed anyway
 MISSED_AFTER_S = 6 * 3600.0
 MONDAY, TUESDAY, WEDNESDAY, THURSDAY, FRIDAY, SATURDAY, SUNDAY = range(7)
 
@@ -250,8 +250,8 @@ class Schedule:
                 raise HugError(f"override date must be YYYY-MM-DD, got {d!r:.40}")
             overrides[day] = _day_type(t)
         missed = s.get("missed_after_s", MISSED_AFTER_S)
-        if isinstance(missed, bool) or not isinstance(missed, int | float) or not math.isfinite(missed):
-            raise HugError("missed_after_s must be a number of seconds")
+        if isinstance(missed, bool) or not isinstance(missed, int | float) or not 0 < missed <= MAX_MISSED_S:
+            raise HugError(f"missed_after_s must be a number of seconds in 0..{MAX_MISSED_S:.0f}")
         return cls(windows, days, overrides, float(missed))
 
 

@@ -152,7 +152,6 @@ ERRORS: dict[str, type[Exception]] = {
         bandlink.HandshakeFailed,
         linking.LinkError,
         linking.CodeInvalid,
-        linking.CodeMismatch,
         linking.CodeExpired,
         linking.CodeNotFound,
         linking.CodeBurnt,

@@ -13,11 +13,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, cast
 
-from hugapp.window_link import HELLO_TIMEOUT_S, LINK_FILE, MAX_LINE
+from hugapp.window_link import HELLO_TIMEOUT_S, LINK_FILE
 
 log = logging.getLogger("hugapp.window_link")
 
 MAX_BACKLOG = 1 << 20  # a client that reads slower than this much output is dropped
+MAX_REQUEST = 64 * 1024  # a window's line (its token, then each request); longer closes the connection
+MAX_UNAUTHENTICATED = 8  # connections still owing their token; more are closed at once
 PUSH_EVERY_S = 0.05  # change notifications are coalesced to at most one per this interval
 
 
@@ -74,6 +76,7 @@ class LinkServer:
         self._server: asyncio.Server | None = None
         self._dirty = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
+        self._unauthenticated = 0
 
     @property
     def link_file(self) -> Path:
@@ -89,7 +92,8 @@ class LinkServer:
         await self.close()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, 0, limit=MAX_LINE)
+        # the reader's limit bounds what a connection can make the service buffer, token or not
+        self._server = await asyncio.start_server(self._serve, self.host, 0, limit=MAX_REQUEST)
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.link_file.with_suffix(f".{os.getpid()}.tmp")
@@ -132,8 +136,15 @@ class LinkServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(reader, writer)
+        if self._unauthenticated >= MAX_UNAUTHENTICATED:
+            writer.close()  # a local process opening connections without the token costs nothing more
+            return
+        self._unauthenticated += 1
         try:
-            hello: Any = json.loads(await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT_S) or b"null")
+            try:
+                hello: Any = json.loads(await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT_S) or b"null")
+            finally:
+                self._unauthenticated -= 1
             token = str(cast("dict[str, Any]", hello).get("token", "")) if isinstance(hello, dict) else ""
             if not secrets.compare_digest(token.encode(), self.token.encode()):
                 log.warning("a window with a wrong token was refused")
@@ -147,7 +158,14 @@ class LinkServer:
                 task = asyncio.ensure_future(self._answer(session, cast("dict[str, Any]", request)))
                 session.tasks.add(task)
                 task.add_done_callback(session.tasks.discard)
-        except (OSError, ValueError, TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+        except (
+            OSError,
+            ValueError,
+            RecursionError,  # JSON nested past the parser's depth
+            TimeoutError,
+            asyncio.LimitOverrunError,
+            asyncio.IncompleteReadError,
+        ):
             pass  # a client that breaks the protocol or goes away is simply dropped
         finally:
             self.clients.discard(session)
