@@ -12,6 +12,13 @@ Fixtures and helpers (helpers live in tests/mp/testkit.py; import them with `fro
 * ``*_cases.py`` modules: write ``case_*`` functions once and they run under CPython *and* real
   MicroPython, one pytest test per case and interpreter (details in tests/mp/cases.py).
 * Markers: ``slow``, ``micropython``, ``cpython`` (``-m "not slow"``, ``-m micropython``).
+* ``broker`` fixture: an unstarted test broker, once embedded (amqtt) and once a real Mosquitto
+  (tests/app/core/relaykit.py); a test starts it in its own event loop with ``async with broker:``.
+
+Layout: the folders mirror the tree (protocol/, firmware/, sim/{band,airspace,phone}/, app/{core,ui}/);
+scenarios/ holds the whole-system runs, built on the world kit the demo uses too (hugapp.dev.world).
+attacks/, bench/ (not tests), mp/ (MicroPython tooling) and vectors/ stand apart. The helper modules
+shared between folders (KITS below) are importable by name from any test.
 
 Strict mode (HUG_STRICT=1, set by `dev.py test --strict` and by CI): every skipped test, and every
 skipped module, is reported as a failure with the skip reason, so a missing tool cannot hide tests.
@@ -27,9 +34,16 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "mp"))
+TESTS = Path(__file__).resolve().parent
+# testkit (mp/), relaykit (app/core/), test_airspace_support (sim/airspace/), bluez_support (sim/phone/),
+# the minimal phone and the virtual band world (firmware/).
+KITS = ("mp", "app/core", "sim/airspace", "sim/phone", "firmware")
+for _kit in reversed(KITS):
+    if str(TESTS / _kit) not in sys.path:
+        sys.path.insert(0, str(TESTS / _kit))
 
-from testkit import (  # tests/mp is on sys.path now
+from relaykit import TestBroker, make_broker  # noqa: E402 - the KITS are on sys.path now
+from testkit import (  # noqa: E402
     MP_PACKAGES,
     MicroPythonError,
     pytest_collect_file,
@@ -62,3 +76,10 @@ settings.load_profile("hug")
 def micropython() -> Callable[..., str]:
     """Run code under real MicroPython; see run_micropython in tests/mp/testkit.py."""
     return run_micropython
+
+
+@pytest.fixture(params=["embedded", "mosquitto"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
+    """An unstarted broker; a test starts it inside its own event loop with `async with broker:`.
+    Mosquitto is skipped when missing (a failure under HUG_STRICT=1)."""
+    return make_broker(str(request.param), tmp_path)
