@@ -10,30 +10,17 @@ from pathlib import Path
 
 from relaykit import TestBroker
 
-from hugapp.core.bandlink import BleConfig, LinkState
-from hugapp.core.companion import Companion
-from hugapp.core.hugs import DayType, Receipt, Schedule
-from hugapp.core.notify import DesktopNotifier
-from hugapp.core.store import Store
-from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.band.process import BandProcess
-from hugsim.phone.bleak_backend import airspace_backend
+from hugapp.core.bandlink import LinkState
+from hugapp.core.hugs import Receipt
+from hugapp.dev.world import PAIR_HOLD_MS, TAP_MS, Person, World, open_world
 
-TAP_MS = 80
-ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})  # no quiet hours: the test runs at any hour
-
-
-class Family:
-    def __init__(self, name: str, band: BandProcess, phone: Companion, notifier: DesktopNotifier) -> None:
-        self.name = name
-        self.band = band
-        self.phone = phone
-        self.notifier = notifier
+Family = Person
 
 
 class Rig:
-    def __init__(self, control: AirspaceControl, changed: asyncio.Condition) -> None:
-        self.control = control
+    def __init__(self, world: World, changed: asyncio.Condition) -> None:
+        self.world = world
+        self.control = world.control
         self.changed = changed
         self.families: dict[str, Family] = {}
 
@@ -51,12 +38,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def two_families(broker: TestBroker, tmp: Path) -> AsyncIterator[Rig]:
-    async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(broker)
-        server = Airspace()
-        air = await server.start()
-        stack.push_async_callback(server.close)
-        control = await stack.enter_async_context(AirspaceControl(air))
+    async with broker, open_world(tmp, broker.url) as world:
         changed = asyncio.Condition()
         pokes: set[asyncio.Task[None]] = set()
 
@@ -69,35 +51,14 @@ async def two_families(broker: TestBroker, tmp: Path) -> AsyncIterator[Rig]:
             pokes.add(task)
             task.add_done_callback(pokes.discard)
 
-        rig = Rig(control, changed)
+        rig = Rig(world, changed)
         for name in ("Mia", "Mum"):
-            band = BandProcess(air, tmp / f"{name}-band")
-            stack.push_async_callback(band.kill)
-            await band.start()
-            notifier = DesktopNotifier()
-            phone = Companion(
-                Store(tmp / f"{name}.sqlite3"),
-                BleConfig(*airspace_backend(air, f"{name}-phone")),
-                broker.url,
-                name=name,
-                notifier=notifier,
-                on_change=poke,
-                relay_retry_interval=2.0,
-            )
-            phone.router.set_schedule(ALWAYS)
-            await stack.enter_async_context(phone)
-            await control.hold(band.address, 5300)
-            await phone.pair_band(band.address, f"{name}'s band")
-            rig.families[name] = Family(name, band, phone, notifier)
+            family = await world.person(name, poke)
+            await world.pair(family)
+            rig.families[name] = family
         mia, mum = rig.families["Mia"], rig.families["Mum"]
-        offer = await mum.phone.offer_link()
-        await mia.phone.join_link(offer.code)
-        await offer.wait()
-        for fam in (mia, mum):
-            await rig.until(lambda f=fam: f.phone.connected(f.band.address), 30)
-            assert fam.phone.relay is not None
-            await asyncio.wait_for(fam.phone.relay.connected.wait(), 10)
-        await asyncio.sleep(1.0)  # the pairing buzzes are over; hands off the hearts
+        await world.link(mum, mia)
+        await world.online(mia, mum)
         yield rig
 
 
@@ -145,54 +106,28 @@ def test_two_bands_on_one_companion_without_a_broker(tmp_path: Path) -> None:
     """A home gateway holding both bands routes hugs locally, with receipts, and needs no broker."""
 
     async def main() -> None:
-        server = Airspace()
-        air = await server.start()
-        bands = [BandProcess(air, tmp_path / f"band{i}") for i in range(2)]
-        try:
-            for band in bands:
-                await band.start()
-            async with AirspaceControl(air) as control:
-                changed = asyncio.Event()
-                home = Companion(
-                    Store(tmp_path / "home.sqlite3"),
-                    BleConfig(*airspace_backend(air)),
-                    None,
-                    name="Home",
-                    notifier=DesktopNotifier(),
-                    on_change=changed.set,
+        async with open_world(tmp_path, broker=False) as world:
+            bands = [await world.band(f"band{i}") for i in range(2)]
+            control = world.control
+            home = world.companion("Home")
+            async with home:
+                for band in bands:
+                    await control.hold(band.address, PAIR_HOLD_MS)
+                    await home.pair_band(band.address)
+
+                async def until(predicate: Callable[[], bool]) -> None:
+                    await world.until(predicate, 30)
+
+                await until(lambda: all(link.state is LinkState.CONNECTED for link in home.links.values()))
+                await asyncio.sleep(1.0)
+                runs = len(await control.motor_starts(bands[1].address))
+                await control.hold(bands[0].address, TAP_MS)
+                await until(
+                    lambda: bool(home.router.history()) and home.router.history()[0].receipt is Receipt.FELT
                 )
-                home.router.set_schedule(ALWAYS)
-                async with home:
-                    for band in bands:
-                        await control.hold(band.address, 5300)
-                        await home.pair_band(band.address)
-
-                    async def until(predicate: Callable[[], bool]) -> None:
-                        async with asyncio.timeout(30):
-                            while True:
-                                changed.clear()  # before looking, so no change slips between
-                                if predicate():
-                                    return
-                                await changed.wait()
-
-                    await until(
-                        lambda: all(link.state is LinkState.CONNECTED for link in home.links.values())
-                    )
-                    await asyncio.sleep(1.0)
-                    runs = len(await control.motor_starts(bands[1].address))
-                    await control.hold(bands[0].address, TAP_MS)
-                    await until(
-                        lambda: (
-                            bool(home.router.history()) and home.router.history()[0].receipt is Receipt.FELT
-                        )
-                    )
-                    assert len(await control.motor_starts(bands[1].address)) > runs, "the other band buzzed"
-                    hugs = home.router.history()
-                    assert len(hugs) == 1
-                    assert hugs[0].source_band == bands[0].address
-        finally:
-            for band in bands:
-                await band.kill()
-            await server.close()
+                assert len(await control.motor_starts(bands[1].address)) > runs, "the other band buzzed"
+                hugs = home.router.history()
+                assert len(hugs) == 1
+                assert hugs[0].source_band == bands[0].address
 
     asyncio.run(asyncio.wait_for(main(), 120))
