@@ -21,10 +21,9 @@ attacks/, bench/ (not tests), mp/ (MicroPython tooling) and vectors/ stand apart
 shared between folders (KITS below) are importable by name from any test.
 
 Parallel runs: `dev.py test` runs the suite on several pytest-xdist workers (``--dist loadgroup``,
-scheduled by ``work_unit`` below). Tests that share an expensive run stay on one worker (a
-``*_cases.py`` module's MicroPython half is one MicroPython run for all its cases; the UI scenarios
-draw one at a time), and a test marked ``alone`` (timing figures, like the fault injection's p99) runs
-with no other test beside it.
+scheduled by ``work_unit`` below): the CPU-bound tests (type checks, fuzzing, real MicroPython) run
+in turn on one worker, the UI tests on one other, and a test marked ``alone`` (timing figures, like
+the fault injection's p99) runs with no other test beside it.
 
 Strict mode (HUG_STRICT=1, set by `dev.py test --strict` and by CI): every skipped test, and every
 skipped module, is reported as a failure with the skip reason, so a missing tool cannot hide tests.
@@ -102,14 +101,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda i: (not i.get_closest_marker("alone"), TESTS / "scenarios" not in i.path.parents))
 
 
+# Tests that keep a core busy (type checks, fuzzing, real MicroPython), run one after another on one
+# worker: beside each other they would starve the virtual bands of the tests that wait on them.
+CPU_BOUND = ("tests/test_static.py", "tests/attacks/test_attack_fuzz", "tests/firmware/test_day_heap.py")
+
+
 def work_unit(nodeid: str) -> str:
-    """The tests one worker runs together: a *_cases.py module's MicroPython half (one MicroPython
-    run serves all its cases), the UI tests (one window at a time); any other test on its own."""
-    path, _, name = nodeid.partition("::")
-    if path.endswith("_cases.py") and name.endswith("[micropython]"):
-        return f"{path}::micropython"
+    """The tests one worker runs together, in turn: the CPU-bound ones (a ``*_cases.py`` module's
+    MicroPython half is also one MicroPython run for all its cases), the UI tests (one window at a
+    time); any other test on its own."""
+    path = nodeid.partition("::")[0]
+    if path.endswith("_cases.py") or path.startswith(CPU_BOUND) or path == "tests/mp/test_runner.py":
+        return "cpu"
     if path.startswith("tests/app/ui/"):
-        return "tests/app/ui"
+        return "ui"
     return nodeid
 
 
