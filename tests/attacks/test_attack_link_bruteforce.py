@@ -1,6 +1,6 @@
 """A linking code cannot be brute-forced: the first wrong guess burns the offer, every later guess fails,
 and the right code fails afterwards too (on the embedded broker and on Mosquitto). Extends
-tests/relay/test_relay_linking.py::test_a_wrong_code_burns_the_offer (one wrong guess) to a guessing run
+tests/app/core/test_relay_linking.py::test_a_wrong_code_burns_the_offer (one wrong guess) to a guessing run
 by an attacker who knows the rendezvous half of the code."""
 
 from __future__ import annotations
