@@ -3,7 +3,8 @@
 
     python3 dev.py demo [ARGS...]      set up, then run `hugbutton demo ARGS...`
     python3 dev.py test [--strict] [PYTEST ARGS...]
-                                       set up, then run the whole test suite (pytest); --strict (or
+                                       set up, then run the whole test suite (pytest, 4 workers:
+                                       HUG_TEST_WORKERS=N or -n N to change); --strict (or
                                        HUG_STRICT=1) turns every skipped test into a failure
     python3 dev.py bench [NAME...]     set up, then run the benchmarks (latency, scale, band; all by
                                        default): figures printed and saved in tests/bench/results/
@@ -46,6 +47,8 @@ LOCK_PYTHON = "3.11"  # oldest supported Python; the lock is universal (all plat
 STUBS_EXTRA = "micropython-stubs"
 # Bumped when the setup procedure itself changes, so existing venvs get re-synced.
 SETUP_VERSION = "1"
+# pytest-xdist workers for `dev.py test` (CI machines have 2 cores; the tests mostly wait).
+TEST_WORKERS = 4
 # Packages that belong to the venv itself rather than to the lock.
 VENV_OWN = {"pip", "setuptools", "wheel", "hugbutton"}
 
@@ -250,6 +253,15 @@ def exec_in_venv(argv: list[str], env: dict[str, str] | None = None) -> None:
         die(f"{argv[0]} does not exist (is the project installed? try `python3 dev.py setup`)")
 
 
+def parallel(args: list[str]) -> list[str]:
+    """pytest-xdist options for the whole suite: most tests wait on processes, sockets and timers, so
+    more workers than cores pay off (tests/conftest.py keeps shared runs together and lets a timing
+    test run alone). HUG_TEST_WORKERS=N sets the count; an explicit -n, or -p no:xdist, wins."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args) or "no:xdist" in args:
+        return []
+    return ["-n", os.environ.get("HUG_TEST_WORKERS", str(TEST_WORKERS)), "--dist", "loadgroup"]
+
+
 def main(argv: list[str]) -> None:
     if sys.version_info < (3, 11):
         die(f"Python >= 3.11 is required, this is {sys.version.split()[0]}")
@@ -269,7 +281,7 @@ def main(argv: list[str]) -> None:
             env["HUG_STRICT"] = "1"
         setup()
         say("running tests" + (" (strict: skips count as failures)" if env.get("HUG_STRICT") == "1" else ""))
-        exec_in_venv([str(VPY), "-m", "pytest", *rest], env)
+        exec_in_venv([str(VPY), "-m", "pytest", *parallel(rest), *rest], env)
     elif cmd == "demo":
         setup()
         say("starting the demo")

@@ -1,6 +1,6 @@
 """Attack tests: fuzzed decoders (CPython and real MicroPython), replayed BLE frames against the
-real firmware, brute-forcing a link code. tests/attacks, tests/relay (relaykit) and tests/ (e2e) go
-on sys.path."""
+real firmware, brute-forcing a link code. tests/attacks goes on sys.path (fuzzcore); relaykit and the
+firmware tests' virtual band come from the shared kits (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,5 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for _p in (HERE, HERE.parent / "relay", HERE.parent):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))

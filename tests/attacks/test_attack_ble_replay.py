@@ -3,7 +3,7 @@
 Frames the owner's phone really wrote (Auth, Play, Ack) are captured and written again: in the same
 connection (counter already used), and on a later connection by a stranger and by the owner (new band
 nonce, so new session keys). None may buzz, answer or open a session. Complements
-tests/e2e/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, PairKey outside
+tests/firmware/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, PairKey outside
 the window), which does not replay captured traffic.
 """
 
@@ -13,8 +13,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from e2e.phone import Phone
-from e2e.test_virtual_band import TAP_MS, World, world
+from minimal_phone import Phone
+from test_virtual_band import TAP_MS, World, world
 
 from hugproto import frames, patterns
 

@@ -17,7 +17,6 @@ Ratios are against bare MQTT p50 / p99 (target: press -> motor p99 <= 20 ms, rat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
@@ -31,12 +30,9 @@ from common import md_table, pct, save, table
 from relaykit import HOST, EmbeddedTestBroker, MosquittoTestBroker, Phone, make_circle
 
 from hugapp.core.companion import Companion
-from hugapp.core.notify import DesktopNotifier
-from hugapp.core.store import Store
-from hugapp.dev.demo import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
-from hugapp.dev.radio import ble_config
+from hugapp.dev.world import PAIR_HOLD_MS, TAP_MS, open_world
 from hugproto.gatt import EVENT_CHAR_UUID
-from hugsim.airspace import Airspace, AirspaceControl, AirspaceTimeoutError
+from hugsim.airspace import AirspaceTimeoutError
 from hugsim.band.process import BandProcess
 
 N = int(os.environ.get("HUG_BENCH_HUGS", "1000"))
@@ -139,30 +135,17 @@ async def bands(url: str, n: int, tmp: Path) -> tuple[dict[str, list[float]], in
     out: dict[str, list[float]] = {k: [] for k in ("air_ms", "system_ms", "person_ms", *SEGMENTS)}
     errors = unmarked = 0
     changed = asyncio.Event()
-    async with contextlib.AsyncExitStack() as stack:
-        server = Airspace()
-        air = await server.start()
-        stack.push_async_callback(server.close)
-        control = await stack.enter_async_context(AirspaceControl(air))
+    async with open_world(tmp, url) as world:
+        control = world.control
         families: list[Family] = []
         for f in range(FAMILIES):
             bands_: list[BandProcess] = []
             phones: list[Companion] = []
             for who in ("kid", "parent"):
-                band = BandProcess(air, tmp / f"{f}-{who}-band")
-                stack.push_async_callback(band.kill)
-                await band.start()
-                phone = Companion(
-                    Store(tmp / f"{f}-{who}.sqlite3"),
-                    ble_config(air),
-                    url,
-                    name=f"{who} {f}",
-                    notifier=DesktopNotifier(),
-                    on_change=changed.set,
-                )
-                phone.router.set_schedule(NO_QUIET_HOURS)
+                band = await world.band(f"{f}-{who}")
+                phone = world.companion(f"{who} {f}", changed.set, relay_retry_interval=60.0)
                 phone.router.set_storm_rule(1_000_000, 60.0)
-                await stack.enter_async_context(phone)
+                await world.stack.enter_async_context(phone)
                 bands_.append(band)
                 phones.append(phone)
             families.append(Family(bands_[0], bands_[1], (phones[0], phones[1])))

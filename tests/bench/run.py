@@ -9,7 +9,8 @@ import importlib
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "app" / "core")]  # common, relaykit
 
 NAMES = ("latency", "scale", "band")
 

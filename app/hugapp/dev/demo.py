@@ -22,33 +22,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hugapp.core.broker import EmbeddedBroker
-from hugapp.core.companion import Companion
 from hugapp.core.hugs import Receipt
 from hugapp.core.hugstore import HistoryEntry
-from hugapp.core.notify import DesktopNotifier
 from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
-from hugapp.core.store import Store
-from hugapp.dev.radio import ble_config
-from hugsim.airspace import Airspace, AirspaceControl, AirspaceTimeoutError
-from hugsim.band.process import BandProcess
+from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS, Person, open_world
+from hugsim.airspace import AirspaceControl, AirspaceTimeoutError
 
-TAP_MS = 80
-PAIR_HOLD_MS = 5300
 STEP_TIMEOUT_S = 60.0
-NO_QUIET_HOURS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
 
 
 class DemoError(Exception):
     """A step of the scripted day did not happen in time."""
-
-
-class Person:
-    def __init__(self, name: str, band: BandProcess, phone: Companion, notifier: DesktopNotifier) -> None:
-        self.name = name
-        self.band = band
-        self.phone = phone
-        self.notifier = notifier
 
 
 class Day:
@@ -106,35 +90,11 @@ def _history(p: Person, direction: str) -> list[HistoryEntry]:
 async def world(
     broker_url: str | None, tmp: Path, day_changed: Callable[[], None]
 ) -> AsyncGenerator[tuple[AirspaceControl, dict[str, Person], str]]:
-    async with contextlib.AsyncExitStack() as stack:
-        if broker_url is None:
-            broker = EmbeddedBroker("127.0.0.1", 0)
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            broker_url = broker.url
-        server = Airspace()
-        air = await server.start()
-        stack.push_async_callback(server.close)
-        control = await stack.enter_async_context(AirspaceControl(air))
-        people: dict[str, Person] = {}
-        for name in ("Mia", "Mum"):
-            band = BandProcess(air, tmp / f"{name}-band")
-            stack.push_async_callback(band.kill)
-            await band.start()
-            notifier = DesktopNotifier()
-            phone = Companion(
-                Store(tmp / f"{name}-phone.sqlite3"),
-                ble_config(air),
-                broker_url,
-                name=name,
-                notifier=notifier,
-                on_change=day_changed,
-                relay_retry_interval=2.0,
-            )
-            phone.router.set_schedule(NO_QUIET_HOURS)
-            await stack.enter_async_context(phone)
-            people[name] = Person(name, band, phone, notifier)
-        yield control, people, broker_url
+    """Mia and Mum, each with a band and a phone, in the simulated world (hugapp.dev.world)."""
+    async with open_world(tmp, broker_url) as w:
+        people = {name: await w.person(name, day_changed) for name in ("Mia", "Mum")}
+        assert w.broker_url is not None
+        yield w.control, people, w.broker_url
 
 
 async def _setup(day: Day, people: dict[str, Person]) -> None:

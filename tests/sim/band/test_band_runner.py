@@ -16,7 +16,7 @@ from hugsim.band import runtime
 from hugsim.band.runner import Band, load_board, run_band
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parents[2]
 BOARD = {
     "name": "testboard",
     "mcu": "esp32",

@@ -20,13 +20,12 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
+from bluez_support import pid_alive, simulated_bluez, start_bluez, stop_bluez
 
 from hugproto import frames, gatt
 from hugproto.errors import ProtocolError
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
-
-from .bluez_support import pid_alive, simulated_bluez, start_bluez, stop_bluez
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="bleak's BlueZ backend is Linux-only"

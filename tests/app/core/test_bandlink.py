@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from bluez_support import simulated_bluez
 
 from hugapp.core import bandlink
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
@@ -23,8 +24,6 @@ from hugproto import patterns
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
-
-from .bluez_support import simulated_bluez
 
 TAP_MS = 80
 PATHS = ["airspace", "bluez"]

@@ -23,12 +23,12 @@ from hugapp.core.relay import Incoming
 from hugapp.core.router import RECEIPT_TYPE, Router
 from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
 from hugapp.core.store import Store
+from hugapp.dev.world import NO_QUIET_HOURS
 from hugproto import frames, patterns
 
 TZ = ZoneInfo("Europe/London")
 BAND = "C0:FF:EE:00:00:01"
 OTHER_BAND = "C0:FF:EE:00:00:02"
-ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
 
 
 def at(text: str) -> float:
@@ -195,7 +195,7 @@ def test_gentle_window_lowers_intensity(tmp_path: Path) -> None:
 
 def test_very_old_hug_is_missed_not_buzzed(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"))
-    r.router.set_schedule(ALWAYS)
+    r.router.set_schedule(NO_QUIET_HOURS)
     r.incoming(hug(1, r.clock.t - 7 * 3600))  # delivered seven hours late
     r.deliver()
     assert r.bands.played == []
@@ -241,7 +241,7 @@ def test_a_band_that_reconnects_gets_its_unconfirmed_play_again_at_once(tmp_path
 
 def test_no_more_plays_in_flight_than_the_band_can_queue(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"))
-    r.router.set_schedule(ALWAYS)
+    r.router.set_schedule(NO_QUIET_HOURS)
     for seq in range(1, 7):  # six hugs from this band, felt one by one: six ticks, none confirmed yet
         r.store.record_press(BAND, seq, frames.GESTURE_TAP, 1, 80, 0)
         r.router.route_presses()
@@ -271,7 +271,7 @@ def test_clock_set_back_does_not_delay_a_resend(tmp_path: Path) -> None:
 
 def test_felt_receipts_arriving_together_make_one_tick(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"))
-    r.router.set_schedule(ALWAYS)
+    r.router.set_schedule(NO_QUIET_HOURS)
     r.bands.up.clear()  # the band is away while the partner feels three hugs
     for seq in (1, 2, 3):
         r.store.record_press(BAND, seq, frames.GESTURE_TAP, 1, 80, 0)
@@ -288,7 +288,7 @@ def test_felt_receipts_arriving_together_make_one_tick(tmp_path: Path) -> None:
 
 def test_press_routes_to_local_band_and_circle_once_with_hug_back(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"), bands=(BAND, OTHER_BAND))
-    r.router.set_schedule(ALWAYS)
+    r.router.set_schedule(NO_QUIET_HOURS)
     r.incoming(hug(1, r.clock.t))
     r.deliver()
     for band, _spec, token in list(r.bands.played):
@@ -330,7 +330,7 @@ def test_schedule_settings_persist(tmp_path: Path) -> None:
 
 def test_hug_from_the_phone_screen_goes_to_the_circle_and_the_bands_here(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"))
-    r.router.set_schedule(ALWAYS)
+    r.router.set_schedule(NO_QUIET_HOURS)
     hug_id = r.router.send_from_screen(frames.GESTURE_SQUEEZE, 200)
     sent = r.outbox("hug")
     assert [(i.recipient, i.payload["gesture"], i.payload["value"]) for i in sent] == [

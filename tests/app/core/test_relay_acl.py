@@ -19,7 +19,7 @@ def _code(x: object) -> int:
     return int(getattr(x, "value", x))  # pyright: ignore[reportArgumentType]
 
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 def test_acl_keeps_each_companion_to_its_own_inbox(tmp_path: Path) -> None:

@@ -10,19 +10,10 @@ import signal
 import sys
 from pathlib import Path
 
-from hugapp.core.bandlink import BleConfig
-from hugapp.core.broker import EmbeddedBroker
-from hugapp.core.companion import Companion
 from hugapp.core.hugs import Receipt
-from hugapp.core.notify import DesktopNotifier
-from hugapp.core.schedule import DayType, Schedule
-from hugapp.core.store import Store
-from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.band.process import BandProcess
-from hugsim.phone.bleak_backend import airspace_backend
+from hugapp.dev.world import PAIR_HOLD_MS, TAP_MS, open_world
 
-PRESSES = 3  # under the storm rule (3 buzzes a minute); tests/faults kills phones 17 times under load
-ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
+PRESSES = 3  # under the storm rule (3 buzzes a minute); test_fault_injection kills phones 17 times under load
 
 
 async def hugbutton(*args: str, wait: bool = True) -> asyncio.subprocess.Process:
@@ -44,42 +35,27 @@ async def hugbutton(*args: str, wait: bool = True) -> asyncio.subprocess.Process
 def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -> None:
     async def main() -> None:
         rng = random.Random(7)
-        server = Airspace()
-        air = await server.start()
-        broker = EmbeddedBroker("127.0.0.1", 0)
-        await broker.start()
-        child_band = BandProcess(air, tmp_path / "child-band")
-        mum_band = BandProcess(air, tmp_path / "mum-band")
         gateway: asyncio.subprocess.Process | None = None
         try:
-            await child_band.start()
-            await mum_band.start()
-            changed = asyncio.Event()
-            mum = Companion(
-                Store(tmp_path / "mum.sqlite3"),
-                BleConfig(*airspace_backend(air, "mum")),
-                broker.url,
-                name="Mum",
-                notifier=DesktopNotifier(),
-                on_change=changed.set,
-                relay_retry_interval=2.0,
-            )
-            mum.router.set_schedule(ALWAYS)
-            gw = [
-                "gateway",
-                "--data",
-                str(tmp_path / "gw"),
-                "--broker",
-                broker.url,
-                "--airspace",
-                air,
-                "--name",
-                "Mia",
-            ]
-            async with AirspaceControl(air) as control, mum:
-                await control.hold(mum_band.address, 5300)
+            async with open_world(tmp_path) as world, world.companion("Mum") as mum:
+                child_band = await world.band("child")
+                mum_band = await world.band("mum")
+                control, changed = world.control, world.changed
+                assert world.broker_url is not None
+                gw = [
+                    "gateway",
+                    "--data",
+                    str(tmp_path / "gw"),
+                    "--broker",
+                    world.broker_url,
+                    "--airspace",
+                    world.air,
+                    "--name",
+                    "Mia",
+                ]
+                await control.hold(mum_band.address, PAIR_HOLD_MS)
                 await mum.pair_band(mum_band.address)
-                await control.hold(child_band.address, 5300)
+                await control.hold(child_band.address, PAIR_HOLD_MS)
                 await hugbutton(*gw, "pair", child_band.address)
                 offer = await mum.offer_link()
                 await hugbutton(*gw, "join", offer.code)
@@ -89,7 +65,7 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
                 for _ in range(PRESSES):
                     gateway = await hugbutton(*gw, "run", wait=False)
                     await asyncio.sleep(rng.uniform(0.5, 4.0))
-                    await control.hold(child_band.address, 80)
+                    await control.hold(child_band.address, TAP_MS)
                     await asyncio.sleep(rng.uniform(0.0, 2.5))  # stored? acked? routed? published? felt?
                     gateway.send_signal(signal.SIGKILL)
                     await gateway.wait()
@@ -125,9 +101,5 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
             if gateway is not None and gateway.returncode is None:
                 gateway.kill()
                 await gateway.wait()
-            await child_band.kill()
-            await mum_band.kill()
-            await broker.stop()
-            await server.close()
 
     asyncio.run(asyncio.wait_for(main(), 240))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hugproto import frames
 from hugproto.mac import Hmac, equal
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())
 
 
 @given(key=st.binary(min_size=0, max_size=100), parts=st.lists(st.binary(max_size=80), max_size=4))

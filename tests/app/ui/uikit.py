@@ -1,4 +1,4 @@
-"""Running a UI scenario (tests/ui/driver.py) in its own process on a given X display."""
+"""Running a UI scenario (tests/app/ui/driver.py) in its own process on a given X display."""
 
 from __future__ import annotations
 

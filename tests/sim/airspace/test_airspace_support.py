@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SRC_PATH = os.pathsep.join(str(ROOT / p) for p in ("firmware", "protocol"))
 for _p in reversed(SRC_PATH.split(os.pathsep)):
     if _p not in sys.path:

@@ -11,11 +11,11 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from minimal_phone import Phone
+
 from hugproto import frames, patterns
 from hugsim.airspace import Airspace, AirspaceCentral, AirspaceControl
 from hugsim.band.process import BandProcess
-
-from .phone import Phone
 
 TAP_MS = 80
 PAIR_HOLD_MS = 5300

@@ -20,22 +20,14 @@ import pytest
 
 from hugapp.core import bandlink
 from hugapp.core.bandlink import BleConfig
-from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
-from hugapp.core.notify import DesktopNotifier
-from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import Store
+from hugapp.dev.world import PAIR_HOLD_MS, TAP_MS, open_world
 from hugapp.ui.controller import Controller
 from hugapp.window_link import WindowLinkError
 from hugapp.window_link.api_wire import CompanionHandler
 from hugapp.window_link.remote import RemoteCompanion
 from hugapp.window_link.server import LinkServer
-from hugsim.airspace import Airspace, AirspaceControl
-from hugsim.band.process import BandProcess
-from hugsim.phone.bleak_backend import airspace_backend
-
-ALWAYS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
-PAIR_HOLD_MS = 5300
 
 
 async def until(what: str, predicate: Callable[[], Any], changed: asyncio.Event, timeout: float = 30) -> Any:
@@ -68,29 +60,15 @@ async def start_service(air: str, broker: str, data: Path) -> asyncio.subprocess
 @pytest.mark.slow
 def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path) -> None:
     async def main() -> None:
-        server = Airspace()
-        air = await server.start()
-        broker = EmbeddedBroker("127.0.0.1", 0)
-        await broker.start()
-        mum_band = BandProcess(air, tmp_path / "mum-band")
-        mia_band = BandProcess(air, tmp_path / "mia-band")
         service: asyncio.subprocess.Process | None = None
         changed = asyncio.Event()
         try:
-            await mum_band.start()
-            await mia_band.start()
-            mia = Companion(
-                Store(tmp_path / "mia.sqlite3"),
-                BleConfig(*airspace_backend(air, "mia-phone")),
-                broker.url,
-                name="Mia",
-                notifier=DesktopNotifier(),
-                on_change=changed.set,
-                relay_retry_interval=2.0,
-            )
-            mia.router.set_schedule(ALWAYS)
-            service = await start_service(air, broker.url, tmp_path / "mum")
-            async with AirspaceControl(air) as control, mia:
+            async with open_world(tmp_path) as world, world.companion("Mia", changed.set) as mia:
+                control = world.control
+                mum_band = await world.band("mum")
+                mia_band = await world.band("mia")
+                assert world.broker_url is not None
+                service = await start_service(world.air, world.broker_url, tmp_path / "mum")
                 await control.hold(mia_band.address, PAIR_HOLD_MS)
                 await mia.pair_band(mia_band.address, "Mia's band")
 
@@ -157,7 +135,7 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
 
                     # Mia presses her band: the window shows it (and Mum's band plays it)
                     before = len(await control.motor_starts(mum_band.address))
-                    await control.hold(mia_band.address, 80)
+                    await control.hold(mia_band.address, TAP_MS)
                     await until(
                         "Mia's hug in the window's history",
                         lambda: any(r.text.startswith("Mia sent a hug") for r in ui.snapshot().history.rows),
@@ -173,18 +151,14 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
                     assert links[0]["central"] != "mia-phone"
                     await ui.close()
 
-            service.send_signal(signal.SIGTERM)
-            out, _ = await asyncio.wait_for(service.communicate(), 30)
-            assert service.returncode == 0, out.decode()[-3000:]
-            assert not (tmp_path / "mum" / "window_link.json").exists(), "the service cleans up on exit"
+                service.send_signal(signal.SIGTERM)
+                out, _ = await asyncio.wait_for(service.communicate(), 30)
+                assert service.returncode == 0, out.decode()[-3000:]
+                assert not (tmp_path / "mum" / "window_link.json").exists(), "the service cleans up on exit"
         finally:
             if service is not None and service.returncode is None:
                 service.kill()
                 await service.wait()
-            await mum_band.kill()
-            await mia_band.kill()
-            await broker.stop()
-            await server.close()
 
     asyncio.run(main())
 

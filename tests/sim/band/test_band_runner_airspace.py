@@ -11,7 +11,7 @@ import pytest
 from hugsim.airspace import Airspace, AirspaceControl
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parents[2]
 BOARD = {
     "name": "testboard",
     "mcu": "esp32",

@@ -1,4 +1,5 @@
-"""UI tests: a private Xvfb per session; each scenario runs tests/ui/driver.py in its own process on it."""
+"""UI tests: a private Xvfb per session; each scenario runs tests/app/ui/driver.py in its own process
+on it."""
 
 from __future__ import annotations
 

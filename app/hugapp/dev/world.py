@@ -1,0 +1,157 @@
+"""The simulated world, set up in one place for the demo, the scenario tests and the benchmarks.
+
+One airspace (the simulated radio), a broker (the embedded one unless a URL is given), virtual bands
+running the real firmware (each in its own process) and companions (the app's core) on them::
+
+    async with open_world(tmp) as world:
+        mia, mum = await world.person("Mia"), await world.person("Mum")
+        for p in (mia, mum):
+            await world.pair(p)              # the wearer holds the heart 5 s, the phone pairs it
+        await world.link(mum, mia)           # a link code offered on one phone, typed on the other
+        await world.online(mia, mum)         # bands connected, relays online, pairing buzzes over
+        await world.control.hold(mia.band.address, TAP_MS)
+
+Every companion made here has no quiet hours (:data:`NO_QUIET_HOURS`), so a run plays every hug at
+whatever hour it happens; a test that is about quiet hours sets its own schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+
+from hugapp.core.broker import EmbeddedBroker
+from hugapp.core.companion import Companion
+from hugapp.core.notify import DesktopNotifier
+from hugapp.core.schedule import DayType, Schedule
+from hugapp.core.store import Store
+from hugapp.dev.radio import ble_config
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.band.process import BandProcess
+
+NO_QUIET_HOURS = Schedule(windows={DayType.SCHOOL: (), DayType.HOME: ()})
+TAP_MS = 80  # a tap on the heart
+PAIR_HOLD_MS = 5300  # a hold that opens the band's pairing window (5 s)
+PAIRING_BUZZES_S = 1.5  # after pairing, the band's confirming buzzes, over before a test presses
+READY_TIMEOUT_S = 60.0
+
+
+class Person:
+    """One wearer: a virtual band and the companion it is paired with."""
+
+    def __init__(self, name: str, band: BandProcess, phone: Companion, notifier: DesktopNotifier) -> None:
+        self.name = name
+        self.band = band
+        self.phone = phone
+        self.notifier = notifier
+
+
+class World:
+    """The airspace, the broker, and the bands and companions started in it (stopped with the world)."""
+
+    def __init__(self, tmp: Path, air: str, control: AirspaceControl, broker_url: str | None) -> None:
+        self.tmp = tmp
+        self.air = air
+        self.control = control
+        self.broker_url = broker_url
+        self.stack = contextlib.AsyncExitStack()
+        self.changed = asyncio.Event()  # set whenever a companion of this world reports a change
+
+    def notify(self) -> None:
+        self.changed.set()
+
+    async def until(self, predicate: Callable[[], object], timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait for ``predicate`` to hold, looking again whenever a companion reports a change."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self.changed.clear()  # before looking, so no change slips between
+                if predicate():
+                    return
+                await self.changed.wait()
+
+    async def band(self, name: str, board: str = "xiao_esp32c3") -> BandProcess:
+        """A virtual band (state in TMP/NAME-band), killed when the world ends."""
+        band = BandProcess(self.air, self.tmp / f"{name}-band", board=board)
+        self.stack.push_async_callback(band.kill)
+        await band.start()
+        return band
+
+    def companion(
+        self,
+        name: str,
+        on_change: Callable[[], None] | None = None,
+        *,
+        broker: bool = True,
+        notifier: DesktopNotifier | None = None,
+        relay_retry_interval: float = 2.0,
+    ) -> Companion:
+        """A companion (store TMP/NAME.sqlite3) on the world's radio and broker (none with
+        ``broker=False``), with no quiet hours; not started: ``async with`` it, or see :meth:`person`."""
+
+        def changed() -> None:
+            self.notify()
+            if on_change is not None:
+                on_change()
+
+        phone = Companion(
+            Store(self.tmp / f"{name}.sqlite3"),
+            ble_config(self.air, f"{name.lower()}-phone"),
+            self.broker_url if broker else None,
+            name=name,
+            notifier=notifier or DesktopNotifier(),
+            on_change=changed,
+            relay_retry_interval=relay_retry_interval,
+        )
+        phone.router.set_schedule(NO_QUIET_HOURS)
+        return phone
+
+    async def person(self, name: str, on_change: Callable[[], None] | None = None) -> Person:
+        """A band and a started companion for it (not yet paired)."""
+        band = await self.band(name)
+        notifier = DesktopNotifier()
+        phone = self.companion(name, on_change, notifier=notifier)
+        await self.stack.enter_async_context(phone)
+        return Person(name, band, phone, notifier)
+
+    async def pair(self, person: Person) -> None:
+        """The wearer holds the heart for 5 s (the pairing window opens), then the phone pairs it."""
+        await self.control.hold(person.band.address, PAIR_HOLD_MS)
+        await person.phone.pair_band(person.band.address, f"{person.name}'s band")
+
+    async def link(self, offerer: Person, joiner: Person) -> None:
+        """One phone shows a link code, the other types it; both end up in one family."""
+        offer = await offerer.phone.offer_link()
+        await joiner.phone.join_link(offer.code)
+        await offer.wait()
+
+    async def online(self, *people: Person, timeout: float = READY_TIMEOUT_S) -> None:
+        """Each band connected to its phone and each phone's relay online; then the pairing buzzes end."""
+        for p in people:
+            await self.until(lambda p=p: p.phone.connected(p.band.address), timeout)
+            relay = p.phone.relay
+            if relay is not None:
+                await asyncio.wait_for(relay.connected.wait(), timeout)
+        await asyncio.sleep(PAIRING_BUZZES_S)  # hands off the hearts
+
+
+@contextlib.asynccontextmanager
+async def open_world(
+    tmp: Path, broker_url: str | None = None, *, broker: bool = True
+) -> AsyncGenerator[World]:
+    """A world in ``tmp``: an airspace, and the broker at ``broker_url`` or, when none is given, an
+    embedded one (none at all with ``broker=False``). Everything started in it stops when it ends."""
+    async with contextlib.AsyncExitStack() as outer:
+        if broker_url is None and broker:
+            embedded = EmbeddedBroker("127.0.0.1", 0)
+            await embedded.start()
+            outer.push_async_callback(embedded.stop)
+            broker_url = embedded.url
+        server = Airspace()
+        air = await server.start()
+        outer.push_async_callback(server.close)
+        control = await outer.enter_async_context(AirspaceControl(air))
+        world = World(tmp, air, control, broker_url)
+        async with world.stack:
+            yield world
