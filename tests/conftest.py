@@ -103,7 +103,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # Tests that keep a core busy (type checks, fuzzing, real MicroPython), run one after another on one
 # worker: beside each other they would starve the virtual bands of the tests that wait on them.
-CPU_BOUND = ("tests/test_static.py", "tests/attacks/test_attack_fuzz", "tests/firmware/test_day_heap.py")
+CPU_BOUND = (
+    "tests/test_static.py",
+    "tests/attacks/test_attack_fuzz",
+    "tests/attacks/test_attack_broker_flood.py",
+    "tests/attacks/test_attack_circle_member.py",
+    "tests/firmware/test_day_heap.py",
+)
 
 
 def work_unit(nodeid: str) -> str:

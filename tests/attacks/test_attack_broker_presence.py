@@ -19,11 +19,6 @@ from hugapp.core.linking import create_link_code, join_with_code
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-@pytest.fixture(params=["embedded", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
-    return make_broker(str(request.param), tmp_path)
-
-
 def deploy_broker(tmp_path: Path, phones: list[Phone], stranger: str) -> MosquittoTestBroker:
     """Mosquitto with deploy/'s ACL and an account per companion plus the stranger's."""
     passwd = tmp_path / "passwd"

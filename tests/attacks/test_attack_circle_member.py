@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relaykit import Phone, TestBroker, make_broker, make_circle, run
+from relaykit import Phone, TestBroker, make_circle, run
 from test_attack_fuzz import JSON
 
 from hugapp.core import envelope
@@ -30,11 +30,6 @@ from hugapp.core.store import StoreError
 FUZZ = settings(max_examples=2_000, derandomize=True, suppress_health_check=list(HealthCheck), deadline=None)
 MEMBER = {"id": "a" * 32, "name": "Gran", "mailbox": "b" * 32, "presence_key": "c" * 64, "signature": 3}
 ODD = [math.inf, -math.inf, math.nan, 1e308, 10**400, True, "3", 3.0, -1, 0, 8, 2**63, None, [], {}]
-
-
-@pytest.fixture(params=["embedded", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
-    return make_broker(str(request.param), tmp_path)
 
 
 @FUZZ

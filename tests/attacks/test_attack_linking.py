@@ -20,7 +20,7 @@ from typing import Any
 import aiomqtt
 import pytest
 import spake2  # pyright: ignore[reportMissingTypeStubs]
-from relaykit import Phone, TestBroker, make_broker, run
+from relaykit import Phone, TestBroker, run
 
 from hugapp.core import linking
 from hugapp.core import relaystore as rs
@@ -37,11 +37,6 @@ from hugapp.core.linking import (
 )
 
 ID_A, ID_B = b"hugbutton/v1 link offer", b"hugbutton/v1 link join"
-
-
-@pytest.fixture(params=["embedded", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
-    return make_broker(str(request.param), tmp_path)
 
 
 def b64(b: bytes) -> str:
