@@ -3,7 +3,7 @@
 Phone A (already in the circle, or starting one)::
 
     offer = await create_link_code(store, me, url)      # offer.code == "K7PM-4Q2X", offer.qr_png()
-    result = await offer.wait()                         # LinkResult, or CodeBurnt / CodeExpired
+    result = await offer.wait()                         # LinkResult, or CodeExpired
 
 Phone B types the code (or scans `hugbutton:link:K7PM-4Q2X`)::
 
