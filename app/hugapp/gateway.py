@@ -20,7 +20,11 @@ log = logging.getLogger("hugapp.gateway")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", help="the family broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
+    parser.add_argument(
+        "--broker",
+        help="the family broker, e.g. mqtt://127.0.0.1:1883, or a cluster's nodes separated by commas "
+        "(mqtt://a:1883,mqtt://b:1883,mqtt://c:1883; default: none)",
+    )
     parser.add_argument("--data", help=f"folder for this companion's data (default: {default_path().parent})")
     parser.add_argument(
         "--name", default="Home", help="this companion's name in its circles (first run only)"
