@@ -30,10 +30,12 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from aiomqtt.types import PahoSocket
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import (
@@ -128,10 +130,47 @@ def parse_broker_urls(urls: str) -> list[BrokerAddress]:
     return [parse_broker_url(u) for u in parts]
 
 
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt 2.5's client, quiet when a broker node dies under it. Otherwise it may (a) add a writer
+    for a socket paho has just closed (asyncio logs an OSError traceback, or worse, a reused file
+    descriptor gets the writer) and (b) leave the disconnection's error unretrieved (asyncio logs
+    "Future exception was never retrieved"). The caller learns of the loss through MqttError anyway."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._disconnected.add_done_callback(_retrieve)
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self._disconnected.add_done_callback(_retrieve)  # a fresh future once connected
+        return self
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # noqa: BLE001 (as aiomqtt: a broken pipe means the connection is gone)
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            if sock.fileno() < 0:
+                return  # closed meanwhile: the reader has seen the loss
+            with contextlib.suppress(OSError):
+                self._loop.add_writer(sock.fileno(), write)
+
+        self._loop.call_soon_threadsafe(register)  # paho may call this from its connect thread
+
+
 def make_client(a: BrokerAddress, tls_context: ssl.SSLContext | None, **options: Any) -> aiomqtt.Client:
     """An MQTT client for one broker address (TLS if the URL said mqtts://); not yet connected."""
     tls = tls_context if tls_context is not None else (ssl.create_default_context() if a.tls else None)
-    return aiomqtt.Client(
+    return _Client(
         a.host,
         a.port,
         username=a.username,

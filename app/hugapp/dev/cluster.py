@@ -144,7 +144,11 @@ class NatsCluster:
     async def start(self) -> None:
         for node in self.nodes:
             self._spawn(node)
-        await self.wait_ready()
+        try:
+            await self.wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def kill(self, index: int) -> None:
         """SIGKILL one node (no goodbye to its clients or its peers)."""
@@ -170,11 +174,7 @@ class NatsCluster:
             await asyncio.to_thread(_reap, proc)
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(
