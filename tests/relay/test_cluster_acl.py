@@ -154,3 +154,21 @@ def test_a_companion_reads_only_its_own_inboxes(tmp_path: Path) -> None:
     finally:
         node.terminate()
         node.wait(10)
+
+
+def test_every_topic_the_app_builds_is_valid_on_nats() -> None:
+    """NATS refuses '.' and ' ' in MQTT topics (they would break its subjects)."""
+    from hugapp.core.envelope import inbox_filter, inbox_topic, presence_topic, rendezvous_topic
+    from hugapp.core.linking import CODE_ALPHABET
+
+    mailbox = secrets.token_hex(16)
+    topics = [
+        inbox_topic(os.urandom(32), secrets.token_hex(16), mailbox),
+        inbox_filter(mailbox),
+        presence_topic(mailbox),
+        *(rendezvous_topic(CODE_ALPHABET[:4], side) for side in ("a", "b")),
+    ]
+    for topic in topics:
+        assert "." not in topic, topic
+        assert " " not in topic, topic
+        assert topic.startswith("hug/v1/"), topic
