@@ -199,4 +199,8 @@ async def run_cluster(size: int, workdir: Path | None = None) -> None:
         async with NatsCluster(workdir or Path(tmp), size) as cluster:
             print(f"Hug Button NATS cluster: {size} node(s) on loopback (Ctrl-C to stop)", flush=True)
             print(f"--broker {cluster.url}", flush=True)
-            await asyncio.Event().wait()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # stop the nodes too, not only this process
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
