@@ -73,3 +73,36 @@ def test_node_killed_mid_flight_nothing_lost_nothing_twice(
             await b.stop()
 
     run(main(), timeout=150)
+
+
+def test_broker_lists_parse_and_a_dead_first_address_is_skipped(tmp_path: Path) -> None:
+    """Relay and linking clients given a list whose first node is down connect to the next one."""
+    from hugapp.core.broker import EmbeddedBroker, free_port
+    from hugapp.core.envelope import RelayError
+    from hugapp.core.linking import create_link_code, join_with_code
+    from hugapp.core.relay import parse_broker_urls
+
+    nodes = parse_broker_urls(" mqtt://a:1883, mqtts://u:p@b ,mqtt://c:1884")
+    expected = [("a", 1883, False), ("b", 8883, True), ("c", 1884, False)]
+    assert [(n.host, n.port, n.tls) for n in nodes] == expected
+    assert (nodes[1].username, nodes[1].password) == ("u", "p")
+    for bad in ("", " , ", "mqtt://a:1883,http://b"):
+        with pytest.raises(RelayError):
+            parse_broker_urls(bad)
+
+    async def main() -> None:
+        async with EmbeddedBroker("127.0.0.1", 0) as live:
+            urls = f"mqtt://127.0.0.1:{free_port()},{live.url}"  # nothing listens on the first
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            offer = await create_link_code(a.store, a.me, urls)
+            joined = await join_with_code(offer.code, b.store, b.me, urls)
+            await offer.wait()
+            ra = await a.start(urls)
+            await b.start(urls)
+            assert ra.address.port == live.port
+            sent = await ra.send(joined.link_id, {"n": 1})
+            await b.changed.until(lambda: sent in b.handled_counts())
+            await a.stop()
+            await b.stop()
+
+    run(main())
