@@ -32,6 +32,7 @@ xfail stays xfail.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -63,6 +64,8 @@ from testkit import (  # noqa: E402
     run_micropython,
 )
 
+from hugapp.dev.cluster import NatsCluster  # noqa: E402
+
 __all__ = [
     "MP_PACKAGES",
     "MicroPythonError",
@@ -86,11 +89,35 @@ def micropython() -> Callable[..., str]:
     return run_micropython
 
 
-@pytest.fixture(params=["embedded", "mosquitto"])
+BROKER_KINDS = ("embedded", "mosquitto")  # a module lists ("embedded", "mosquitto", "cluster") to add NATS
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that take `broker` run once per kind in their module's BROKER_KINDS (default: above)."""
+    if "broker" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "BROKER_KINDS", BROKER_KINDS)
+        metafunc.parametrize("broker", kinds, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A three-node NATS cluster (JetStream R3, MQTT on each node) for this test process, shared: a
+    test that kills a node leaves `ClusterTestBroker.start()` to bring it back."""
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"), 3, exe=require_tool("nats-server"))
+    asyncio.run(cluster.start())
+    try:
+        yield cluster
+    finally:
+        asyncio.run(cluster.stop())
+
+
+@pytest.fixture
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
     """An unstarted broker; a test starts it inside its own event loop with `async with broker:`.
-    Mosquitto is skipped when missing (a failure under HUG_STRICT=1)."""
-    return make_broker(str(request.param), tmp_path)
+    Mosquitto and nats-server are skipped when missing (a failure under HUG_STRICT=1)."""
+    kind = str(request.param)
+    cluster = request.getfixturevalue("nats_cluster") if kind == "cluster" else None
+    return make_broker(kind, tmp_path, cluster)
 
 
 # ----------------------------------------------------------------------------------- parallel runs

@@ -74,12 +74,20 @@ def _app(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from hugapp.core.broker import run_broker
+    from hugapp.core.broker import BrokerError, run_broker
 
     try:
-        asyncio.run(run_broker(args.host, args.port))
+        if args.cluster:  # nats-server nodes on loopback: a development cluster
+            from hugapp.dev.cluster import run_cluster
+
+            asyncio.run(run_cluster(args.cluster))
+        else:
+            asyncio.run(run_broker(args.host, args.port))
     except KeyboardInterrupt:
         pass
+    except BrokerError as exc:
+        print(f"hugbutton broker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -90,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a school day of hugs between two virtual bands and two phones")
     demo.add_argument("--hugs", type=int, help="instead of the day, send N hugs and measure them")
     demo.add_argument("--json", action="store_true", help="print one JSON object with the figures")
-    demo.add_argument("--broker", help="use this MQTT broker (default: start the embedded one)")
+    demo.add_argument(
+        "--broker",
+        help="use this MQTT broker, or a cluster's nodes mqtt://a,mqtt://b,... (default: the embedded one)",
+    )
     demo.add_argument("--ui", action="store_true", help="show both phones' apps side by side while it runs")
     demo.set_defaults(func=_demo)
 
@@ -109,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="run the embedded MQTT broker for one household")
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     broker.add_argument("--port", type=int, default=1883)
+    broker.add_argument(
+        "--cluster",
+        type=int,
+        metavar="N",
+        help="instead, run an N-node NATS cluster on loopback (nats-server) and print its --broker value",
+    )
     broker.set_defaults(func=_broker)
 
     band = sub.add_parser("band", help="the band firmware: simulate, build, flash")

@@ -14,14 +14,18 @@ from typing import Any
 from hugapp.core import bandlink, linking
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
-from hugapp.core.envelope import acl_lines
+from hugapp.core.envelope import acl_lines, presence_id
 from hugapp.core.store import Store, default_path
 
 log = logging.getLogger("hugapp.gateway")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", help="the family broker, e.g. mqtt://127.0.0.1:1883 (default: none)")
+    parser.add_argument(
+        "--broker",
+        help="the family broker, e.g. mqtt://127.0.0.1:1883, or a cluster's nodes separated by commas "
+        "(mqtt://a:1883,mqtt://b:1883,mqtt://c:1883; default: none)",
+    )
     parser.add_argument("--data", help=f"folder for this companion's data (default: {default_path().parent})")
     parser.add_argument(
         "--name", default="Home", help="this companion's name in its circles (first run only)"
@@ -49,9 +53,11 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     companion = Companion(store, ble, args.broker, name=args.name)
     command = args.gateway_command or "run"
     if command == "account":
-        print(f"broker user name: {companion.me.mailbox} (give it a password with mosquitto_passwd)")
-        print("append to the broker's ACL file (deploy/acl.example):")
-        print(acl_lines(companion.me.mailbox, companion.me.presence_key), end="")
+        me = companion.me
+        print(f"broker user name: {me.mailbox}; presence topic id: {presence_id(me.presence_key)}")
+        print("NATS (deploy/nats/companions.py input): <user name> <presence topic id> <password>")
+        print("Mosquitto: give the user a password (mosquitto_passwd) and append to the ACL file:")
+        print(acl_lines(me.mailbox, me.presence_key), end="")
         return 0
     if command == "status":
         for band in store.bands():

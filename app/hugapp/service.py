@@ -5,7 +5,8 @@ also runnable anywhere with ``python -m hugapp.service``.
 It owns the one Companion (band links, relay, router) until stopped, so hugs are received, played and
 acknowledged with the screen off, and serves it to the app's window over the window link
 (``hugapp.window_link``): the window never runs a second Companion on the same store and bands.
-Settings come from the environment: ``HUG_BROKER`` (the family broker URL), ``HUG_DATA`` (the data
+Settings come from the environment: ``HUG_BROKER`` (the family broker URL, or a cluster's node URLs
+separated by commas), ``HUG_DATA`` (the data
 folder; default: the platform's), or from the JSON argument the app starts the service with on Android
 (``PYTHON_SERVICE_ARGUMENT``: broker, data). ``python -m hugapp.dev.service`` runs the same service on the
 simulated radio (``HUG_AIRSPACE``).

@@ -1,6 +1,8 @@
-"""Scale benchmark: families of two companions ramped on Mosquitto and on the embedded broker (its own
-process, `hugbutton broker`) side by side, under a steady offered load, until p99 > 100 ms or errors
-appear (or the fd limit, the ephemeral ports or the time budget run out). Knee = largest step passing.
+"""Scale benchmark: families of two companions ramped on Mosquitto, on a three-node NATS cluster (the
+two members of a family on different nodes; broker CPU = the three nodes together) and on the
+embedded broker (its own process, `hugbutton broker`) side by side, under a steady offered load, until
+p99 > 100 ms or errors appear (or the fd limit, the ephemeral ports or the time budget run out).
+Knee = largest step passing.
 
 Load model (HUG_BENCH_SCALE_* environment variables change the main figures, see the constants):
 * a companion is the product's Relay (product defaults: keepalive 30 s, reconnect from 1 s) with its
@@ -60,6 +62,7 @@ from relaykit import HOST, MosquittoTestBroker, Phone, make_circle, wait_port
 from hugapp.core.broker import free_port
 from hugapp.core.envelope import RelayError
 from hugapp.core.relay import NO_DELAY, Incoming
+from hugapp.dev.cluster import NatsCluster, find_nats_server
 
 STEPS = [int(s) for s in os.environ.get("HUG_BENCH_SCALE_STEPS", "").split(",") if s] or [
     100,
@@ -73,7 +76,8 @@ STEPS = [int(s) for s in os.environ.get("HUG_BENCH_SCALE_STEPS", "").split(",") 
     9500,
     10000,
 ]
-BROKERS = os.environ.get("HUG_BENCH_SCALE_BROKERS", "mosquitto,embedded").split(",")
+ALL_BROKERS = ["mosquitto", "cluster", "embedded"]
+BROKERS = os.environ.get("HUG_BENCH_SCALE_BROKERS", ",".join(ALL_BROKERS)).split(",")
 WORKERS = int(os.environ.get("HUG_BENCH_SCALE_WORKERS", "4"))
 PERIOD_S = float(os.environ.get("HUG_BENCH_SCALE_PERIOD", "30"))  # one hug per family every PERIOD_S
 WINDOW_S = float(os.environ.get("HUG_BENCH_SCALE_WINDOW", "30"))  # measured per step
@@ -114,6 +118,7 @@ def ephemeral_ports() -> int:
 
 class Family:
     def __init__(self, workdir: Path, i: int, on_message: Any) -> None:
+        self.index = i
         self.a, self.b = Phone(workdir, f"kid{i} K"), Phone(workdir, f"mum{i} M")
         for p in (self.a, self.b):
             p._on_message = on_message  # type: ignore[method-assign]
@@ -146,6 +151,13 @@ class Worker:
     def phones(self) -> list[Phone]:
         return [p for f in self.families for p in (f.a, f.b)]
 
+    def url_of(self, family: Family, member: int) -> str:
+        """On a cluster (several URLs) the two members of a family start on different nodes (each
+        hug crosses a route), and the families spread over the nodes."""
+        urls = self.url.split(",")
+        k = (family.index + member) % len(urls)
+        return ",".join(urls[k:] + urls[:k])
+
     async def grow(self, count: int) -> dict[str, Any]:
         t = time.monotonic()
         new: list[Family] = []
@@ -159,12 +171,13 @@ class Worker:
         sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
         timed_out: list[Phone] = []
 
-        async def up(p: Phone) -> float | None:
+        async def up(f: Family, member: int) -> float | None:
+            p = (f.a, f.b)[member]
             async with sem:
                 if timed_out:  # the step has failed already: do not pile more on the broker
                     return None
                 t0 = time.monotonic()
-                relay = p.make_relay(self.url, poll_interval=POLL_S, reconnect_min=1.0)
+                relay = p.make_relay(self.url_of(f, member), poll_interval=POLL_S, reconnect_min=1.0)
                 self.tasks.append(asyncio.create_task(relay.run()))
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -175,7 +188,7 @@ class Worker:
                 return time.monotonic() - t0
 
         t = time.monotonic()
-        res = await asyncio.gather(*(up(p) for f in new for p in (f.a, f.b)))
+        res = await asyncio.gather(*(up(f, m) for f in new for m in (0, 1)))
         connect_s = time.monotonic() - t
         each = [r * 1000 for r in res if r is not None]
         gc.collect()
@@ -319,13 +332,13 @@ async def probe_serve(conn: Connection, port: int) -> None:
             while time.monotonic() < t0 + window:
                 want = str(len(lat) + lost).encode()
                 t = time.perf_counter()
-                await pub.publish("bench/probe", want, qos=1)
                 try:
+                    await pub.publish("bench/probe", want, qos=1)
                     async with asyncio.timeout(TIMEOUT_S):
                         while (await it.__anext__()).payload != want:
                             pass  # a late one from before
                     lat.append((time.perf_counter() - t) * 1000)
-                except TimeoutError:
+                except (TimeoutError, aiomqtt.MqttError):  # an overloaded broker: counted, not fatal
                     lost += 1
                 await asyncio.sleep(PROBE_EVERY_S)
             conn.send({"lat_ms": lat, "lost": lost})
@@ -394,7 +407,12 @@ class BrokerProcess:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "broker.log"
-        if kind == "mosquitto":
+        self.cluster: NatsCluster | None = None
+        if kind == "cluster":  # three nats-server nodes (JetStream R3, MQTT on each)
+            self.cluster = NatsCluster(workdir / "nats", 3)
+            self.port = self.cluster.nodes[0].mqtt_port
+            self.args = []
+        elif kind == "mosquitto":
             assert mosquitto is not None
             m = MosquittoTestBroker(mosquitto, workdir, extra_conf="max_connections -1\n")
             self.port = m.port
@@ -406,15 +424,26 @@ class BrokerProcess:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self.port}"
+        return self.cluster.url if self.cluster else f"mqtt://{HOST}:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        if self.cluster is not None:
+            return [n.proc.pid for n in self.cluster.nodes if n.proc is not None]
+        return [self.proc.pid] if self.proc is not None else []
 
     def __enter__(self) -> BrokerProcess:
+        if self.cluster is not None:
+            asyncio.run(self.cluster.start())
+            return self
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=log)
         wait_port(self.port, 20.0)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.cluster is not None:
+            asyncio.run(self.cluster.stop())
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -440,13 +469,13 @@ def machine_busy_s() -> float:
 
 
 class CpuMeter:
-    def __init__(self, broker: int, workers: list[int]) -> None:
-        self.broker, self.workers = broker, workers
+    def __init__(self, brokers: list[int], workers: list[int]) -> None:
+        self.brokers, self.workers = brokers, workers  # a cluster: every node's process
 
     def snap(self) -> tuple[float, float, float, float]:
         return (
             time.monotonic(),
-            cpu_s(self.broker),
+            sum(cpu_s(p) for p in self.brokers),
             sum(cpu_s(p) for p in self.workers),
             machine_busy_s(),
         )
@@ -562,9 +591,8 @@ def ramp(kind: str, base: Path, fd_limit: int, mosquitto: str | None) -> list[di
     start = time.monotonic()
     cost = 0.005  # set-up wall seconds per new connection, measured by each step
     with BrokerProcess(kind, base / kind, mosquitto) as broker:
-        assert broker.proc is not None
         pool = Pool(WORKERS, base / kind, broker.url, broker.port)
-        meter = CpuMeter(broker.proc.pid, pool.pids)
+        meter = CpuMeter(broker.pids, pool.pids)
         have = 0
         target = STEPS[0]
         try:
@@ -698,6 +726,11 @@ def main() -> dict[str, Any]:
             res["mosquitto"] = ramp("mosquitto", base, fd_limit, exe)
         elif "mosquitto" in BROKERS:
             print("  mosquitto not installed: only the embedded broker is measured")
+        if "cluster" in BROKERS:
+            if find_nats_server():
+                res["cluster"] = ramp("cluster", base, fd_limit, None)
+            else:
+                print("  nats-server not installed: the cluster is not measured")
         if "embedded" in BROKERS:
             res["embedded"] = ramp("embedded", base, fd_limit, None)
     finally:
@@ -725,7 +758,8 @@ def main() -> dict[str, Any]:
         f"{TIMEOUT_S:.0f} s, refused sends, reconnects, or companions not connected within "
         f"{CONNECT_TIMEOUT_S:.0f} s. Set-up s = time for the step's new connections to come up "
         f"({CONNECT_CONCURRENCY} in flight per worker), conn p50/p99 = per connection. CPU % of one "
-        f"core over the window (machine = {100 * ncpu}%): broker process, load generator (workers + probe), "
+        f"core over the window (machine = {100 * ncpu}%): broker process(es; the cluster: its three nodes), "
+        f"load generator (workers + probe), "
         f"and everything else on the machine. Probe = bare MQTT QoS 1 publish -> receive every "
         f"{PROBE_EVERY_S * 1000:.0f} ms during the window, from a process of its own: the broker's own "
         f"latency under that load.\n\n"
@@ -750,7 +784,9 @@ def main() -> dict[str, Any]:
         "total_s": total_s,
         "repo": str(REPO),
     }
-    save("scale", data, md)
+    # a run on some of the brokers (or a reduced ramp) is saved beside the full one, not over it
+    full = BROKERS == ALL_BROKERS and "HUG_BENCH_SCALE_STEPS" not in os.environ
+    save("scale" if full else "scale_" + "_".join(BROKERS), data, md)
     return data
 
 

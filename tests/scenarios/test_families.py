@@ -1,5 +1,5 @@
 """Two families end to end: real firmware on virtual bands, the companions' band links on bleak
-(airspace backend), the router, and the sealed relay through a real broker (both kinds)."""
+(airspace backend), the router, and the sealed relay through a real broker (every kind)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from relaykit import TestBroker
 from hugapp.core.bandlink import LinkState
 from hugapp.core.hugs import Receipt
 from hugapp.dev.world import PAIR_HOLD_MS, TAP_MS, Person, World, open_world
+
+BROKER_KINDS = ("embedded", "mosquitto", "cluster")  # on the cluster: the two families on two nodes
 
 Family = Person
 
@@ -52,8 +54,9 @@ async def two_families(broker: TestBroker, tmp: Path) -> AsyncIterator[Rig]:
             task.add_done_callback(pokes.discard)
 
         rig = Rig(world, changed)
-        for name in ("Mia", "Mum"):
-            family = await world.person(name, poke)
+        for index, name in enumerate(("Mia", "Mum")):
+            # on the cluster: the two families on different nodes
+            family = await world.person(name, poke, broker.url_for(index))
             await world.pair(family)
             rig.families[name] = family
         mia, mum = rig.families["Mia"], rig.families["Mum"]

@@ -131,9 +131,14 @@ def inbox_filter(mailbox: str) -> str:
     return f"{TOPIC_ROOT}/in/{mailbox}/+"
 
 
+def presence_id(presence_key: bytes) -> str:
+    """What names a companion's presence topic: from its presence key, known only to its circles."""
+    return _subkey(presence_key, b"presence topic").hex()
+
+
 def presence_topic(presence_key: bytes) -> str:
-    """A companion's retained presence, named by its presence key (known only to its circles)."""
-    return f"{TOPIC_ROOT}/pr/{_subkey(presence_key, b'presence topic').hex()}"
+    """A companion's retained presence topic; it names no one."""
+    return f"{TOPIC_ROOT}/pr/{presence_id(presence_key)}"
 
 
 PRESENCE_PREFIX = f"{TOPIC_ROOT}/pr/"

@@ -59,7 +59,7 @@ from spake2.ed25519_basic import NotOnCurve  # pyright: ignore[reportMissingType
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import EnvelopeError, RelayError, open_bytes, rendezvous_topic, seal_bytes
-from hugapp.core.relay import NO_DELAY, Relay, parse_broker_url, publish
+from hugapp.core.relay import Relay, connect_any, parse_broker_urls, publish
 from hugapp.core.store import Store, StoreError
 
 log = logging.getLogger("hugapp.linking")
@@ -204,19 +204,15 @@ def _finish_b(saved: bytes, msg_a: bytes) -> bytes:
     return bytes(cls.from_serialized(saved).finish(msg_a))
 
 
-def _client(broker_url: str, tls_context: ssl.SSLContext | None) -> aiomqtt.Client:
-    a = parse_broker_url(broker_url)
-    tls = tls_context if tls_context is not None else (ssl.create_default_context() if a.tls else None)
-    return aiomqtt.Client(
-        a.host,
-        a.port,
-        username=a.username,
-        password=a.password,
+def _client(
+    broker_url: str, tls_context: ssl.SSLContext | None
+) -> contextlib.AbstractAsyncContextManager[aiomqtt.Client]:
+    """A short-lived clean session on the first node that answers (a cluster's nodes in turn)."""
+    return connect_any(
+        parse_broker_urls(broker_url),
+        tls_context,
         identifier="hug-link-" + secrets.token_hex(8),
         clean_session=True,
-        tls_context=tls,
-        timeout=10,
-        socket_options=NO_DELAY,
     )
 
 

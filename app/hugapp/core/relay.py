@@ -32,12 +32,14 @@ import socket
 import sqlite3
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from aiomqtt.types import PahoSocket
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import (
@@ -117,7 +119,7 @@ class BrokerAddress:
 
 def parse_broker_url(url: str) -> BrokerAddress:
     """mqtt://[user[:password]@]host[:port] (1883) or mqtts://... (8883, TLS)."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise RelayError(f"broker URL must start with mqtt:// or mqtts://, not {url!r}")
     tls = parts.scheme in ("mqtts", "ssl")
@@ -130,6 +132,88 @@ def parse_broker_url(url: str) -> BrokerAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+def parse_broker_urls(urls: str) -> list[BrokerAddress]:
+    """One broker, or the nodes of one cluster separated by commas (mqtt://a:1883,mqtt://b:1883):
+    a companion connects to the first it can reach and moves on to the next when one fails."""
+    parts = [u for u in urls.split(",") if u.strip()]
+    if not parts:
+        raise RelayError("no broker URL given")
+    return [parse_broker_url(u) for u in parts]
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt 2.5's client, quiet when a broker node dies under it. Otherwise it may (a) add a writer
+    for a socket paho has just closed (asyncio logs an OSError traceback, or worse, a reused file
+    descriptor gets the writer) and (b) leave the disconnection's error unretrieved (asyncio logs
+    "Future exception was never retrieved"). The caller learns of the loss through MqttError anyway."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._disconnected.add_done_callback(_retrieve)
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self._disconnected.add_done_callback(_retrieve)  # a fresh future once connected
+        return self
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # noqa: BLE001 (as aiomqtt: a broken pipe means the connection is gone)
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            if sock.fileno() < 0:
+                return  # closed meanwhile: the reader has seen the loss
+            with contextlib.suppress(OSError):
+                self._loop.add_writer(sock.fileno(), write)
+
+        self._loop.call_soon_threadsafe(register)  # paho may call this from its connect thread
+
+
+def make_client(a: BrokerAddress, tls_context: ssl.SSLContext | None, **options: Any) -> aiomqtt.Client:
+    """An MQTT client for one broker address (TLS if the URL said mqtts://); not yet connected."""
+    tls = tls_context if tls_context is not None else (ssl.create_default_context() if a.tls else None)
+    return _Client(
+        a.host,
+        a.port,
+        username=a.username,
+        password=a.password,
+        tls_context=tls,
+        timeout=10,
+        socket_options=NO_DELAY,
+        **options,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connect_any(
+    addresses: list[BrokerAddress], tls_context: ssl.SSLContext | None, **options: Any
+) -> AsyncGenerator[aiomqtt.Client]:
+    """Connected to the first address that answers (in order); the last error if none does."""
+    error: aiomqtt.MqttError | None = None
+    for a in addresses:
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(make_client(a, tls_context, **options))
+        except aiomqtt.MqttError as e:
+            log.info("broker %s:%d unreachable: %s", a.host, a.port, e)
+            error = e
+            continue
+        async with stack:
+            yield client
+        return
+    assert error is not None
+    raise error
 
 
 async def publish(client: aiomqtt.Client, topic: str, data: bytes, retain: bool = False) -> None:
@@ -238,7 +322,8 @@ class Relay:
         self.store = store
         self.outbox = outbox if outbox is not None else Outbox(store, identity)
         self.me = identity
-        self.address = parse_broker_url(broker_url)
+        self.addresses = parse_broker_urls(broker_url)
+        self._at = 0  # the address in use or tried next
         self.clock = clock
         self.on_message = on_message
         self.on_acked = on_acked
@@ -274,23 +359,38 @@ class Relay:
 
     # ------------------------------------------------------------------ public API
 
+    @property
+    def address(self) -> BrokerAddress:
+        """The broker address in use (or tried next)."""
+        return self.addresses[self._at]
+
     async def run(self) -> None:
-        """Stay connected (reconnecting with backoff) until cancelled."""
+        """Stay connected until cancelled. On a failure or a lost connection it moves to the next
+        address (a cluster's next node) at once; after a round of failures it backs off."""
         delay = self.reconnect_min
+        failed = 0
         while True:
             connects = self.stats.connects
+            a = self.address
             try:
                 await self._session()
             except aiomqtt.MqttError as e:
-                log.info("broker %s:%d unreachable or lost: %s", self.address.host, self.address.port, e)
+                log.info("broker %s:%d unreachable or lost: %s", a.host, a.port, e)
             except Exception:  # a bug must not end the relay silently: say so, and start again
                 log.exception("relay session failed; starting it again", extra={"reason": "relay_failed"})
             finally:
                 self.connected.clear()
                 self._client = None
                 self._presence_subs.clear()
+            self._at = (self._at + 1) % len(self.addresses)
             if self.stats.connects > connects:  # it worked, then dropped: not a failed attempt
-                delay = self.reconnect_min
+                delay, failed = self.reconnect_min, 0
+                if len(self.addresses) > 1:
+                    continue  # another node is there now
+            failed += 1
+            if failed < len(self.addresses):
+                continue
+            failed = 0
             await asyncio.sleep(min(delay, self.reconnect_max) * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.reconnect_max)
 
@@ -412,38 +512,28 @@ class Relay:
 
     async def _session(self) -> None:
         a = self.address
-        tls = (
-            self.tls_context
-            if self.tls_context is not None
-            else (ssl.create_default_context() if a.tls else None)
-        )
         self._epoch = rs.next_presence_epoch(self.store)
         will = aiomqtt.Will(
             presence_topic(self.me.presence_key), self._presence_envelope(False), qos=1, retain=True
         )
-        client = aiomqtt.Client(
-            a.host,
-            a.port,
-            username=a.username,
-            password=a.password,
+        client = make_client(
+            a,
+            self.tls_context,
             identifier=self.me.client_id,
             clean_session=False,
             will=will,
             keepalive=self.keepalive,
-            tls_context=tls,
-            timeout=10,
-            socket_options=NO_DELAY,
             queue_type=self._inbox_queue(),
             max_queued_incoming_messages=INBOX_QUEUE,
         )
         async with client:
             self._client = client
-            self.stats.connects += 1
             await client.subscribe(inbox_filter(self.me.mailbox), qos=1)
             await self._subscribe_presence(client)
             await publish(
                 client, presence_topic(self.me.presence_key), self._presence_envelope(True), retain=True
             )
+            self.stats.connects += 1  # counted once subscribed and online: a session that works
             self.connected.set()
             log.info("relay connected to %s:%d", a.host, a.port)
             self._urgent.add("*")

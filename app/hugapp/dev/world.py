@@ -84,11 +84,13 @@ class World:
         on_change: Callable[[], None] | None = None,
         *,
         broker: bool = True,
+        broker_url: str | None = None,
         notifier: DesktopNotifier | None = None,
         relay_retry_interval: float = 2.0,
     ) -> Companion:
-        """A companion (store TMP/NAME.sqlite3) on the world's radio and broker (none with
-        ``broker=False``), with no quiet hours; not started: ``async with`` it, or see :meth:`person`."""
+        """A companion (store TMP/NAME.sqlite3) on the world's radio and broker (``broker_url`` if
+        given, e.g. a cluster's nodes in another order; none with ``broker=False``), with no quiet
+        hours; not started: ``async with`` it, or see :meth:`person`."""
 
         def changed() -> None:
             self.notify()
@@ -98,7 +100,7 @@ class World:
         phone = Companion(
             Store(self.tmp / f"{name}.sqlite3"),
             ble_config(self.air, f"{name.lower()}-phone"),
-            self.broker_url if broker else None,
+            (broker_url or self.broker_url) if broker else None,
             name=name,
             notifier=notifier or DesktopNotifier(),
             on_change=changed,
@@ -107,11 +109,13 @@ class World:
         phone.router.set_schedule(NO_QUIET_HOURS)
         return phone
 
-    async def person(self, name: str, on_change: Callable[[], None] | None = None) -> Person:
-        """A band and a started companion for it (not yet paired)."""
+    async def person(
+        self, name: str, on_change: Callable[[], None] | None = None, broker_url: str | None = None
+    ) -> Person:
+        """A band and a started companion for it (not yet paired), on ``broker_url`` if given."""
         band = await self.band(name)
         notifier = DesktopNotifier()
-        phone = self.companion(name, on_change, notifier=notifier)
+        phone = self.companion(name, on_change, notifier=notifier, broker_url=broker_url)
         await self.stack.enter_async_context(phone)
         return Person(name, band, phone, notifier)
 

@@ -34,7 +34,9 @@ log = logging.getLogger("hugapp.ui")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--broker", help="the family broker, e.g. mqtt://127.0.0.1:1883 (needed to link phones)"
+        "--broker",
+        help="the family broker, e.g. mqtt://127.0.0.1:1883, or a cluster's nodes separated by commas "
+        "(needed to link phones)",
     )
     parser.add_argument("--data", help=f"folder for this phone's data (default: {default_path().parent})")
     parser.add_argument("--airspace", help="use the simulated radio at HOST:PORT instead of Bluetooth")

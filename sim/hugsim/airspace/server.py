@@ -45,6 +45,7 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
         self.rssi: dict[str, int | None] = {}  # per node; None = out of range
         self.pair_rssi: dict[tuple[str, str], int | None] = {}  # (central name, node) override
         self.sessions: set[Session] = set()
+        self._handlers: set[asyncio.Task] = set()  # one per client connection
         self._server: asyncio.AbstractServer | None = None
         self._t0 = time.monotonic()
         self._changed: asyncio.Event | None = None
@@ -67,6 +68,11 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
             self._server.close()
         for s in list(self.sessions):
             await self._end_session(s)
+        # Each handler ends at the EOF of its closed connection. Left running, asyncio.run would cancel
+        # them at exit, and Python 3.11's start_server callback calls task.exception() on a cancelled
+        # task, which logs a CancelledError traceback (fixed in 3.12).
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=2.0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -121,6 +127,9 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
     async def _handle_client(self, reader, writer) -> None:
         session = Session(self, reader, writer)
         self.sessions.add(session)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         try:
             while True:
                 try:
@@ -138,6 +147,7 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
                         session.send({"ev": "error", "message": "%s: %s" % (msg.get("op"), exc)})
         finally:
             await self._end_session(session)
+            self._handlers.discard(handler)
 
     async def _end_session(self, session: Session) -> None:
         if session not in self.sessions:

@@ -1,8 +1,12 @@
-"""Helpers for the relay tests: brokers (embedded amqtt, real Mosquitto), phones, waiting on events.
+"""Helpers for the relay tests: brokers (embedded amqtt, real Mosquitto, a three-node NATS cluster),
+phones, waiting on events.
 
 A `TestBroker` is started inside the test's event loop (`async with broker:`), can `restart()` on the
-same port, and exposes `url`. A `Phone` is one companion: its own SQLite store and identity, a Relay
-it can start and stop, and records of what its handlers saw.
+same port, and exposes `url`; `url_for(i)` is what companion number i is given (on the cluster: every
+node, starting with node i, so two families sit on different nodes).
+
+A `Phone` is one companion: its own SQLite store and identity, a Relay it can start and stop, and
+records of what its handlers saw.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.broker import EmbeddedBroker, free_port
 from hugapp.core.relay import Incoming, Relay
 from hugapp.core.store import Store
+from hugapp.dev.cluster import NatsCluster
 
 HOST = "127.0.0.1"
 TEST_TIMEOUT = 40.0
@@ -88,6 +93,9 @@ class TestBroker:
     @property
     def url(self) -> str:
         return f"mqtt://{HOST}:{self.port}"
+
+    def url_for(self, index: int) -> str:
+        return self.url
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -170,9 +178,44 @@ class MosquittoTestBroker(TestBroker):
             await asyncio.to_thread(proc.wait, 5)
 
 
-def make_broker(kind: str, workdir: Path) -> TestBroker:
+class ClusterTestBroker(TestBroker):
+    """Three nats-server nodes, shared by the tests of a session (starting them takes seconds):
+    `start()` brings back any node a test left dead, `stop()` leaves them running, `restart()` really
+    restarts every node (same ports, same JetStream stores)."""
+
+    kind = "cluster"
+
+    def __init__(self, cluster: NatsCluster) -> None:
+        self.cluster = cluster
+        self.port = cluster.nodes[-1].mqtt_port  # a raw client (an attacker, an observer): the last node
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def url_for(self, index: int) -> str:
+        return self.cluster.url_from(index)
+
+    async def start(self) -> None:
+        for i in range(len(self.cluster.nodes)):
+            if not self.cluster.running(i):
+                await self.cluster.restart(i)
+        await self.cluster.wait_ready()
+
+    async def stop(self) -> None:
+        pass
+
+    async def restart(self) -> None:
+        await self.cluster.stop()
+        await self.cluster.start()
+
+
+def make_broker(kind: str, workdir: Path, cluster: NatsCluster | None = None) -> TestBroker:
     if kind == "embedded":
         return EmbeddedTestBroker()
+    if kind == "cluster":
+        assert cluster is not None, "the cluster kind runs on the session's nats_cluster"
+        return ClusterTestBroker(cluster)
     from testkit import require_tool
 
     return MosquittoTestBroker(require_tool("mosquitto"), workdir)

@@ -77,3 +77,43 @@ def test_embedded_broker_takes_many_companions_connecting_at_once(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_broker_cluster_command_prints_every_node_and_stops_them(tmp_path: Path) -> None:
+    """`hugbutton broker --cluster 3`: three nats-server nodes; the printed --broker value works for
+    two relays on different nodes; SIGTERM stops the nodes as well."""
+    from testkit import require_tool
+
+    require_tool("nats-server")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hugapp.cli", "broker", "--cluster", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "3 node(s)" in proc.stdout.readline()
+        line = proc.stdout.readline().split()
+        assert line[0] == "--broker"
+        urls = line[1].split(",")
+        assert len(urls) == 3
+        assert all(u.startswith("mqtt://127.0.0.1:") for u in urls)
+
+        async def hug() -> None:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            ra = await a.start(line[1])
+            await b.start(",".join(urls[1:] + urls[:1]))  # B starts on the second node
+            sent = await ra.send(link, {"n": 1})
+            await b.changed.until(lambda: sent in b.handled_counts())
+            await a.changed.until(lambda: sent in a.acked_ids())
+            await a.stop()
+            await b.stop()
+
+        asyncio.run(asyncio.wait_for(hug(), 60))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    nodes = subprocess.run(["pgrep", "-f", "hugbutton-nats-"], capture_output=True, text=True, check=False)
+    assert not [p for p in nodes.stdout.split() if p], "the nodes stopped with the command"

@@ -1,5 +1,6 @@
-"""Relay delivery, exactly once, through both brokers: online, partner offline for an hour, broker
-restart, companion restart (in-process and SIGKILL)."""
+"""Relay delivery, exactly once, through every broker kind (the two phones on different nodes of the
+cluster): online, partner offline for an hour, broker restart, companion restart (in-process and
+SIGKILL)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from relaykit import FakeClock, Phone, TestBroker, make_circle, run
 
 from hugapp.core import relaystore as rs
 
+BROKER_KINDS = ("embedded", "mosquitto", "cluster")  # on the cluster: the two families on two nodes
+
 CHILD = Path(__file__).with_name("child_sender.py")
 
 
@@ -23,7 +26,7 @@ def test_twenty_messages_each_delivered_once_and_acked(broker: TestBroker, tmp_p
             a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
             link = make_circle(a, b)
             await a.start(broker.url)
-            await b.start(broker.url)
+            await b.start(broker.url_for(1))
             assert a.relay is not None
             sent = [await a.relay.send(link, {"n": i}, to=b.member_id) for i in range(20)]
             await b.changed.until(lambda: len(b.received) >= 20)
@@ -51,7 +54,7 @@ def test_partner_offline_for_an_hour_then_back(broker: TestBroker, tmp_path: Pat
             b = Phone(tmp_path, "Kid Bobby", clock)
             link = make_circle(a, b)
             await a.start(broker.url, retry_interval=600.0)
-            await b.start(broker.url)  # B has been online (a persistent session exists)...
+            await b.start(broker.url_for(1))  # B has been online (a persistent session exists)...
             await a.changed.until(lambda: (link, b.member_id, True) in a.presence)
             await b.stop()  # ...and goes away
             await a.changed.until(lambda: a.presence[-1] == (link, b.member_id, False))
@@ -65,7 +68,7 @@ def test_partner_offline_for_an_hour_then_back(broker: TestBroker, tmp_path: Pat
             b2 = Phone(tmp_path, "Kid Bobby", clock)  # the same store file, a new relay
             assert b2.member_id == b.member_id
             assert b.received == []
-            await b2.start(broker.url)
+            await b2.start(broker.url_for(1))
             await b2.changed.until(lambda: len(b2.received) >= 5)
             await a.changed.until(lambda: a.acked_ids() >= set(sent))
             assert b2.handled_counts() == dict.fromkeys(sent, 1)
@@ -83,7 +86,7 @@ def test_broker_restart_mid_flight(broker: TestBroker, tmp_path: Path) -> None:
             a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
             link = make_circle(a, b)
             ra = await a.start(broker.url, retry_interval=1.0)
-            rb = await b.start(broker.url)
+            rb = await b.start(broker.url_for(1))
             sent = [await ra.send(link, {"n": i}) for i in range(10)]
             await broker.restart()  # whatever was in flight may be lost
             sent += [await ra.send(link, {"n": i}) for i in range(10, 20)]
@@ -104,7 +107,7 @@ def test_companion_restarted_after_storing_before_publishing(broker: TestBroker,
         async with broker:
             a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
             link = make_circle(a, b)
-            await b.start(broker.url)
+            await b.start(broker.url_for(1))
             relay = a.make_relay(broker.url)  # never run: stored, not published (a cancelled companion)
             sent = [await relay.send(link, {"n": i}) for i in range(3)]
             assert [i.attempts for i in rs.outbox_pending(a.store)] == [0, 0, 0]
@@ -134,7 +137,7 @@ def test_companion_sigkilled_between_publish_and_ack(broker: TestBroker, tmp_pat
                 await gate.wait()
                 await Phone._on_message(b, m)  # pyright: ignore[reportPrivateUsage, reportArgumentType]
 
-            rb = b.make_relay(broker.url)
+            rb = b.make_relay(broker.url_for(1))
             rb.on_message = slow_handler  # type: ignore[assignment]
             b_task = asyncio.create_task(rb.run())
             await rb.connected.wait()

@@ -1,4 +1,5 @@
-"""Linking phones by short code (SPAKE2 over the broker), circles of three, wrong and expired codes."""
+"""Linking phones by short code (SPAKE2 over the broker), circles of three, wrong and expired codes; on
+the cluster the phones of a circle sit on different nodes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from hugapp.core.linking import (
     qr_png,
     qr_text,
 )
+
+BROKER_KINDS = ("embedded", "mosquitto", "cluster")  # on the cluster: the two families on two nodes
 
 
 def test_codes_are_short_unambiguous_and_forgiving() -> None:
@@ -47,7 +50,7 @@ def test_link_two_phones_then_a_third_joins_the_same_circle(broker: TestBroker, 
                 Phone(tmp_path, "Gran Rosie"),
             )
             offer = await create_link_code(mum.store, mum.me, broker.url, circle_name="home")
-            joined = await join_with_code(offer.code.lower(), kid.store, kid.me, broker.url)
+            joined = await join_with_code(offer.code.lower(), kid.store, kid.me, broker.url_for(1))
             offered = await offer.wait()
             assert offered.new_circle
             assert joined.new_circle
@@ -61,14 +64,14 @@ def test_link_two_phones_then_a_third_joins_the_same_circle(broker: TestBroker, 
             assert mum_link.key == kid_link.key
             # both relays run; the kid learns about the grandparent through a sealed member-added message
             ra = await mum.start(broker.url)
-            await kid.start(broker.url)
+            await kid.start(broker.url_for(1))
             offer2 = await create_link_code(mum.store, mum.me, broker.url, link_id=link, relay=ra)
-            joined2 = await join_with_code(offer2.code, gran.store, gran.me, broker.url)
+            joined2 = await join_with_code(offer2.code, gran.store, gran.me, broker.url_for(2))
             await offer2.wait()
             assert joined2.link_id == link
             assert not joined2.new_circle
             await kid.changed.until(lambda: rs.member(kid.store, link, gran.member_id) is not None)
-            await gran.start(broker.url)
+            await gran.start(broker.url_for(2))
             everyone = {mum.member_id, kid.member_id, gran.member_id}
             for phone in (mum, kid, gran):
                 ms = rs.members(phone.store, link)
@@ -104,14 +107,14 @@ def test_five_families_link_at_the_same_time_each_into_its_own_circle(
             kids = [Phone(tmp_path, f"Kid K{i}") for i in range(5)]
             offers = await asyncio.gather(
                 *(
-                    create_link_code(p.store, p.me, broker.url, circle_name=f"family {i}")
+                    create_link_code(p.store, p.me, broker.url_for(i), circle_name=f"family {i}")
                     for i, p in enumerate(parents)
                 )
             )
             joined = await asyncio.gather(
                 *(
-                    join_with_code(o.code, k.store, k.me, broker.url)
-                    for o, k in zip(offers, kids, strict=True)
+                    join_with_code(o.code, k.store, k.me, broker.url_for(i + 1))
+                    for i, (o, k) in enumerate(zip(offers, kids, strict=True))
                 )
             )
             offered = await asyncio.gather(*(o.wait() for o in offers))
@@ -141,9 +144,9 @@ def test_a_wrong_code_reaches_no_offer_and_the_right_one_still_links(
                 CODE_ALPHABET[(CODE_ALPHABET.index(c) + 1) % len(CODE_ALPHABET)] for c in code[4:]
             )
             with pytest.raises(CodeNotFound):
-                await join_with_code(wrong, kid.store, kid.me, broker.url, timeout=1.0)
+                await join_with_code(wrong, kid.store, kid.me, broker.url_for(1), timeout=1.0)
             assert rs.links(kid.store) == []
-            joined = await join_with_code(code, kid.store, kid.me, broker.url)
+            joined = await join_with_code(code, kid.store, kid.me, broker.url_for(1))
             offered = await offer.wait()
             assert offered.link_id == joined.link_id
             assert {m.member_id for m in rs.members(mum.store, offered.link_id)} == {
@@ -165,7 +168,7 @@ def test_an_expired_code_is_refused(broker: TestBroker, tmp_path: Path) -> None:
             with pytest.raises(CodeExpired):
                 await offer.wait()
             with pytest.raises(CodeNotFound):  # the offer has stopped listening
-                await join_with_code(offer.code, kid.store, kid.me, broker.url, timeout=1.0)
+                await join_with_code(offer.code, kid.store, kid.me, broker.url_for(1), timeout=1.0)
             assert rs.links(mum.store) == []
             assert rs.links(kid.store) == []
 

@@ -17,6 +17,8 @@ from hugapp.core import relaystore as rs
 from hugapp.core.envelope import inbox_topic, seal
 from hugapp.core.linking import create_link_code, join_with_code
 
+BROKER_KINDS = ("embedded", "mosquitto", "cluster")  # on the cluster: the two families on two nodes
+
 
 def test_forged_replayed_garbled_envelopes_are_rejected_and_change_nothing(
     broker: TestBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
