@@ -25,7 +25,7 @@ from testkit import require_tool
 from hugapp.core.broker import free_port
 from hugapp.core.envelope import presence_id, presence_topic
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "nats"
 
 
 def companions() -> ModuleType:
