@@ -1,8 +1,8 @@
-"""A companion's relay in its own process, so a test can read its memory under attack:
+"""A companion in its own process, so a test can read its memory under attack:
 python flood_victim.py STORE URL
 
-Prints JSON lines: {"ready": rss_kb} once connected; {"got": n, "t": wall time} per message handled;
-{"junk": count} each time the relay says junk is arriving; {"rss": kb} every 0.2 s."""
+Prints JSON lines: {"ready": rss_kb} once connected; {"got": n, "t": wall time} per hug received;
+{"junk": title} per notification saying junk is arriving; {"rss": kb} every 0.2 s."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import json
 import sys
 import time
 
-from hugapp.core import relaystore as rs
-from hugapp.core.relay import Incoming, Relay
+from hugapp.core.bandlink import BleConfig
+from hugapp.core.companion import Companion
+from hugapp.core.notify import DesktopNotifier
+from hugapp.core.relay import Incoming
 from hugapp.core.store import Store
 
 
@@ -29,20 +31,27 @@ def say(**fields: object) -> None:
 
 
 async def main(path: str, url: str) -> None:
-    store = Store(path)
-    me = rs.identity(store)
-    assert me is not None
+    notifier = DesktopNotifier()
+    phone = Companion(Store(path), BleConfig(), url, notifier=notifier)
+    handle = phone.router.on_relay_message
 
     async def on_message(m: Incoming) -> None:
-        say(got=m.payload.get("n"), t=time.time())
+        await handle(m)
+        say(got=m.payload.get("id"), t=time.time())
 
-    relay = Relay(store, me, url, on_message=on_message, on_junk=lambda n: say(junk=n), poll_interval=0.05)
-    task = asyncio.create_task(relay.run())
-    await relay.connected.wait()
-    say(ready=rss_kb())
-    while not task.done():
-        say(rss=rss_kb())
-        await asyncio.sleep(0.2)
+    assert phone.relay is not None
+    phone.relay.on_message = on_message
+    told = 0
+    async with phone:
+        await phone.relay.connected.wait()
+        say(ready=rss_kb())
+        while True:
+            say(rss=rss_kb())
+            for shown in notifier.notifications()[told:]:
+                if "Junk" in shown.title:
+                    say(junk=shown.title)
+            told = len(notifier.notifications())
+            await asyncio.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class Companion:
                 on_acked=self.router.on_delivered,
                 on_presence=self._on_presence,
                 on_members=self._on_members,
+                on_junk=self._junk_arriving,
                 retry_interval=relay_retry_interval,
                 outbox=self.outbox,
             )
@@ -162,6 +163,13 @@ class Companion:
 
     def _on_members(self, _link_id: str) -> None:
         self._changed()
+
+    def _junk_arriving(self, rejected: int) -> None:
+        """The relay refuses messages nobody of the circles sealed (at most once an hour): say so once."""
+        self.notifier.notify(
+            "Junk is reaching this phone's mailbox",
+            f"{rejected} messages that no one in your circles sent were refused; hugs still arrive.",
+        )
 
     # ------------------------------------------------------------------ bands
 
