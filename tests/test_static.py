@@ -15,6 +15,7 @@ config to build/pyright-micropython/pyrightconfig.json and prints the pyright co
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -185,3 +186,58 @@ if __name__ == "__main__":
     cfg = write_micropython_config(target)
     print(f"wrote {cfg}\nrun: {sys.executable} -m pyright --project {cfg}")
     sys.exit(0)
+
+
+PACKAGES = {
+    "hugapp": REPO / "app" / "hugapp",
+    "hugproto": REPO / "protocol" / "hugproto",
+    "hugband": REPO / "firmware" / "hugband",
+    "hugsim": REPO / "sim" / "hugsim",
+}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports at module level (what runs at import time)."""
+    modules: dict[str, Path] = {}
+    for package, root in PACKAGES.items():
+        for path in root.rglob("*.py"):
+            parts = [package, *path.relative_to(root).with_suffix("").parts]
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                base = (
+                    node.module
+                    if node.level == 0
+                    else ".".join([*name.split(".")[: -node.level], node.module])
+                )
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    """No module of the product or the simulator imports itself back through others."""
+    graph = _module_graph()
+    assert len(graph) > 50
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
