@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import random
 import socket
 import sqlite3
@@ -34,7 +35,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -61,6 +62,8 @@ from hugapp.core.envelope import (
 from hugapp.core.store import Store, StoreError
 
 log = logging.getLogger("hugapp.relay")
+
+T = TypeVar("T")
 
 # Hugs are small and answered at once: Nagle's algorithm with delayed ACKs would hold them ~40 ms.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
@@ -162,6 +165,23 @@ class _Client(aiomqtt.Client):
         await super().__aenter__()
         self._disconnected.add_done_callback(_retrieve)  # a fresh future once connected
         return self
+
+    async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:
+        """Wait for the broker's answer (PUBACK, SUBACK, CONNACK), but not past the connection's end:
+        aiomqtt 2.5 waits out its whole timeout (10 s) for an answer that can no longer come, which
+        held a relay's message loop 10 s after every cut while an ack was on its way."""
+        lost = self._disconnected
+        waiter = asyncio.ensure_future(fut)
+        limit = self.timeout if timeout is None else timeout
+        done, _ = await asyncio.wait(
+            {waiter, lost}, timeout=None if limit == math.inf else limit, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiter in done:
+            return waiter.result()
+        waiter.cancel()
+        if lost.done():
+            raise aiomqtt.MqttError("the connection ended while waiting for the broker")
+        raise aiomqtt.MqttError("Operation timed out")
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         def write() -> None:
