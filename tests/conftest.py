@@ -141,11 +141,14 @@ CPU_BOUND = (
 
 def work_unit(nodeid: str) -> str:
     """The tests one worker runs together, in turn: the CPU-bound ones (a ``*_cases.py`` module's
-    MicroPython half is also one MicroPython run for all its cases), the UI tests (one window at a
-    time); any other test on its own."""
-    path = nodeid.partition("::")[0]
+    MicroPython half is also one MicroPython run for all its cases), the NATS cluster's (three
+    nats-server nodes per worker would starve each other's JetStream elections on two cores), the UI
+    tests (one window at a time); any other test on its own."""
+    path, _, name = nodeid.partition("::")
     if path.endswith("_cases.py") or path.startswith(CPU_BOUND) or path == "tests/mp/test_runner.py":
         return "cpu"
+    if "cluster" in path or "cluster" in name:  # one NATS cluster per run, not one per worker
+        return "cluster"
     if path.startswith("tests/app/ui/"):
         return "ui"
     return nodeid

@@ -255,6 +255,11 @@ def test_retained_messages_cannot_block_a_code(
             assert (await offer.wait()).link_id == joined.link_id
 
     run(main(), timeout=60)
+    # Filling the topic space in advance means one scrypt per code: its cost is set, not timed here
+    # (a figure of this machine is printed; the README has it).
+    cost = linking._SCRYPT  # pyright: ignore[reportPrivateUsage]
+    assert cost["n"] >= 2**14
+    assert cost["r"] >= 8
     t0 = time.perf_counter()
     for _ in range(5):
         code_key(random_code())
@@ -263,7 +268,6 @@ def test_retained_messages_cannot_block_a_code(
     print(
         f"scrypt per code {per_code * 1000:.0f} ms: mapping every code's topic takes {years:,.0f} CPU-years"
     )
-    assert years > 1000
 
 
 def test_a_code_lives_its_lifetime_whatever_arrives(broker: TestBroker, tmp_path: Path) -> None:

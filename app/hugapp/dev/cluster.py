@@ -27,7 +27,7 @@ import aiomqtt
 from hugapp.core.broker import BrokerError, free_port
 
 HOST = "127.0.0.1"
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0  # JetStream's first leader elections take seconds, longer on a loaded machine
 
 
 def find_nats_server() -> str | None:
