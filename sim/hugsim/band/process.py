@@ -11,10 +11,19 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hugsim.band.mpband import MicroPythonMissing, Supervisor
+
 READY_TIMEOUT_S = 20.0
+RUNTIMES = ("micropython", "cpython")
+
+
+def default_runtime() -> str:
+    """The band runtime: ``HUGSIM_BAND_RUNTIME`` if set, else the CPython runner."""
+    return os.environ.get("HUGSIM_BAND_RUNTIME") or "cpython"
 
 
 class SimProcessError(RuntimeError):
@@ -46,7 +55,18 @@ class BandProcess:
         board: str = "xiao_esp32c3",
         address: str | None = None,
         print_outputs: bool = False,
+        runtime: str | None = None,
+        heap_kb: int | None = None,
+        on_output: Callable[[dict[str, Any]], None] | None = None,
+        flash_files: dict[str, str] | None = None,
     ) -> None:
+        self.flash_files = flash_files
+        self.runtime = runtime or default_runtime()
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {self.runtime!r}")
+        self.heap_kb = heap_kb
+        self.on_output = on_output
+        self.supervisor: Supervisor | None = None
         self.airspace = airspace
         self.state_dir = Path(state_dir)
         self.board = board
@@ -56,8 +76,15 @@ class BandProcess:
         self.info: dict[str, Any] = {}
         self._drains: list[asyncio.Task[None]] = []
 
+    @property
+    def heap_peak(self) -> int:
+        """The band's live-heap high-water mark in bytes (MicroPython runtime; 0 otherwise)."""
+        return self.supervisor.heap_peak if self.supervisor is not None else 0
+
     async def start(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime == "micropython":
+            return await self._start_micropython()
         args = [
             "-m",
             "hugsim.band.runner",
@@ -70,7 +97,7 @@ class BandProcess:
         ]
         if self.address:
             args += ["--address", self.address]
-        if self.print_outputs:
+        if self.print_outputs or self.on_output is not None:
             args.append("--print-outputs")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = await asyncio.create_subprocess_exec(
@@ -86,17 +113,43 @@ class BandProcess:
                 self.info = json.loads(line)
                 self.address = str(self.info["address"])
                 self._drains = [
-                    asyncio.ensure_future(_drain(stream, self.state_dir / "band.log"))
+                    asyncio.ensure_future(_drain(stream, self.state_dir / "band.log", self.on_output))
                     for stream in (self.proc.stdout, self.proc.stderr)
                     if stream is not None
                 ]
                 return self.address
 
+    async def _start_micropython(self) -> str:
+        if not self.address:
+            from hugsim.band.runner import default_address
+
+            self.address = default_address(self.state_dir)
+        self.supervisor = Supervisor(
+            self.airspace,
+            self.state_dir,
+            self.board,
+            self.address.upper(),
+            heap_kb=self.heap_kb,
+            print_outputs=self.print_outputs or self.on_output is not None,
+            on_output=self.on_output,
+            flash_files=self.flash_files,
+        )
+        try:
+            self.info = await self.supervisor.start()
+        except MicroPythonMissing as exc:
+            raise SimProcessError(str(exc)) from None
+        self.address = str(self.info["address"])
+        return self.address
+
     async def kill(self) -> None:
         """Pull the battery: SIGKILL, no chance to save anything."""
+        if self.supervisor is not None:
+            await self.supervisor.stop(signal.SIGKILL)
         await _end(self.proc, signal.SIGKILL)
 
     async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop(signal.SIGTERM)
         await _end(self.proc, signal.SIGTERM)
 
     async def restart(self) -> str:
@@ -104,10 +157,20 @@ class BandProcess:
         return await self.start()
 
 
-async def _drain(stream: asyncio.StreamReader, log: Path) -> None:
-    """Keep reading what a band prints (a full pipe would stall it), appending it to its log."""
+async def _drain(
+    stream: asyncio.StreamReader, log: Path, on_output: Callable[[dict[str, Any]], None] | None
+) -> None:
+    """Keep reading what a band prints (a full pipe would stall it), appending it to its log; output
+    lines also go to ``on_output``."""
     while line := await stream.readline():
         _append(log, line)
+        if on_output is not None and line.startswith(b"{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "kind" in event:
+                on_output(event)  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -140,25 +203,16 @@ async def _sim(args: Any) -> int:
         server = Airspace()
         airspace = await server.start()
     state = Path(args.state) if args.state else default_state_dir(args.address)
-    band = BandProcess(airspace, state, board=args.board, address=args.address, print_outputs=True)
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("kind") in ("motor", "led", "boot", "crash", "power"):
+            print(f"  {event['t_ms']:>9} ms  {event['kind']:<6} {event['value']}", flush=True)
+
+    band = BandProcess(airspace, state, board=args.board, address=args.address, on_output=show)
     address = await band.start()
-    print(f"virtual band {address} ({args.board}) is advertising in the airspace {airspace}")
+    print(f"virtual band {address} ({args.board}, {band.runtime}) is advertising in the airspace {airspace}")
     print(f"  flash: {state}")
     print("  type Enter to tap the heart, 'hold SECONDS' to hold it (5 = pairing window), 'quit' to stop")
-    assert band.proc is not None
-    assert band.proc.stdout is not None
-    stdout = band.proc.stdout
-
-    async def show_outputs() -> None:
-        while line := await stdout.readline():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("kind") in ("motor", "led", "boot", "crash", "power"):
-                print(f"  {event['t_ms']:>9} ms  {event['kind']:<6} {event['value']}", flush=True)
-
-    outputs = asyncio.create_task(show_outputs())
     loop = asyncio.get_running_loop()
     try:
         async with AirspaceControl(airspace) as control:
@@ -179,7 +233,6 @@ async def _sim(args: Any) -> int:
                 else:
                     print("  commands: Enter (tap), hold SECONDS, quit")
     finally:
-        outputs.cancel()
         await band.stop()
         if server is not None:
             await server.close()
