@@ -346,7 +346,42 @@ def sample_heap() -> None:
         line({"heap": live})
 
 
+_probed = False
+
+
+def probe_plays() -> None:
+    """A logic analyser on the haptic player: every pattern that starts playing (not merely queued)
+    is recorded as a ("play", token) output, so a test counts buzzes per Play token across reboots.
+    It is recorded at the player's next poll, once the loop step that started it has ended: the
+    firmware has saved the token in flash and driven the motor by then (a band killed inside that
+    step never buzzed it). Installed once the firmware has imported hugband.haptics (before its
+    loop's first step)."""
+    global _probed
+    mod = sys.modules.get("hugband.haptics")
+    if _probed or mod is None:
+        return
+    _probed = True
+    player = mod.Player
+    poll = player.poll
+
+    def probed_poll(p, now_ms):
+        started = getattr(p, "probe_started", -1)
+        if started >= 0:
+            p.probe_started = -1
+            emit("play", started)
+        duty = poll(p, now_ms)
+        token = p.playing_token
+        if token != getattr(p, "probe_last", -1):
+            p.probe_last = token
+            if token >= 0:
+                p.probe_started = token
+        return duty
+
+    player.poll = probed_poll
+
+
 async def heap_sampler() -> None:
     while True:
+        probe_plays()
         sample_heap()
         await asyncio.sleep_ms(_HEAP_EVERY_MS)
