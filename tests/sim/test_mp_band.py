@@ -131,3 +131,64 @@ def test_deep_sleep_ends_the_process_and_the_heart_wakes_it(tmp_path: Path) -> N
         assert _boots(tmp_path) == [(1, 0), (4, 7)]  # DEEPSLEEP_RESET, woken by a GPIO (the C3's heart)
 
     asyncio.run(main())
+
+
+def test_a_press_reaches_a_hard_irq_and_the_loop_drives_the_motor(tmp_path: Path) -> None:
+    main_py = """
+import asyncio
+from machine import PWM, Pin
+flag = asyncio.ThreadSafeFlag()
+edges = []
+button = Pin(3, Pin.IN, Pin.PULL_UP)
+def edge(pin):
+    edges.append(pin.value())
+    flag.set()
+button.irq(edge, Pin.IRQ_FALLING | Pin.IRQ_RISING, hard=True)
+motor = PWM(Pin(4), freq=200, duty_u16=0)
+async def main():
+    while True:
+        await flag.wait()
+        motor.duty_u16(49151 if button.value() == 0 else 0)
+        with open("edges.txt", "w") as f:
+            f.write(repr(edges))
+asyncio.run(main())
+"""
+
+    async def main() -> None:
+        async with band(tmp_path, flash_files={"main.py": main_py}) as (b, control):
+            await asyncio.sleep(0.3)
+            await control.hold(b.address, 300)
+            await asyncio.sleep(0.3)
+            starts = await control.motor_starts(b.address)
+        assert len(starts) == 1
+        assert (tmp_path / "edges.txt").read_text() == "[0, 1]"  # pressed (active low), released
+
+    asyncio.run(main())
+
+
+def test_deep_sleep_with_a_timer_wakes_by_itself(tmp_path: Path) -> None:
+    main_py = _LOG_BOOT + (
+        "import time\n"
+        "if machine.reset_cause() != machine.DEEPSLEEP_RESET:\n"
+        "    machine.deepsleep(300)\n"
+        "while True:\n"
+        "    time.sleep_ms(100)\n"
+    )
+
+    async def main() -> None:
+        async with band(tmp_path, flash_files={"main.py": main_py}):
+            await _until(lambda: len(_boots(tmp_path)) >= 2, 10, "the timer wake")
+        assert _boots(tmp_path) == [(1, 0), (4, 4)]  # DEEPSLEEP_RESET, TIMER_WAKE
+
+    asyncio.run(main())
+
+
+def test_flash_survives_pulling_the_battery(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with band(tmp_path, flash_files={"main.py": _LOG_BOOT}) as (b, _control):
+            await _until(lambda: len(_boots(tmp_path)) == 1, 10, "the first boot")
+            await b.restart()  # SIGKILL, then power on again
+            await _until(lambda: len(_boots(tmp_path)) == 2, 10, "the second boot")
+        assert _boots(tmp_path) == [(1, 0), (1, 0)]
+
+    asyncio.run(main())

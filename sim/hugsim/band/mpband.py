@@ -33,6 +33,7 @@ from typing import Any
 MP_DIR = Path(__file__).resolve().parent / "mp"
 SIM_HEAP_KB = 40  # the mp/ board modules' own heap: 35.5 KB measured on this port (README "Memory")
 READY_TIMEOUT_S = 20.0
+HEAP_ENV = "HUGSIM_BAND_HEAP_KB"  # a cap for every band (KiB, board modules included): the benchmark's search
 
 # machine.reset_cause() values and ESP-IDF wake causes (as hugsim.band.world)
 PWRON_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 3, 4, 5
@@ -187,7 +188,8 @@ class Supervisor:
             (self.state_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (self.state_dir / name).write_text(text)
         self.board = json.loads((self.state_dir / "board.json").read_text())
-        self.heap_cap_kb = self.heap_kb_override or heap_cap_kb(self.board)
+        override = self.heap_kb_override or int(os.environ.get(HEAP_ENV) or 0)
+        self.heap_cap_kb = override or heap_cap_kb(self.board)
         self._command = [command, "-X", f"heapsize={self.heap_cap_kb}k", str(image / "port" / "bandboot.py")]
         self._stopping = False
         info = await self._boot(PWRON_RESET, 0)
@@ -222,7 +224,10 @@ class Supervisor:
             [self._ready, exited], timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
         )
         exited.cancel()
-        if self._ready in done:
+        if self._ready not in done and self.proc.returncode is not None:
+            # it ended at once (e.g. a crash and machine.reset()): its ready line may still be in the pipe
+            await asyncio.wait(self._readers, timeout=2.0)
+        if self._ready.done():
             return self._ready.result()
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
@@ -269,6 +274,12 @@ class Supervisor:
 
     async def _supervise(self) -> None:
         """Watch the running band; boot it again when it resets or wakes."""
+        try:
+            await self._lives()
+        except (RuntimeError, OSError) as exc:  # it did not come back (SimProcessError, ...): the band is off
+            self._note(f"the band did not boot again: {exc}")
+
+    async def _lives(self) -> None:
         while not self._stopping:
             proc = self.proc
             assert proc is not None
@@ -346,6 +357,10 @@ class Supervisor:
                 writer.close()
 
     async def stop(self, sig: int) -> None:
+        if not self._stopping and self.proc is not None:
+            self._append_log(
+                f"hugsim: live heap high-water {self.heap_peak} B at a {self.heap_cap_kb} KB cap\n".encode()
+            )
         self._stopping = True
         proc = self.proc
         if proc is not None and proc.returncode is None:

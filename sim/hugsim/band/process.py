@@ -1,7 +1,10 @@
 """Run virtual bands as separate processes.
 
-Used by `hugbutton band sim`, the demo and the end-to-end tests. Each band is its own process
-(`python -m hugsim.band.runner`) running the real firmware, so it can be killed and restarted alone.
+Used by `hugbutton band sim`, the demo, the tests and the benchmarks. Each band is its own process
+running the real firmware, so it can be killed and restarted alone: by default the MicroPython unix
+port loading the build's .mpy files at the board's heap cap (:mod:`hugsim.band.mpband`);
+``runtime="cpython"`` (or ``HUGSIM_BAND_RUNTIME=cpython``) runs the older CPython imitation
+(``python -m hugsim.band.runner``) instead.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ RUNTIMES = ("micropython", "cpython")
 
 
 def default_runtime() -> str:
-    """The band runtime: ``HUGSIM_BAND_RUNTIME`` if set, else the CPython runner."""
-    return os.environ.get("HUGSIM_BAND_RUNTIME") or "cpython"
+    """The band runtime: real MicroPython, unless ``HUGSIM_BAND_RUNTIME`` says otherwise."""
+    return os.environ.get("HUGSIM_BAND_RUNTIME") or "micropython"
 
 
 class SimProcessError(RuntimeError):
