@@ -315,7 +315,7 @@ def main() -> dict[str, Any]:
         ["live heap high-water, demo day", f"{real['demo_day_heap_peak_bytes']:,} B"],
         [
             "live heap high-water, fault test",
-            f"{real['fault_test_heap']['peak_bytes']:,} B ({real['fault_test_heap']['bands']} band boots)",
+            f"{real['fault_test_heap']['peak_bytes']:,} B ({real['fault_test_heap']['bands']} band runs)",
         ],
         *[
             [
