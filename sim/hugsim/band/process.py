@@ -29,7 +29,12 @@ def default_address(state_dir: Path) -> str:
 
 class BandProcess:
     """One virtual band: the real firmware on real MicroPython, in its own process (restarted by its
-    supervisor on a watchdog reset, ``machine.reset()`` or a wake from deep sleep)."""
+    supervisor on a watchdog reset, ``machine.reset()`` or a wake from deep sleep).
+
+    ``heap_kb``: the whole ``-X heapsize`` in KB, board modules included (default: the board's
+    ``heap_kb`` + ``mpband.SIM_HEAP_KB``). ``on_output(event)`` gets every output (motor, led, boot,
+    ...) as a dict. ``flash_files`` ({path: text}) are written to the flash after the build, e.g. a
+    main.py of a test's own."""
 
     runtime = "micropython"
 
