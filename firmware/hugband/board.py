@@ -10,7 +10,8 @@ build`` lays it out next to ``main.py`` (the band's working directory), else the
 Keys: name, title, mcu ("esp32c3"/"esp32s3"), march ("rv32imc"/"xtensawin"), button_pin, button_active_low,
 touch_pin, touch_threshold, motor_pin, motor_driver ("erm_pwm"/"drv2605l"), pwm_freq, i2c
 ({"id", "sda", "scl"} or null), led_pin, led_kind ("pin"/"neopixel"/null), led_active_low,
-battery_adc_pin, battery_divider, cpu_mhz, wiring (list of str), bom (list of str).
+battery_adc_pin, battery_divider, cpu_mhz, heap_kb (the GC heap the firmware may use, in KiB: the
+budget virtual bands run capped at; README "Memory"), wiring (list of str), bom (list of str).
 The heart is ``button_pin`` or ``touch_pin`` (exactly one). ``touch_rises`` is derived: True on the
 S2/S3 (a touch raises ``TouchPad.read()``), False on the original ESP32.
 """
@@ -36,6 +37,7 @@ DEFAULTS = {
     "battery_adc_pin": None,
     "battery_divider": 2.0,
     "cpu_mhz": 80,
+    "heap_kb": 160,
     "wiring": [],
     "bom": [],
 }
@@ -108,6 +110,8 @@ def check(board: dict) -> dict:
         raise BoardError("board %s: cpu_mhz must be one of 80, 160, 240" % name)
     if not (type(board["pwm_freq"]) is int and 100 <= board["pwm_freq"] <= 40000):
         raise BoardError("board %s: pwm_freq must be 100..40000 Hz" % name)
+    if not (type(board["heap_kb"]) is int and 32 <= board["heap_kb"] <= 512):
+        raise BoardError("board %s: heap_kb must be 32..512 (KiB)" % name)
     d = board["battery_divider"]
     if not (type(d) in (int, float) and d >= 1):
         raise BoardError("board %s: battery_divider must be >= 1" % name)

@@ -1,5 +1,12 @@
 """Band benchmark: heap high-water under real MicroPython, .mpy size per board, and a power model.
 
+Real-MicroPython bands (the unix port, each band a `micropython -X heapsize=<cap>` process loading the
+build's .mpy files): the live-heap high-water of the bands through the demo day (`hugbutton demo
+--json`) and through the fault test (tests/faults, read from each band's log), sampled as
+gc.mem_alloc() after a collection every 250 ms at the board's cap; the import cost of the .mpy set on
+this 64-bit port and on the 32-bit WebAssembly build loading the same files; and the smallest heap at
+which a band still gets through the demo day (the cap lowered by 8 KB steps, HUGSIM_BAND_HEAP_KB).
+
 Power model: the scripted day (bandday) runs under CPython; every BandLogic's EnergyMeter (one per
 boot) reports the time spent in each radio/CPU state. Those shares are multiplied by per-chip average
 currents built from datasheet figures below, giving the average current and hours on a 200 mAh cell,
@@ -21,6 +28,8 @@ Datasheet figures (approximate, typical, 3.3 V, 25 C; check against the current 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -57,6 +66,137 @@ def heap(board: str) -> dict[str, int]:
     assert m is not None, proc.stdout + proc.stderr
     high, above, base = (int(g) for g in m.groups())
     return {"high_water": high, "above_imports": above, "after_imports": base}
+
+
+_IMPORT = re.compile(r"import_bytes=(\d+) modules=(\d+)")
+_LOG_PEAK = re.compile(r"hugsim: live heap high-water (\d+) B at a (\d+) KB cap")
+
+
+def _modules(build: Path) -> list[str]:
+    names = []
+    for pkg in sorted((build / "lib").iterdir()):
+        for f in sorted(pkg.glob("*.mpy")):
+            names.append(pkg.name if f.stem == "__init__" else f"{pkg.name}.{f.stem}")
+    return names
+
+
+def import_cost(board: str) -> dict[str, int]:
+    """Bytes of heap the build's .mpy set takes once imported: on this port (the board modules and
+    asyncio imported first) and on the 32-bit WebAssembly build (tests/bench/import_mpy.mjs)."""
+    from hugsim.band.mpband import firmware_image, micropython_command
+
+    image = firmware_image(board)
+    build = image / "flash"
+    mods = _modules(build)
+    code = (
+        f"import sys\nsys.path[:] = [{str(image / 'port')!r}, '', '.frozen', 'lib']\n"
+        "import gc, asyncio, simlink, machine, bluetooth, esp32, neopixel\n"
+        "gc.collect()\nsim = gc.mem_alloc()\n"
+        + "".join(f"import {m}\n" for m in mods)
+        + "gc.collect()\nprint('import_bytes=%d modules=%d' % (gc.mem_alloc() - sim, "
+        + str(len(mods))
+        + "))\n"
+    )
+    unix = subprocess.run(
+        [micropython_command(), "-X", "heapsize=1m", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=build,
+        check=True,
+    )
+    wasm = subprocess.run(
+        ["node", str(REPO / "tests" / "bench" / "import_mpy.mjs"), str(build)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=True,
+    )
+    mu, mw = _IMPORT.search(unix.stdout), _IMPORT.search(wasm.stdout)
+    assert mu is not None, unix.stdout + unix.stderr
+    assert mw is not None, wasm.stdout + wasm.stderr
+    return {"unix_64bit": int(mu.group(1)), "wasm_32bit": int(mw.group(1)), "modules": int(mu.group(2))}
+
+
+def demo_day(heap_kb: int | None = None) -> dict[str, Any] | None:
+    """`hugbutton demo --json` (the scripted day) with real-MicroPython bands; None if it failed."""
+    env = dict(os.environ)
+    if heap_kb:
+        env["HUGSIM_BAND_HEAP_KB"] = str(heap_kb)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hugapp.cli", "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env=env,
+    )
+    if proc.returncode != 0:
+        return None
+    figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if figures.get("lost") or figures.get("duplicates"):
+        return None
+    return figures
+
+
+def fault_test_heap() -> dict[str, int]:
+    """Run the fault test (tests/faults, about 3 minutes); the highest live heap of its bands."""
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--basetemp",
+                tmp,
+                "tests/faults",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=REPO,
+        )
+        peaks = [
+            (int(m.group(1)), int(m.group(2)))
+            for log in Path(tmp).rglob("band.log")
+            for m in _LOG_PEAK.finditer(log.read_text(errors="replace"))
+        ]
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return {"bands": len(peaks), "peak_bytes": max(p for p, _ in peaks), "cap_kb": max(c for _, c in peaks)}
+
+
+def smallest_heap(start_kb: int, step_kb: int = 8) -> int:
+    """The smallest cap (KB, board modules included) at which both bands get through the demo day."""
+    ok = start_kb
+    kb = start_kb - step_kb
+    while kb > 0 and demo_day(kb) is not None:
+        ok = kb
+        kb -= step_kb
+    return ok
+
+
+def real_micropython() -> dict[str, Any]:
+    from hugband import board as boards
+    from hugsim.band.mpband import SIM_HEAP_KB, heap_cap_kb
+
+    cap = heap_cap_kb(boards.load("xiao_esp32c3"))
+    imports = {b: import_cost(b) for b in ("xiao_esp32c3", "xiao_esp32s3")}
+    day = demo_day()
+    assert day is not None, "the demo day failed at the board's cap"
+    faults = fault_test_heap()
+    smallest = smallest_heap(cap)
+    return {
+        "cap_kb": cap,
+        "sim_modules_kb": SIM_HEAP_KB,
+        "import_bytes": imports,
+        "demo_day_heap_peak_bytes": day["band_heap_peak_bytes"],
+        "fault_test_heap": faults,
+        "smallest_cap_kb_for_demo_day": smallest,
+    }
 
 
 def mpy_size(board: str) -> dict[str, int]:
@@ -162,7 +302,43 @@ def main() -> dict[str, Any]:
         "events once "
         "in 24 h.\n\n" + md_table(pheaders, prow)
     )
-    data = {"boards": boards, "day_times_ms": t, "power": models, "cell_mah": CELL_MAH}
+    print(
+        "\nreal-MicroPython bands (unix port, capped heap): demo day, fault test, import cost, smallest heap"
+    )
+    real = real_micropython()
+    imp = real["import_bytes"]
+    rrows = [
+        [
+            "C3 cap (heap_kb + board modules)",
+            f"{real['cap_kb']} KB ({real['sim_modules_kb']} KB board modules)",
+        ],
+        ["live heap high-water, demo day", f"{real['demo_day_heap_peak_bytes']:,} B"],
+        [
+            "live heap high-water, fault test",
+            f"{real['fault_test_heap']['peak_bytes']:,} B ({real['fault_test_heap']['bands']} band runs)",
+        ],
+        *[
+            [
+                f".mpy set import, {b}",
+                f"{v['unix_64bit']:,} B (64-bit unix) / {v['wasm_32bit']:,} B (32-bit wasm)",
+            ]
+            for b, v in imp.items()
+        ],
+        ["smallest cap that gets through the demo day", f"{real['smallest_cap_kb_for_demo_day']} KB"],
+    ]
+    print(table(["figure", "value"], rrows))
+    md += (
+        "\n\nReal-MicroPython bands (unix port, `-X heapsize` at the board's budget plus the board modules; "
+        "live heap = `gc.mem_alloc()` after a collection, sampled every 250 ms):\n\n"
+        + md_table(["figure", "value"], rrows)
+    )
+    data = {
+        "boards": boards,
+        "day_times_ms": t,
+        "power": models,
+        "cell_mah": CELL_MAH,
+        "real_micropython": real,
+    }
     save("band", data, md)
     return data
 

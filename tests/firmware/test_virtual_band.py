@@ -97,6 +97,8 @@ def test_pair_press_ack_play_felt(tmp_path: Path) -> None:
         assert isinstance(felt, frames.Felt)
         assert felt.token == 4242
         assert await w.motor_on_count() > buzzes_after_pairing
+        plays = [e.value for e in await w.control.timeline(w.address) if e.kind == "play"]
+        assert 4242 in plays, plays  # the player started it (the band's logic analyser)
         assert phone.rejected == []
         # acknowledged presses are not sent again on a new connection
         await phone.disconnect()

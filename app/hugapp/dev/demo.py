@@ -297,6 +297,9 @@ async def _main(args: argparse.Namespace) -> int:
             )
             await asyncio.sleep(2.0)  # a duplicate would show up now
             summary = _summary(day, people, args.hugs or None)
+            bands = [p.band for p in people.values()]
+            summary["band_runtime"] = bands[0].runtime
+            summary["band_heap_peak_bytes"] = max(b.heap_peak for b in bands)  # 0: not measured
     if args.json:
         print(json.dumps(summary))
     else:

@@ -32,6 +32,8 @@ class ControlOps:
             node.session.send({"ev": "input", "name": name, "value": 1}, delayed=False)
             t_press = self.now_ms()
             await asyncio.sleep(float(msg["ms"]) / 1000.0)  # the physical hold itself
+            # the band may have rebooted meanwhile (a press woke it): the finger leaves the new one
+            node = self.nodes.get(node.address, node)
             node.session.send({"ev": "input", "name": name, "value": 0}, delayed=False)
             return {"t_press": t_press, "t_release": self.now_ms()}
         if op == "timeline":

@@ -1,6 +1,7 @@
 """Peripheral-side airspace client: one band's radio controller and host stack, plus its physics.
 
-Synchronous and thread-based, for the band process (which runs the unmodified firmware).
+Synchronous and thread-based, for CPython peripherals (tests and tools). Virtual bands use its
+MicroPython counterpart, ``sim/hugsim/band/mp/simlink.py``, on the same wire format.
 
 * Everything the band *sends* is fire-and-forget and never blocks on the airspace, so it is safe to
   call from an IRQ handler (MicroPython examples restart advertising inside the disconnect IRQ).

@@ -1,11 +1,10 @@
-"""The band side of the simulated world: a virtual band's physics and the MicroPython stand-ins the
-unmodified firmware runs on.
+"""The band side of the simulated world: virtual bands on the real MicroPython unix port.
 
-- :mod:`hugsim.band.world`: one band's physics (pins, button, touch, battery, outputs timeline).
-- :mod:`hugsim.band.runtime`: process-wide handles (``world``, ``radio``, ``band``, scheduler).
-- :mod:`hugsim.band.shims`: MicroPython extras added to CPython's ``time``/``asyncio``/``gc``/``sys``.
-- :mod:`hugsim.band.runner`: runs the firmware in this process (``python -m hugsim.band.runner``).
-- :mod:`hugsim.band.process`: starts virtual bands as processes of their own.
-- ``port/``: the sim port (``machine``, ``micropython``, ``neopixel``, ``esp32``, ``bluetooth``); a
-  directory put first on ``sys.path`` in a band process, not a package.
+- :mod:`hugsim.band.process`: ``BandProcess`` starts a virtual band as a process of its own;
+  ``hugbutton band sim``.
+- :mod:`hugsim.band.mpband`: the firmware image (``hugbutton band build``'s output), the heap cap and
+  the supervisor (watchdog, resets, deep sleep and its wake).
+- ``mp/``: MicroPython code, not a package: ``bandboot.py`` (what runs before the band's main.py)
+  and the board modules the firmware imports (``machine``, ``bluetooth``, ``esp32``, ``neopixel``) on
+  ``simlink`` (the airspace link and the board's physics).
 """

@@ -1,43 +1,42 @@
 """Run virtual bands as separate processes.
 
-Used by `hugbutton band sim`, the demo and the end-to-end tests. Each band is its own process
-(`python -m hugsim.band.runner`) running the real firmware, so it can be killed and restarted alone.
+Used by `hugbutton band sim`, the demo, the tests and the benchmarks. Each band is its own process,
+the MicroPython unix port running the real firmware from the build's .mpy files at the board's heap
+cap (:mod:`hugsim.band.mpband`), so it can be killed and restarted alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-READY_TIMEOUT_S = 20.0
+from hugsim.band.mpband import SimProcessError, Supervisor
+
+__all__ = ["BandProcess", "SimProcessError", "default_address", "main_from_cli"]
 
 
-class SimProcessError(RuntimeError):
-    """A simulated process did not start."""
-
-
-async def _first_line(proc: asyncio.subprocess.Process, what: str) -> str:
-    assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        raise SimProcessError(f"{what} did not start within {READY_TIMEOUT_S:.0f} s") from None
-    if not line:
-        err = b""
-        if proc.stderr is not None:
-            err = await proc.stderr.read()
-        raise SimProcessError(f"{what} exited at start: {err.decode(errors='replace').strip()[-2000:]}")
-    return line.decode().strip()
+def default_address(state_dir: Path) -> str:
+    """A stable address for a state directory: C0:FF:EE + 3 bytes of its path's hash."""
+    h = hashlib.sha256(str(Path(state_dir).resolve()).encode()).digest()
+    return "C0:FF:EE:%02X:%02X:%02X" % (h[0], h[1], h[2])
 
 
 class BandProcess:
-    """One virtual band: the real firmware on the sim port, in its own process."""
+    """One virtual band: the real firmware on real MicroPython, in its own process (restarted by its
+    supervisor on a watchdog reset, ``machine.reset()`` or a wake from deep sleep).
+
+    ``heap_kb``: the whole ``-X heapsize`` in KB, board modules included (default: the board's
+    ``heap_kb`` + ``mpband.SIM_HEAP_KB``). ``on_output(event)`` gets every output (motor, led, boot,
+    ...) as a dict. ``flash_files`` ({path: text}) are written to the flash after the build, e.g. a
+    main.py of a test's own."""
+
+    runtime = "micropython"
 
     def __init__(
         self,
@@ -46,84 +45,56 @@ class BandProcess:
         board: str = "xiao_esp32c3",
         address: str | None = None,
         print_outputs: bool = False,
+        heap_kb: int | None = None,
+        on_output: Callable[[dict[str, Any]], None] | None = None,
+        flash_files: dict[str, str] | None = None,
     ) -> None:
         self.airspace = airspace
         self.state_dir = Path(state_dir)
         self.board = board
         self.address = address or ""
         self.print_outputs = print_outputs
-        self.proc: asyncio.subprocess.Process | None = None
+        self.heap_kb = heap_kb
+        self.on_output = on_output
+        self.flash_files = flash_files
+        self.supervisor: Supervisor | None = None
         self.info: dict[str, Any] = {}
-        self._drains: list[asyncio.Task[None]] = []
+
+    @property
+    def heap_peak(self) -> int:
+        """The band's live-heap high-water mark in bytes (0 before it ran)."""
+        return self.supervisor.heap_peak if self.supervisor is not None else 0
 
     async def start(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            "-m",
-            "hugsim.band.runner",
-            "--board",
-            self.board,
-            "--state",
-            str(self.state_dir),
-            "--airspace",
+        if not self.address:
+            self.address = default_address(self.state_dir)
+        self.supervisor = Supervisor(
             self.airspace,
-        ]
-        if self.address:
-            args += ["--address", self.address]
-        if self.print_outputs:
-            args.append("--print-outputs")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
+            self.state_dir,
+            self.board,
+            self.address.upper(),
+            heap_kb=self.heap_kb,
+            print_outputs=self.print_outputs or self.on_output is not None,
+            on_output=self.on_output,
+            flash_files=self.flash_files,
         )
-        while True:
-            line = await _first_line(self.proc, f"virtual band in {self.state_dir}")
-            if line.startswith("{") and '"ready"' in line:
-                self.info = json.loads(line)
-                self.address = str(self.info["address"])
-                self._drains = [
-                    asyncio.ensure_future(_drain(stream, self.state_dir / "band.log"))
-                    for stream in (self.proc.stdout, self.proc.stderr)
-                    if stream is not None
-                ]
-                return self.address
+        self.info = await self.supervisor.start()  # SimProcessError if it cannot (no MicroPython, ...)
+        self.address = str(self.info["address"])
+        return self.address
 
     async def kill(self) -> None:
         """Pull the battery: SIGKILL, no chance to save anything."""
-        await _end(self.proc, signal.SIGKILL)
+        if self.supervisor is not None:
+            await self.supervisor.stop(signal.SIGKILL)
 
     async def stop(self) -> None:
-        await _end(self.proc, signal.SIGTERM)
+        if self.supervisor is not None:
+            await self.supervisor.stop(signal.SIGTERM)
 
     async def restart(self) -> str:
         await self.kill()
         return await self.start()
-
-
-async def _drain(stream: asyncio.StreamReader, log: Path) -> None:
-    """Keep reading what a band prints (a full pipe would stall it), appending it to its log."""
-    while line := await stream.readline():
-        _append(log, line)
-
-
-def _append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
-
-
-async def _end(proc: asyncio.subprocess.Process | None, sig: int) -> None:
-    if proc is None or proc.returncode is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        await asyncio.wait_for(proc.wait(), 10)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
 
 
 def default_state_dir(address: str | None) -> Path:
@@ -140,25 +111,16 @@ async def _sim(args: Any) -> int:
         server = Airspace()
         airspace = await server.start()
     state = Path(args.state) if args.state else default_state_dir(args.address)
-    band = BandProcess(airspace, state, board=args.board, address=args.address, print_outputs=True)
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("kind") in ("motor", "led", "boot", "crash", "power"):
+            print(f"  {event['t_ms']:>9} ms  {event['kind']:<6} {event['value']}", flush=True)
+
+    band = BandProcess(airspace, state, board=args.board, address=args.address, on_output=show)
     address = await band.start()
-    print(f"virtual band {address} ({args.board}) is advertising in the airspace {airspace}")
+    print(f"virtual band {address} ({args.board}, {band.runtime}) is advertising in the airspace {airspace}")
     print(f"  flash: {state}")
     print("  type Enter to tap the heart, 'hold SECONDS' to hold it (5 = pairing window), 'quit' to stop")
-    assert band.proc is not None
-    assert band.proc.stdout is not None
-    stdout = band.proc.stdout
-
-    async def show_outputs() -> None:
-        while line := await stdout.readline():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("kind") in ("motor", "led", "boot", "crash", "power"):
-                print(f"  {event['t_ms']:>9} ms  {event['kind']:<6} {event['value']}", flush=True)
-
-    outputs = asyncio.create_task(show_outputs())
     loop = asyncio.get_running_loop()
     try:
         async with AirspaceControl(airspace) as control:
@@ -179,7 +141,6 @@ async def _sim(args: Any) -> int:
                 else:
                     print("  commands: Enter (tap), hold SECONDS, quit")
     finally:
-        outputs.cancel()
         await band.stop()
         if server is not None:
             await server.close()

