@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
-from relaykit import HOST, EmbeddedTestBroker, MosquittoTestBroker, Phone, TestBroker, make_circle, run
-from testkit import require_tool
+from relaykit import HOST, Phone, TestBroker, make_circle, run
 
 from hugapp.core import relaystore as rs
 from hugapp.core.envelope import inbox_topic
@@ -27,23 +25,6 @@ FLOOD = int(os.environ.get("HUG_FLOOD", "50000"))
 JUNK_BYTES = 16_000
 HUGS = 40
 HERE = Path(__file__).resolve().parent
-DEPLOY = HERE.parents[1] / "deploy"
-
-
-def deploy_limits() -> str:
-    """deploy/mosquitto.conf's per-client limits (the test listener replaces its TLS listeners)."""
-    keep = ("message_size_limit", "max_queued_messages", "max_inflight_messages", "max_queued_bytes")
-    lines = (DEPLOY / "mosquitto.conf").read_text().splitlines()
-    return "".join(line + "\n" for line in lines if line.split(" ", 1)[0] in keep)
-
-
-@pytest.fixture(params=["embedded", "mosquitto"])
-def flood_broker(request: pytest.FixtureRequest, tmp_path: Path) -> TestBroker:
-    if request.param == "embedded":
-        return EmbeddedTestBroker()
-    conf = deploy_limits()
-    assert "message_size_limit" in conf
-    return MosquittoTestBroker(require_tool("mosquitto"), tmp_path, conf)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -51,8 +32,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def test_an_inbox_flood_costs_little_and_hugs_keep_arriving(flood_broker: TestBroker, tmp_path: Path) -> None:
-    broker = flood_broker
+def test_an_inbox_flood_costs_little_and_hugs_keep_arriving(broker: TestBroker, tmp_path: Path) -> None:
     mum, kid = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
     link = make_circle(mum, kid)
     circle = rs.link(kid.store, link)
