@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from test_fault_injection import SETTLE_S, TOKEN_INTERNAL, Fault, Run, _pct
+from test_fault_injection import TOKEN_INTERNAL, Fault, Run, _pct
 from testkit import require_tool
 
 from hugapp.dev.cluster import NatsCluster
@@ -63,12 +63,7 @@ def test_node_kills_under_load_on_the_cluster(tmp_path: Path) -> None:
                 await run.press_all(PER_BAND)
                 await faults
                 try:
-                    async with asyncio.timeout(SETTLE_S):
-                        while sum(len(d) for d in run.delivered.values()) < await asyncio.to_thread(
-                            run.registered
-                        ) or await asyncio.to_thread(run.unfelt):
-                            run.observed.clear()
-                            await run.observed.wait()
+                    await run.settle()
                 except TimeoutError:
                     raise AssertionError(f"not every hug arrived and was felt:\n{run.report()}") from None
                 await asyncio.sleep(3.0)  # a duplicate would arrive now

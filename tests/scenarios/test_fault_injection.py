@@ -270,6 +270,16 @@ class Run:
             for s in self.sides
         )
 
+    async def settle(self) -> None:
+        """Until every press a band registered has reached its partner's phone and been felt there
+        (TimeoutError after SETTLE_S)."""
+        async with asyncio.timeout(SETTLE_S):
+            while sum(len(d) for d in self.delivered.values()) < await asyncio.to_thread(
+                self.registered
+            ) or await asyncio.to_thread(self.unfelt):
+                self.observed.clear()
+                await self.observed.wait()
+
     def report(self) -> str:
         """Where every band's presses are: pressed, stored by its own phone, stored by the partner's
         phone, and the partner's plays by state."""
@@ -379,12 +389,7 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
                 t_pressed = time.monotonic()
                 sent = sum(len(p) for p in run.presses.values())
                 try:
-                    async with asyncio.timeout(SETTLE_S):
-                        while sum(len(d) for d in run.delivered.values()) < await asyncio.to_thread(
-                            run.registered
-                        ) or await asyncio.to_thread(run.unfelt):
-                            run.observed.clear()
-                            await run.observed.wait()
+                    await run.settle()
                 except TimeoutError:
                     await run.dump(tmp_path / "timelines.json")
                     raise AssertionError(
