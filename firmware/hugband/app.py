@@ -25,6 +25,7 @@ from hugband.logic import (
     A_LED,
     A_MOTOR,
     A_NOTIFY,
+    A_PLAYING,
     A_STATE,
     BandLogic,
 )
@@ -164,6 +165,8 @@ class App:
             self.hw.light(0)
             self.hw.arm_wake()
             machine.deepsleep()
+        elif kind == A_PLAYING:
+            self.core.save_played(a)
         elif kind == A_FACTORY_RESET:
             machine.reset()
 

@@ -23,6 +23,10 @@ Actions are tuples whose first item is one of the A_* kinds:
     (A_CPU, mhz, 0)                set machine.freq(mhz * 1_000_000)
     (A_DEEP_SLEEP, 0, 0)           arm wake on the heart and machine.deepsleep()
     (A_FACTORY_RESET, 0, 0)        storage is already wiped: machine.reset()
+    (A_PLAYING, token, 0)          the motor now plays Play ``token``: call core.save_played(token)
+                                   (queued behind the A_MOTOR that starts it, so the token is kept in
+                                   flash only once the motor runs: a reboot in between plays it again,
+                                   never marks it felt unplayed)
 The action queue holds ``_ACTIONS`` entries; the shell drains it after every call. If it is full the
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
@@ -58,6 +62,7 @@ A_BATTERY = const(7)
 A_CPU = const(8)
 A_DEEP_SLEEP = const(9)
 A_FACTORY_RESET = const(10)
+A_PLAYING = const(11)
 ACTION_NAMES = (
     "",
     "notify",
@@ -309,7 +314,7 @@ class BandLogic:
         if token != self._started:
             self._started = token
             if 0 <= token < _TOKEN_INTERNAL:
-                self._save_played(token)  # once it has started, a reboot must not play it again
+                self._push(A_PLAYING, token, 0)  # once it has started, a reboot must not play it again
         if self._pairing and diff(now_ms, self._pairing_until) >= 0:
             self._pairing = False
             self.led.pairing = False
@@ -583,7 +588,8 @@ class BandLogic:
         except OSError:
             self.storage_errors += 1
 
-    def _save_played(self, starting: int) -> None:
+    def save_played(self, starting: int) -> None:
+        """Keep the Play tokens played lately, ``starting`` with them, in flash (the A_PLAYING action)."""
         if self._played is None:
             return
         out = bytearray(b"P")

@@ -201,6 +201,8 @@ class Harness:
                     core.on_disconnect(a[1], self.now)
             elif kind == logic.A_ADVERTISE:
                 self.adverts += 1
+            elif kind == logic.A_PLAYING:
+                core.save_played(a[1])
             elif kind == logic.A_FACTORY_RESET:
                 self.factory_reset = True
             elif kind == logic.A_DEEP_SLEEP:

@@ -280,6 +280,37 @@ def case_a_reboot_in_the_middle_of_a_play_does_not_play_it_again():
     assert phone.felt == {77: 1}
 
 
+def case_a_play_is_kept_in_flash_only_behind_the_motor_that_starts_it():
+    played = MemBlob()
+    h, phone, runs = paired_keeping_played(played)
+    h.run(3000)
+    one_hug = h.motor_runs - runs
+    kept = played.data
+    assert one_hug > 0 and phone.felt == {77: 1} and kept is not None
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 78))
+    # the poll that starts 78 queues its motor, then the keeping of 78; the power goes before the shell runs
+    started = []
+    while not started and h.now < 100000:
+        h.now += 10
+        h.core.poll(h.now)
+        a = h.core.pop_action()
+        while a is not None:
+            started.append(a[0])
+            a = h.core.pop_action()
+        if logic.A_PLAYING not in started:
+            started = []
+    assert started, "78 started"
+    assert started.index(logic.A_MOTOR) < started.index(logic.A_PLAYING), started
+    assert played.data == kept, "nothing kept before the motor ran"
+    h.disconnect()
+    h.boot()  # the motor never ran: 78 was not felt, and plays when resent
+    h.connect(phone)
+    phone.auth(h)
+    phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 78))
+    h.run(3000)
+    assert h.motor_runs == runs + 2 * one_hug and phone.felt == {77: 1, 78: 1}
+
+
 def case_without_the_played_blob_a_reboot_forgets_what_played():
     h, phone, runs, one_hug = played_then_felt_lost_then_reboot(None)
     assert h.motor_runs == runs + 2 * one_hug and phone.felt == {77: 1}

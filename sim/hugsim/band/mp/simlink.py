@@ -350,34 +350,25 @@ _probed = False
 
 
 def probe_plays() -> None:
-    """A logic analyser on the haptic player: every pattern that starts playing (not merely queued)
-    is recorded as a ("play", token) output, so a test counts buzzes per Play token across reboots.
-    It is recorded at the player's next poll, once the loop step that started it has ended: the
-    firmware has saved the token in flash and driven the motor by then (a band killed inside that
-    step never buzzed it). Installed once the firmware has imported hugband.haptics (before its
-    loop's first step)."""
+    """A logic analyser on the haptic player: every Play that starts playing (not merely queued) is
+    recorded as a ("play", token) output, so a test counts buzzes per Play token across reboots. It is
+    recorded when the shell keeps the token in flash (the A_PLAYING action), which it does right after
+    driving the motor that starts it: a band that loses power before then never buzzed it, and plays it
+    when it is resent. Installed once the firmware has imported hugband.logic (before its loop's first
+    step)."""
     global _probed
-    mod = sys.modules.get("hugband.haptics")
+    mod = sys.modules.get("hugband.logic")
     if _probed or mod is None:
         return
     _probed = True
-    player = mod.Player
-    poll = player.poll
+    logic = mod.BandLogic
+    save = logic.save_played
 
-    def probed_poll(p, now_ms):
-        started = getattr(p, "probe_started", -1)
-        if started >= 0:
-            p.probe_started = -1
-            emit("play", started)
-        duty = poll(p, now_ms)
-        token = p.playing_token
-        if token != getattr(p, "probe_last", -1):
-            p.probe_last = token
-            if token >= 0:
-                p.probe_started = token
-        return duty
+    def probed_save(core, token):
+        save(core, token)
+        emit("play", token)
 
-    player.poll = probed_poll
+    logic.save_played = probed_save
 
 
 async def heap_sampler() -> None:
