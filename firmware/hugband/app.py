@@ -16,6 +16,7 @@ from hugband import board as boards
 from hugband import button, haptics, power, ticks
 from hugband.ble import EV_COMMAND, EV_CONNECT, EV_DISCONNECT, Peripheral
 from hugband.logic import (
+    A_ADDRESS,
     A_ADVERTISE,
     A_BATTERY,
     A_CPU,
@@ -40,11 +41,6 @@ _DRV2605 = const(0x5A)
 
 def now_ms() -> int:
     return time.ticks_ms()  # pyright: ignore[reportReturnType]  (ticks are small ints)
-
-
-def band_name() -> str:
-    uid = machine.unique_id()
-    return "Hug-%02X%02X" % (uid[-2], uid[-1])
 
 
 class Hardware:
@@ -133,7 +129,7 @@ class App:
         self.board = boards.flashed()
         self.wake = asyncio.ThreadSafeFlag()
         self.hw = Hardware(self.board, self.wake)
-        self.radio = Peripheral(bluetooth.BLE(), band_name(), self.board["title"][:40], "1", self.wake)
+        self.radio = Peripheral(bluetooth.BLE(), self.board["title"][:40], "1", self.wake)
         now = now_ms()
         self.core = BandLogic(
             self.board, FileBlob("outbox.bin"), os.urandom, FileBlob("band.key"), now, FileBlob("played.bin")
@@ -156,6 +152,8 @@ class App:
             self.radio.disconnect(a)
         elif kind == A_ADVERTISE:
             self.radio.advertise(a, b)
+        elif kind == A_ADDRESS:
+            self.core.on_address(self.radio.new_address(), now_ms())
         elif kind == A_BATTERY:
             self.radio.set_battery(a, True)
         elif kind == A_CPU:

@@ -3,13 +3,15 @@
 One central at a time. The IRQ handler only records events in a bounded ring and sets a
 flag; the application drains them in its loop. A full ring drops command frames (counted in
 ``overflows``), never a connect or disconnect: a link event takes the place of the newest command.
-GATT: the Hug service from hugproto, plus Battery and Device Information.
+GATT: the Hug service from hugproto, plus Battery and Device Information. Nothing on the air names
+one band: the GAP name is the product's, there is no scan response, and ``new_address`` takes a
+fresh non-resolvable private address (the advert's token goes with it, see ``hugband.logic``).
 """
 
 import bluetooth
 from micropython import const
 
-from hugproto import adv, frames, gatt
+from hugproto import frames, gatt
 from hugproto.errors import ProtocolError
 
 _IRQ_CENTRAL_CONNECT = const(1)
@@ -24,6 +26,8 @@ _RING = const(8)  # pending events; when full a command is dropped and counted, 
 _FRAME = const(20)
 _WRITE_BUFFER = const(80)  # writes arriving before the IRQ reads them queue up here
 _NO_CONN = const(-1)
+_ADDR_NRPA = const(3)  # config(addr_mode=): a fresh non-resolvable private address per call
+GAP_NAME = "Hug Button"  # the GAP device name any central can read: the same on every band
 
 _F_READ = const(0x0002)
 _F_WRITE = const(0x0008)
@@ -33,10 +37,9 @@ _F_NOTIFY = const(0x0010)
 class Peripheral:
     """Advertising, the GATT table and one connection, with IRQs turned into events."""
 
-    def __init__(self, ble, name: str, model: str, firmware_version: str, flag) -> None:
+    def __init__(self, ble, model: str, firmware_version: str, flag) -> None:
         self._ble = ble
         self._flag = flag
-        self.name = name
         self.conn = _NO_CONN
         self.overflows = 0
         self.notify_failures = 0
@@ -47,7 +50,7 @@ class Peripheral:
         self._head = 0
         self._count = 0
         ble.active(True)
-        ble.config(gap_name=name)
+        ble.config(gap_name=GAP_NAME)
         ble.irq(self._irq)
         hug = (
             bluetooth.UUID(gatt.HUG_SERVICE_UUID),
@@ -76,7 +79,6 @@ class Peripheral:
         ble.gatts_write(handles[2][0], gatt.MANUFACTURER_NAME.encode())
         ble.gatts_write(handles[2][1], model.encode())
         ble.gatts_write(handles[2][2], firmware_version.encode())
-        self._resp = adv.encode_scan_response(name)
 
     def _irq(self, event, data) -> None:
         if event == _IRQ_CENTRAL_CONNECT:
@@ -156,7 +158,14 @@ class Peripheral:
         if interval_ms <= 0:
             self._ble.gap_advertise(None)  # pyright: ignore[reportArgumentType]  (None stops, per the docs)
             return
-        self._ble.gap_advertise(interval_ms * 1000, payload, resp_data=self._resp)
+        self._ble.gap_advertise(interval_ms * 1000, payload, resp_data=b"")
+
+    def new_address(self) -> bytes:
+        """Stop advertising and take a fresh random private address (NimBLE draws one per call);
+        returns it, most significant byte first."""
+        self._ble.gap_advertise(None)  # pyright: ignore[reportArgumentType]  (None stops, per the docs)
+        self._ble.config(addr_mode=_ADDR_NRPA)
+        return bytes(self._ble.config("mac")[1])
 
     def notify_event(self, frame: bytes) -> bool:
         """Notify the Event characteristic; False if it did not go out: no link, or the link went

@@ -11,7 +11,9 @@ Keys: name, title, mcu ("esp32c3"/"esp32s3"), march ("rv32imc"/"xtensawin"), but
 touch_pin, touch_threshold, motor_pin, motor_driver ("erm_pwm"/"drv2605l"), pwm_freq, i2c
 ({"id", "sda", "scl"} or null), led_pin, led_kind ("pin"/"neopixel"/null), led_active_low,
 battery_adc_pin, battery_divider, cpu_mhz, heap_kb (the GC heap the firmware may use, in KiB: the
-budget virtual bands run capped at; README "Memory"), wiring (list of str), bom (list of str).
+budget virtual bands run capped at; README "Memory"), address_rotate_s (how often the band takes a new
+private address, 900 like BLE controllers' RPA timeout; tests shorten it), wiring (list of str), bom
+(list of str).
 The heart is ``button_pin`` or ``touch_pin`` (exactly one). ``touch_rises`` is derived: True on the
 S2/S3 (a touch raises ``TouchPad.read()``), False on the original ESP32.
 """
@@ -38,6 +40,7 @@ DEFAULTS = {
     "battery_divider": 2.0,
     "cpu_mhz": 80,
     "heap_kb": 160,
+    "address_rotate_s": 900,
     "wiring": [],
     "bom": [],
 }
@@ -112,6 +115,8 @@ def check(board: dict) -> dict:
         raise BoardError("board %s: pwm_freq must be 100..40000 Hz" % name)
     if not (type(board["heap_kb"]) is int and 32 <= board["heap_kb"] <= 512):
         raise BoardError("board %s: heap_kb must be 32..512 (KiB)" % name)
+    if not (type(board["address_rotate_s"]) is int and 1 <= board["address_rotate_s"] <= 3600):
+        raise BoardError("board %s: address_rotate_s must be 1..3600 (seconds)" % name)
     d = board["battery_divider"]
     if not (type(d) in (int, float) and d >= 1):
         raise BoardError("board %s: battery_divider must be >= 1" % name)

@@ -19,6 +19,8 @@ Actions are tuples whose first item is one of the A_* kinds:
     (A_LED, colour, 0)             LED colour 0xRRGGBB, 0 = off (pin LEDs: on when non-zero)
     (A_DISCONNECT, conn, 0)        drop this connection
     (A_ADVERTISE, interval_ms, payload)  (re)start advertising with this payload; interval 0 = stop
+    (A_ADDRESS, 0, 0)              stop advertising, take a fresh random private address and call
+                                   core.on_address(address, now): the band advertises again from it
     (A_BATTERY, percent, 0)        battery level characteristic value
     (A_CPU, mhz, 0)                set machine.freq(mhz * 1_000_000)
     (A_DEEP_SLEEP, 0, 0)           arm wake on the heart and machine.deepsleep()
@@ -27,6 +29,11 @@ Actions are tuples whose first item is one of the A_* kinds:
                                    (queued behind the A_MOTOR that starts it, so the token is kept in
                                    flash only once the motor runs: a reboot in between plays it again,
                                    never marks it felt unplayed)
+Untrackable: the band never advertises from its public address. Its first advert and every
+``address_rotate_s`` (board file) after it come from a fresh random address (A_ADDRESS), with an
+identity token computed for that address (``hugproto.adv``), so address and token change together;
+not while connected (a link keeps its address) or while the pairing window is open (the phone that
+saw "ready to pair" connects to that address), and at once after the band key changed.
 The action queue holds ``_ACTIONS`` entries; the shell drains it after every call. If it is full the
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
@@ -47,10 +54,10 @@ from hugband import button, led, power
 from hugband.haptics import Player
 from hugband.outbox import Outbox, seq_after
 from hugband.ticks import add, diff
-from hugproto import frames, patterns
-from hugproto.adv import encode_advertising
+from hugproto import adv, frames, patterns
 from hugproto.compat import const
 from hugproto.errors import ProtocolError
+from hugproto.mac import Hmac
 
 A_NOTIFY = const(1)
 A_STATE = const(2)
@@ -63,6 +70,7 @@ A_CPU = const(8)
 A_DEEP_SLEEP = const(9)
 A_FACTORY_RESET = const(10)
 A_PLAYING = const(11)
+A_ADDRESS = const(12)
 ACTION_NAMES = (
     "",
     "notify",
@@ -75,6 +83,8 @@ ACTION_NAMES = (
     "cpu",
     "deep_sleep",
     "factory_reset",
+    "playing",
+    "address",
 )
 
 FIRMWARE = const(1)
@@ -160,8 +170,14 @@ class BandLogic:
         self._asleep = False
         self._flags_sent = -1
         self._battery_sent = -1
+        self._rotate_ms = board.get("address_rotate_s", 900) * 1000
+        self._rotate_at = now_ms  # the first advert comes from a fresh address
+        self._addr_pending = False  # A_ADDRESS queued: adverts wait for on_address
+        self._token = b""
+        self._ident = None
         # boot
         self._load_key()
+        self._key_changed(now_ms)
         self._load_played()
         data = None
         try:
@@ -247,6 +263,14 @@ class BandLogic:
             self._push(A_BATTERY, self.battery.percent, 0)
         self._flags_changed(now_ms)
 
+    def on_address(self, address, now_ms: int) -> None:
+        """The shell took a new random address (A_ADDRESS): advertise from it with its token."""
+        self._addr_pending = False
+        self._rotate_at = add(now_ms, self._rotate_ms)
+        self._token = adv.token(self._ident, bytes(address))
+        if self._conn is None and not self._asleep:
+            self._advertise(now_ms)
+
     def on_connect(self, conn, now_ms: int) -> None:
         self.policy.activity(now_ms)
         if self._conn is not None:
@@ -330,8 +354,8 @@ class BandLogic:
                 self._send_presses(c, now_ms)
         else:
             interval = self.backoff.poll(now_ms)
-            if interval is not None and not self._asleep:
-                self._push(A_ADVERTISE, interval, encode_advertising(self.flags))
+            if not self._asleep and (interval is not None or self._rotation_due(now_ms)):
+                self._push_advert(self.backoff.interval_ms, now_ms)
         self._flags_changed(now_ms)
         colour = self.led.poll(now_ms)
         if colour is not None:
@@ -386,6 +410,7 @@ class BandLogic:
         key = frames.decode_pair_key(data, c.nonce)
         self._key = key
         self._save_key()
+        self._key_changed(now_ms)
         self._forget_tokens()  # a new phone numbers its Plays afresh
         self._pairing = False
         self.led.pairing = False
@@ -429,6 +454,7 @@ class BandLogic:
         elif kind == frames.UNPAIR:
             self._key = None
             self._save_key()
+            self._key_changed(now_ms)
             self._drop(c)
             self._flags_changed(now_ms)
 
@@ -568,14 +594,34 @@ class BandLogic:
         if c is not None:
             self._push(A_STATE, self._state_frame(c), 0)
         elif not self._asleep:
-            self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(f))
+            self._push_advert(self.backoff.interval_ms, now_ms)
 
     def _advertise(self, now_ms: int) -> None:
         self._asleep = False
         self.backoff.poll(now_ms)
         self._flags_sent = self.flags
         self.led.paired = self._key is not None
-        self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(self._flags_sent))
+        self._push_advert(self.backoff.interval_ms, now_ms)
+
+    def _rotation_due(self, now_ms: int) -> bool:
+        return not self._addr_pending and not self._pairing and diff(now_ms, self._rotate_at) >= 0
+
+    def _push_advert(self, interval_ms: int, now_ms: int) -> None:
+        """Advertise the current flags and token, or first take a new address if one is due (its
+        on_address advertises; until then nothing is advertised with a token of the old one)."""
+        if self._addr_pending:
+            return
+        if self._rotation_due(now_ms):
+            self._addr_pending = True
+            self._push(A_ADDRESS, 0, 0)
+            return
+        self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, self._token))
+
+    def _key_changed(self, now_ms: int) -> None:
+        """A new band key (or none): its identity key makes the tokens; the next advert comes from
+        a new address, so nothing links the band before and after."""
+        self._ident = Hmac(adv.identity_key(self._key if self._key is not None else frames.UNPAIRED_KEY))
+        self._rotate_at = now_ms
 
     # ------------------------------------------------------------------ storage
     def _random_seq(self) -> int:

@@ -1,16 +1,22 @@
-"""Advertising and scan-response payloads (each at most 31 bytes).
+"""The advertising payload (at most 31 bytes): what any scanner in range sees of a band.
 
-The advertisement carries the flags, the Hug service UUID and one byte of band state in
-manufacturer data (company id 0xFFFF, reserved for development), so a phone can show
-"pairing window open" before connecting. The name goes in the scan response.
+Flags, the Hug service UUID and manufacturer data (company id 0xFFFF, reserved for development)
+holding one state byte (paired, pairing window open) and a 5-byte identity token. No name, no
+scan response. The band advertises from a random address that it replaces every few minutes
+(``hugband.logic``); the token is ``HMAC(identity key, address)`` truncated, so it changes with
+every address and only holders of the identity key (the band's owners, later its enrolled hub) can
+tell which band it is. The identity key is derived from the band key and cannot authenticate.
 """
 
 from hugproto.compat import const
 from hugproto.errors import Incomplete, Malformed
 from hugproto.gatt import HUG_SERVICE_UUID
+from hugproto.mac import Hmac
 
 MAX_ADV = const(31)
-MAX_NAME = const(29)
+TOKEN_LEN = const(5)
+ADDR_LEN = const(6)
+ID_KEY_LEN = const(16)
 
 AD_FLAGS = const(0x01)
 AD_UUID128_COMPLETE = const(0x07)
@@ -20,6 +26,9 @@ AD_MANUFACTURER = const(0xFF)
 
 COMPANY_ID = const(0xFFFF)
 _GENERAL_DISC_NO_BREDR = const(0x06)
+STATE_MASK = const(0x03)  # frames.FLAG_PAIRED | FLAG_PAIRING_OPEN: nothing that changes more often
+_MANUFACTURER_LEN = const(3 + TOKEN_LEN)
+_ID_LABEL = b"hug adv id"
 
 
 def uuid128_le(uuid: str) -> bytes:
@@ -36,26 +45,30 @@ def _field(out: bytearray, ad_type: int, value: bytes) -> None:
     out.extend(value)
 
 
-def encode_advertising(state_flags: int) -> bytes:
-    """Flags + Hug service UUID + manufacturer data with the band's state flags (26 bytes)."""
+def identity_key(band_key: bytes) -> bytes:
+    """The key that recognises a band's adverts, derived from its band key (owners and hubs)."""
+    return Hmac(band_key).digest(_ID_LABEL)[:ID_KEY_LEN]
+
+
+def token(ident: Hmac, address: bytes) -> bytes:
+    """The identity token for one advertising address (6 bytes, most significant first)."""
+    if len(address) != ADDR_LEN:
+        raise Malformed("a BLE address has 6 bytes, got %d" % len(address))
+    return ident.digest(address)[:TOKEN_LEN]
+
+
+def encode_advertising(state_flags: int, tok: bytes) -> bytes:
+    """Flags + Hug service UUID + manufacturer data: state (paired, pairing open) and token (31 bytes)."""
     if not 0 <= state_flags <= 0xFF:
         raise Malformed("state flags must fit one byte")
+    if len(tok) != TOKEN_LEN:
+        raise Malformed("an identity token has %d bytes, got %d" % (TOKEN_LEN, len(tok)))
     out = bytearray()
     _field(out, AD_FLAGS, bytes((_GENERAL_DISC_NO_BREDR,)))
     _field(out, AD_UUID128_COMPLETE, uuid128_le(HUG_SERVICE_UUID))
-    _field(out, AD_MANUFACTURER, bytes((COMPANY_ID & 0xFF, COMPANY_ID >> 8, state_flags)))
-    return bytes(out)
-
-
-def encode_scan_response(name: str) -> bytes:
-    """The complete local name; longer than 29 bytes of UTF-8 is an error, not a silent cut."""
-    raw = name.encode()
-    if not raw:
-        raise Malformed("a band needs a name")
-    if len(raw) > MAX_NAME:
-        raise Malformed("name is %d bytes; at most %d fit a scan response" % (len(raw), MAX_NAME))
-    out = bytearray()
-    _field(out, AD_NAME_COMPLETE, raw)
+    _field(out, AD_MANUFACTURER, bytes((COMPANY_ID & 0xFF, COMPANY_ID >> 8, state_flags & STATE_MASK)) + tok)
+    if len(out) > MAX_ADV:  # pragma: no cover - fixed layout, checked by the vectors
+        raise Malformed("advertising payload is %d bytes; at most %d" % (len(out), MAX_ADV))
     return bytes(out)
 
 
@@ -76,24 +89,36 @@ def fields(payload: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
-def hug_state(payload: bytes) -> int:
-    """The band state flags from an advertisement, or -1 when it is not a Hug band's."""
+def _manufacturer(payload: bytes) -> bytes | None:
+    """The Hug manufacturer data (state + token) of a Hug band's advert, else None."""
     has_service = False
-    state = -1
+    found = None
     want = uuid128_le(HUG_SERVICE_UUID)
     for ad_type, value in fields(payload):
         if ad_type == AD_UUID128_COMPLETE:
             for j in range(0, len(value) - 15, 16):
                 if value[j : j + 16] == want:
                     has_service = True
-        elif ad_type == AD_MANUFACTURER and len(value) == 3:
+        elif ad_type == AD_MANUFACTURER and len(value) == _MANUFACTURER_LEN:
             if value[0] | (value[1] << 8) == COMPANY_ID:
-                state = value[2]
-    return state if has_service else -1
+                found = value[2:]
+    return found if has_service else None
+
+
+def hug_state(payload: bytes) -> int:
+    """The band state flags from an advertisement, or -1 when it is not a Hug band's."""
+    m = _manufacturer(payload)
+    return -1 if m is None else m[0]
+
+
+def hug_token(payload: bytes) -> bytes | None:
+    """The identity token of a Hug band's advertisement, or None when it is not one."""
+    m = _manufacturer(payload)
+    return None if m is None else m[1:]
 
 
 def local_name(payload: bytes) -> str | None:
-    """The (complete or shortened) local name in a payload, if any."""
+    """The (complete or shortened) local name in a payload, if any (a band sends none)."""
     for ad_type, value in fields(payload):
         if ad_type in (AD_NAME_COMPLETE, AD_NAME_SHORT):
             try:

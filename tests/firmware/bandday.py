@@ -128,6 +128,9 @@ class Harness:
         self.kicks = 0
         self.disconnects = 0
         self.adverts = 0
+        self.advert = b""  # the payload advertised last
+        self.addresses: list = []  # the random addresses the band took, in order
+        self._addr_rng = Rng(0xADD2)  # its own stream: the phone's nonces stay as they were
         self.factory_reset = False
         self.deep_sleep = False
         self.boot()
@@ -201,6 +204,10 @@ class Harness:
                     core.on_disconnect(a[1], self.now)
             elif kind == logic.A_ADVERTISE:
                 self.adverts += 1
+                self.advert = a[2]
+            elif kind == logic.A_ADDRESS:
+                self.addresses.append(self._addr_rng(6))
+                core.on_address(self.addresses[-1], self.now)
             elif kind == logic.A_PLAYING:
                 core.save_played(a[1])
             elif kind == logic.A_FACTORY_RESET:

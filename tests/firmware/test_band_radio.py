@@ -73,7 +73,7 @@ class Flag:
 def test_a_notify_on_a_link_that_just_went_is_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     ble_module = _peripheral_module(monkeypatch)
     radio = LinkGone()
-    p = ble_module.Peripheral(radio, "Hug-0001", "XIAO", "1", Flag())
+    p = ble_module.Peripheral(radio, "XIAO", "1", Flag())
     assert radio.handler is not None
     radio.handler(_IRQ_CENTRAL_CONNECT, (7, 0, b"\x00" * 6))
     assert p.next_event() == (ble_module.EV_CONNECT, 7, None)
@@ -91,7 +91,7 @@ _IRQ_GATTS_WRITE = 3
 def test_a_full_event_ring_drops_commands_never_link_events(monkeypatch: pytest.MonkeyPatch) -> None:
     ble_module = _peripheral_module(monkeypatch)
     radio = LinkGone()
-    p = ble_module.Peripheral(radio, "Hug-0001", "XIAO", "1", Flag())
+    p = ble_module.Peripheral(radio, "XIAO", "1", Flag())
     assert radio.handler is not None
     radio.handler(_IRQ_CENTRAL_CONNECT, (7, 0, b"\x00" * 6))
     for i in range(10):  # a stranger floods the command characteristic while the loop is stalled
@@ -116,7 +116,7 @@ def test_a_full_event_ring_drops_commands_never_link_events(monkeypatch: pytest.
 def test_link_events_alone_fill_the_ring_then_count(monkeypatch: pytest.MonkeyPatch) -> None:
     ble_module = _peripheral_module(monkeypatch)
     radio = LinkGone()
-    p = ble_module.Peripheral(radio, "Hug-0001", "XIAO", "1", Flag())
+    p = ble_module.Peripheral(radio, "XIAO", "1", Flag())
     assert radio.handler is not None
     for conn in range(9):  # 9 links come and go before the loop drains: beyond any real stall
         radio.handler(_IRQ_CENTRAL_CONNECT if conn % 2 == 0 else _IRQ_CENTRAL_DISCONNECT, (conn, 0, b""))

@@ -4,6 +4,10 @@
         await ctl.wait_node("C0:FF:EE:00:00:01")
         await ctl.hold("C0:FF:EE:00:00:01", 800)               # squeeze the heart for 0.8 s
         entry = await ctl.wait_output("C0:FF:EE:00:00:02", "motor", lambda v: v > 0)
+        sniffed = await ctl.recording()                          # every byte on the air since the start
+
+Bands are named by their identity address (the one they joined with); ``air_address`` gives the
+address a band is on the air with now, which a band with a private address changes.
 
 Times are the airspace's monotonic clock in ms (``now()``), shared by every process.
 """
@@ -124,6 +128,25 @@ class AirspaceControl(_AsyncSession):
 
     async def list_nodes(self) -> list[dict[str, Any]]:
         return (await self._request({"op": "list_nodes"}))["nodes"]
+
+    async def air_address(self, address: str) -> str:
+        """The address the band ``address`` (its identity) is on the air with now."""
+        address = wire.normalize_address(address)
+        for node in await self.list_nodes():
+            if node["address"] == address:
+                return node["air_address"]
+        raise wire.NotFoundError("no band %s on the air" % address)
+
+    # ----- the passive recorder -----
+
+    async def recording(self, since_ms: float = 0.0, *, truth: bool = False) -> list[dict[str, Any]]:
+        """What a sniffer captured at or after ``since_ms`` (see ``recorder.py``); ``truth`` adds each
+        entry's ``node`` (the band's identity), which no sniffer has."""
+        reply = await self._request({"op": "recording", "since_ms": since_ms, "truth": truth}, timeout=60.0)
+        return reply["entries"]
+
+    async def clear_recording(self) -> None:
+        await self._request({"op": "clear_recording"})
 
     # ----- waiting on the world (event-driven, bounded) -----
 

@@ -19,7 +19,7 @@ class ControlOps:
         return node
 
     async def _control_op(self, session, op: str, msg: dict) -> dict | None:
-        """Presses, output timelines and the list of nodes."""
+        """Presses, output timelines, the list of nodes and the recording."""
         if op == "now":
             return {"t_ms": self.now_ms()}
         if op == "input":
@@ -46,6 +46,12 @@ class ControlOps:
             return None
         if op == "list_nodes":
             return {"nodes": [self._node_info(n) for n in self.nodes.values()]}
+        if op == "recording":
+            entries = self.recorder.entries(float(msg.get("since_ms") or 0.0), bool(msg.get("truth")))
+            return {"entries": entries, "dropped": self.recorder.dropped}
+        if op == "clear_recording":
+            self.recorder.clear()
+            return None
         if op == "watch":
             session.watching = True
             return {"nodes": [n.address for n in self.nodes.values()], "t_ms": self.now_ms()}
@@ -62,6 +68,8 @@ class ControlOps:
     def _node_info(self, node: Node) -> dict:
         return {
             "address": node.address,
+            "air_address": node.air,
+            "addr_type": node.addr_type,
             "advertising": node.advertising,
             "interval_us": node.interval_us,
             "connectable": node.connectable,

@@ -42,8 +42,11 @@ class GattRelay:
             # (centrals see a supervision timeout), adverts stop, the GATT table is gone.
             for conn in list(node.conns.values()):
                 self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, 0, tell_peripheral=False)
-            node.interval_us = None
+            if node.advertising:
+                node.interval_us = None
+                self.recorder.advert(node)
             node.set_services([])
+            node.air, node.addr_type = node.address, 0  # a fresh stack starts on the public address
             session.send({"ev": "reset_done"})
             self._pulse()
         elif op == "advertise":
@@ -51,7 +54,10 @@ class GattRelay:
             node.adv = wire.unhex_opt(msg.get("adv")) or b""
             node.resp = wire.unhex_opt(msg.get("resp")) or b""
             node.connectable = bool(msg.get("connectable", True))
+            self.recorder.advert(node)
             self._announce(node)
+        elif op == "set_address":
+            self._set_address(node, wire.normalize_address(msg["address"]), int(msg.get("addr_type", 1)))
         elif op == "gatt":
             node.set_services(msg["services"])
         elif op == "gap_name":
@@ -89,8 +95,9 @@ class GattRelay:
 
     def _set_mtu(self, conn: Conn, mtu: int) -> None:
         conn.mtu = max(wire.DEFAULT_MTU, mtu)
+        self.recorder.link(conn, "mtu", mtu=conn.mtu)
         conn.node.session.send({"ev": "mtu", "conn": conn.handle, "mtu": conn.mtu})
-        conn.central.send({"ev": "mtu", "address": conn.node.address, "mtu": conn.mtu})
+        conn.central.send({"ev": "mtu", "address": conn.air, "mtu": conn.mtu})
 
     def _notify(self, conn: Conn, handle: int, value: bytes, indicate: bool) -> None:
         if not conn.up:
@@ -104,10 +111,11 @@ class GattRelay:
             self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, wire.REASON_SUPERVISION_TIMEOUT)
             return
         value = value[: conn.mtu - 3]
+        self.recorder.link(conn, "indicate" if indicate else "notify", handle=handle, value=value)
         conn.central.send(
             {
                 "ev": "notify",
-                "address": conn.node.address,
+                "address": conn.air,
                 "handle": handle,
                 "value": wire.hexb(value),
                 "indication": indicate,
@@ -121,6 +129,18 @@ class GattRelay:
         if when == "after":
             self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, wire.REASON_SUPERVISION_TIMEOUT)
 
+    def _set_address(self, node, address: str, addr_type: int) -> None:
+        """The band's controller takes a new address (``config(addr_mode=...)``): its next adverts
+        and links use it; links already up keep theirs."""
+        if node.advertising:
+            raise AirspaceError("the controller refuses a new address while advertising")
+        other = self.on_air(address)
+        if other is not None and other is not node:
+            raise AirspaceError("address %s is already on the air" % address)
+        node.air = address
+        node.addr_type = addr_type
+        self._pulse()
+
     # ----- the central's side -----
 
     def _conn_of(self, central: Session, address: str) -> Conn:
@@ -132,7 +152,7 @@ class GattRelay:
 
     def _conn_info(self, conn: Conn) -> dict:
         return {
-            "address": conn.node.address,
+            "address": conn.air,
             "conn": conn.handle,
             "mtu": conn.mtu,
             "services": conn.node.services,
@@ -142,7 +162,11 @@ class GattRelay:
         """A central's reads, writes, MTU exchange and connection parameter updates."""
         if op == "read":
             conn = self._conn_of(central, msg["address"])
-            return {"value": wire.hexb(await self._read(conn, int(msg["handle"])))}
+            handle = int(msg["handle"])
+            self.recorder.link(conn, "read", handle=handle)
+            value = await self._read(conn, handle)
+            self.recorder.link(conn, "read_rsp", handle=handle, value=value)
+            return {"value": wire.hexb(value)}
         if op == "write":
             conn = self._conn_of(central, msg["address"])
             await self._write(
@@ -155,6 +179,7 @@ class GattRelay:
             return {"mtu": conn.mtu}
         if op == "conn_update":
             conn = self._conn_of(central, msg["address"])
+            self.recorder.link(conn, "conn_update", interval_ms=float(msg["interval_ms"]))
             conn.node.session.send(
                 {
                     "ev": "conn_update",
@@ -193,6 +218,7 @@ class GattRelay:
 
     async def _write(self, conn: Conn, handle: int, value: bytes, response: bool) -> None:
         node = conn.node
+        self.recorder.link(conn, "write" if response else "write_cmd", handle=handle, value=value)
         if handle in node.cccds:
             if len(value) != 2:
                 raise GattError("CCCD value must be 2 bytes", 0x0D)
@@ -209,7 +235,7 @@ class GattRelay:
         when = self._fault(node, "write")
         if when == "before":
             self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, wire.REASON_SUPERVISION_TIMEOUT)
-            raise NotConnectedError("link to %s dropped before the write arrived" % node.address)
+            raise NotConnectedError("link to %s dropped before the write arrived" % conn.air)
         msg = {"ev": "write", "conn": conn.handle, "handle": handle, "value": wire.hexb(value)}
         if response:
             req, fut = self._new_wait()
@@ -221,14 +247,14 @@ class GattRelay:
         if when == "after":
             self._drop(conn, wire.REASON_SUPERVISION_TIMEOUT, wire.REASON_SUPERVISION_TIMEOUT)
             if response:
-                raise NotConnectedError("link to %s dropped before the write response" % node.address)
+                raise NotConnectedError("link to %s dropped before the write response" % conn.air)
 
     async def _await_peer(self, conn: Conn, fut: asyncio.Future, what: str):
         conn.pending.add(fut)
         try:
             return await asyncio.wait_for(fut, PEER_REPLY_TIMEOUT_S)
         except TimeoutError:
-            raise AirspaceTimeoutError("%s: %s did not answer" % (what, conn.node.address)) from None
+            raise AirspaceTimeoutError("%s: %s did not answer" % (what, conn.air)) from None
         finally:
             conn.pending.discard(fut)
 

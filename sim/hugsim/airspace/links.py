@@ -15,12 +15,19 @@ LINK_OPS = ("scan_start", "scan_stop", "connect", "disconnect")  # a central's r
 class Links:
     """Part of :class:`hugsim.airspace.server.Airspace`."""
 
+    def on_air(self, address: str) -> Node | None:
+        """The node on the air with ``address`` now (what a central can reach), if any."""
+        for node in self.nodes.values():
+            if node.air == address:
+                return node
+        return None
+
     def _adv_event(self, node: Node, central: Session) -> dict:
         resp = node.resp if (central.active_scan and node.resp) else None
         return {
             "ev": "adv",
-            "address": node.address,
-            "addr_type": 0,
+            "address": node.air,
+            "addr_type": node.addr_type,
             "rssi": self.rssi_for(node.address, central.name),
             "adv": wire.hexb(node.adv),
             "resp": None if resp is None else wire.hexb(resp),
@@ -32,7 +39,7 @@ class Links:
         for c in self._centrals():
             if c.scanning and node.advertising and self.visible(node.address, c.name):
                 c.send(self._adv_event(node, c))
-                c.adv_due[node.address] = asyncio.get_running_loop().time() + self._report_period(node)
+                c.adv_due[node.air] = asyncio.get_running_loop().time() + self._report_period(node)
         self._pulse()
 
     @staticmethod
@@ -47,11 +54,11 @@ class Links:
             for node in list(self.nodes.values()):
                 if not node.advertising or not self.visible(node.address, central.name):
                     continue
-                due = central.adv_due.get(node.address, 0.0)
+                due = central.adv_due.get(node.air, 0.0)
                 if now >= due:
                     central.send(self._adv_event(node, central))
                     due = now + self._report_period(node)
-                    central.adv_due[node.address] = due
+                    central.adv_due[node.air] = due
                 next_due = min(next_due, due)
             await asyncio.sleep(max(0.01, next_due - now))
 
@@ -65,7 +72,7 @@ class Links:
             for node in list(self.nodes.values()):
                 if node.advertising and self.visible(node.address, central.name):
                     central.send(self._adv_event(node, central))
-                    central.adv_due[node.address] = loop.time() + self._report_period(node)
+                    central.adv_due[node.air] = loop.time() + self._report_period(node)
             if central.scan_task is None or central.scan_task.done():
                 central.scan_task = loop.create_task(self._scan_loop(central))
             return None
@@ -82,12 +89,12 @@ class Links:
                 return self._conn_info(existing)
             deadline = loop.time() + float(msg.get("timeout_ms", 10000)) / 1000.0
             while True:
-                node = self.nodes.get(address)
+                node = self.on_air(address)
                 if (
                     node is not None
                     and node.advertising
                     and node.connectable
-                    and self.visible(address, central.name)
+                    and self.visible(node.address, central.name)
                 ):
                     break
                 if not await self._wait_change(deadline):
@@ -98,6 +105,7 @@ class Links:
             node.conns[conn.handle] = conn
             central.conns[address] = conn
             node.interval_us = None  # a connection stops connectable advertising, as on NimBLE
+            self.recorder.link(conn, "connect")
             node.session.send(
                 {
                     "ev": "connect",
@@ -125,12 +133,13 @@ class Links:
         node, central = conn.node, conn.central
         if node.conns.get(conn.handle) is conn:
             del node.conns[conn.handle]
-        if central.conns.get(node.address) is conn:
-            del central.conns[node.address]
+        if central.conns.get(conn.air) is conn:
+            del central.conns[conn.air]
         for fut in list(conn.pending):
             if not fut.done():
-                fut.set_exception(NotConnectedError("link to %s dropped" % node.address))
-        central.send({"ev": "disconnected", "address": node.address, "reason": reason_central})
+                fut.set_exception(NotConnectedError("link to %s dropped" % conn.air))
+        self.recorder.link(conn, "disconnect", reason=reason_central)
+        central.send({"ev": "disconnected", "address": conn.air, "reason": reason_central})
         if tell_peripheral:
             node.session.send(
                 {

@@ -68,6 +68,7 @@ class PeripheralRadio:
     ) -> None:
         self.address = wire.normalize_address(address)
         self.addr_bytes = wire.address_bytes(self.address)
+        self.air_address = self.address  # until set_address
         self.on_event = on_event
         self.on_input = on_input
         self.schedule = schedule
@@ -117,8 +118,10 @@ class PeripheralRadio:
     def reset(self) -> None:
         """The BLE stack restarts (reboot, deep sleep, ``active(False)``): drop every link silently
         (centrals see a supervision timeout), stop advertising, forget the GATT table, the event
-        handler and any link event still in flight or queued. Inputs are kept."""
+        handler and any link event still in flight or queued, go back to the public address. Inputs
+        are kept."""
         self._resetting += 1
+        self.air_address = self.address  # a fresh stack starts on the public address
         self.on_event = None  # the previous boot's handler; the new stack sets its own
         self.connections.clear()
         kept = []
@@ -146,6 +149,12 @@ class PeripheralRadio:
                 "connectable": bool(connectable),
             }
         )
+
+    def set_address(self, address: str, addr_type: int = 1) -> None:
+        """Go on the air with a new (random) address from the next advert on; links keep theirs.
+        The airspace refuses it while advertising, as a controller does."""
+        self.air_address = wire.normalize_address(address)
+        self._send({"op": "set_address", "address": self.air_address, "addr_type": int(addr_type)})
 
     def register_gatt(self, services: list, values: dict | None = None) -> None:
         """Publish the GATT table and reset the local store.

@@ -13,7 +13,8 @@ A session that goes away (a killed band or app) takes its links and adverts with
 This file holds the server and its sessions; the rest of :class:`Airspace` is by job:
 ``sessions.py`` (what is kept per session, node and link), ``links.py`` (adverts, scanning,
 connecting, dropping), ``gatt_relay.py`` (GATT between a band and a central), ``faults.py`` (range,
-drops, latency on request) and ``control_ops.py`` (presses, output timelines, the node list).
+drops, latency on request), ``control_ops.py`` (presses, output timelines, the node list, the
+recording) and ``recorder.py`` (the passive sniffer).
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from .control_ops import ControlOps
 from .faults import FAULT_OPS, Faults
 from .gatt_relay import GattRelay
 from .links import LINK_OPS, Links
+from .recorder import Recorder
 from .sessions import Node, Session
 from .wire import AirspaceError, BusyError
 
@@ -33,7 +35,12 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
     """The simulated radio medium. ``addr = await Airspace().start()`` -> "127.0.0.1:PORT"."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, default_rssi: int = wire.DEFAULT_RSSI
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_rssi: int = wire.DEFAULT_RSSI,
+        record_path: str | None = None,
     ) -> None:
         wire.parse_addr("%s:%d" % (host, port))  # loopback only
         self.host = host
@@ -48,6 +55,7 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
         self._handlers: set[asyncio.Task] = set()  # one per client connection
         self._server: asyncio.AbstractServer | None = None
         self._t0 = time.monotonic()
+        self.recorder = Recorder(self.now_ms, record_path)  # the passive sniffer (``recorder.py``)
         self._changed: asyncio.Event | None = None
         self._req_ids = itertools.count(1)
         self._central_ids = itertools.count(1)
@@ -76,6 +84,7 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self.recorder.close()
 
     async def __aenter__(self) -> "Airspace":
         await self.start()

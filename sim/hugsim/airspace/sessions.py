@@ -68,10 +68,16 @@ class Session:
 
 
 class Node:
-    """A registered peripheral (one band's radio)."""
+    """A registered peripheral (one band's radio).
+
+    ``address`` is the band's identity (its factory address, given at hello): the handle of control
+    sessions and timelines, never seen by a central unless the band advertises with it. ``air`` is the
+    address it is on the air with (``addr_type`` 0 public, 1 random), which the band may change."""
 
     def __init__(self, address: str, session: Session) -> None:
         self.address = address
+        self.air = address
+        self.addr_type = 0
         self.session = session
         self.adv = b""
         self.resp = b""
@@ -112,6 +118,7 @@ class Node:
 class Conn:
     def __init__(self, node: Node, central: Session, handle: int) -> None:
         self.node = node
+        self.air = node.air  # the peripheral's address for the whole link, whatever it advertises later
         self.central = central
         self.handle = handle
         self.mtu = wire.DEFAULT_MTU

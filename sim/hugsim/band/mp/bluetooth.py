@@ -13,9 +13,16 @@ https://docs.micropython.org/en/latest/library/bluetooth.html. Kept because firm
   the phone are answered from it without an IRQ. ``gatts_notify`` sends whether or not the client
   subscribed; an unknown connection raises ``OSError(ENOTCONN)``.
 * A connection stops advertising. Methods need ``active(True)`` (``OSError(EPERM)``).
+* Addresses: the stack starts on the public address; ``config(addr_mode=1)`` (static random) and
+  ``config(addr_mode=3)`` (non-resolvable private) draw a fresh random address on every call, as
+  NimBLE does, and ``config("mac")`` returns the address in use. The controller refuses a new address
+  while advertising (``OSError(EBUSY)``; NimBLE would silently keep the old one). Mode 2 (RPA, rotated
+  by the controller on its own timer) is not modelled: ``OSError(EOPNOTSUPP)``.
 
 Central-role methods, pairing and L2CAP raise ``OSError(EOPNOTSUPP)``: the band never uses them.
 """
+
+import os
 
 import micropython
 import simlink
@@ -152,7 +159,7 @@ class BLE:
             name = args[0]
             if name == "mac":
                 self._need_active()
-                return (0, simlink.addr_bytes)
+                return (simlink.air_type, simlink.air_bytes)
             if name not in self._config:
                 raise ValueError("unknown config param")
             return self._config[name]
@@ -166,10 +173,31 @@ class BLE:
                     raise _err(_EINVAL)
                 if self._active:
                     simlink.send({"op": "mtu_pref", "mtu": value})
+            elif name == "addr_mode":
+                self._set_addr_mode(value)
+                continue
             elif name != "rxbuf":
                 raise ValueError("unknown config param")
             self._config[name] = value
         return None
+
+    def _set_addr_mode(self, mode) -> None:
+        self._need_active()
+        if mode == 2:
+            raise _err(_EOPNOTSUPP)
+        if mode not in (0, 1, 3):
+            raise _err(_EINVAL)
+        if self._advertising:
+            raise _err(_EBUSY)
+        if mode == 0:
+            simlink.set_address(simlink.addr_bytes, 0)
+            return
+        addr = bytearray(os.urandom(6))
+        # the two top bits: 11 static random, 00 non-resolvable private (neither all 0s nor all 1s)
+        addr[0] = (addr[0] | 0xC0) if mode == 1 else (addr[0] & 0x3F)
+        if mode == 3 and addr[0] == 0 and addr[1:] == bytes(5):
+            addr[5] = 1
+        simlink.set_address(bytes(addr), 1)
 
     def irq(self, handler) -> None:
         self._irq = handler

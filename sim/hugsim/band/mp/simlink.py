@@ -35,7 +35,9 @@ _HEAP_EVERY_MS = 250
 
 board = {}
 address = ""
-addr_bytes = b""
+addr_bytes = b""  # the band's identity (public) address
+air_bytes = b""  # the address it is on the air with (config(addr_mode=...) changes it)
+air_type = 0
 reset_cause = 1
 wake_reason = 0
 print_outputs = False
@@ -241,10 +243,11 @@ def _recv_exact(s, n: int) -> bytes:
 def connect(airspace: str, addr: str) -> None:
     """Join the airspace as a peripheral (blocking, at boot). A previous life of this band may still
     be leaving the air (its process just ended): retry "busy" for a few seconds."""
-    global _sock, address, addr_bytes
+    global _sock, address, addr_bytes, air_bytes
     host, _, port = airspace.rpartition(":")
     address = addr.upper()
     addr_bytes = bytes.fromhex(address.replace(":", ""))
+    air_bytes = addr_bytes
     ai = socket.getaddrinfo(host or "127.0.0.1", int(port))[0][-1]
     deadline = time.ticks_add(time.ticks_ms(), 5000)
     while True:
@@ -263,10 +266,20 @@ def connect(airspace: str, addr: str) -> None:
     _sock = s
 
 
+def set_address(addr: bytes, addr_type: int) -> None:
+    """The controller's new own address (``bluetooth`` checks it is not advertising)."""
+    global air_bytes, air_type
+    air_bytes = bytes(addr)
+    air_type = addr_type
+    send({"op": "set_address", "address": ":".join("%02X" % b for b in air_bytes), "addr_type": addr_type})
+
+
 def reset() -> None:
     """The BLE stack restarts (``active(False)``): links dropped, advertising stopped, table gone."""
-    global _resetting
+    global _resetting, air_bytes, air_type
     _resetting += 1
+    air_bytes = addr_bytes  # a fresh stack starts on the public address
+    air_type = 0
     connections.clear()
     store.clear()
     send({"op": "reset"})
