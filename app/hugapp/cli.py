@@ -137,8 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--board", default=default_board, choices=boards or None)
     sim.add_argument("--airspace", help="HOST:PORT of a running airspace (default: start one)")
     sim.add_argument("--state", help="folder for the band's flash (default: a folder under ~/.cache)")
-    sim.add_argument("--address", help="the band's BLE address, e.g. C0:FF:EE:00:00:01")
-    sim.add_argument("--name", help="advertised name (default: Hug-XXXX from the address)")
+    sim.add_argument("--address", help="the band's identity (factory) address, e.g. C0:FF:EE:00:00:01")
     sim.set_defaults(func=_band_sim)
 
     build = band_sub.add_parser("build", help="compile the firmware with mpy-cross into a deployable folder")

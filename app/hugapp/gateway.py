@@ -61,7 +61,7 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
         return 0
     if command == "status":
         for band in store.bands():
-            print(f"band   {band.address}  {band.name}  battery {band.battery}%")
+            print(f"band   {band.band_id}  {band.name}  battery {band.battery}%")
         for member in companion.members():
             print(f"member {member.name}  signature {member.signature}")
         for entry in companion.router.history(20):
@@ -81,8 +81,8 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
         return 0
     if command == "pair":
         print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
-        await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
-        print("paired")
+        found = await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
+        print(f"paired: band {found.band_id}")
         return 0
     async with companion:
         if command == "offer":

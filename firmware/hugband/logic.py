@@ -174,10 +174,9 @@ class BandLogic:
         self._rotate_at = now_ms  # the first advert comes from a fresh address
         self._addr_pending = False  # A_ADDRESS queued: adverts wait for on_address
         self._token = b""
-        self._ident = None
         # boot
         self._load_key()
-        self._key_changed(now_ms)
+        self._key_changed(now_ms)  # sets self._ident
         self._load_played()
         data = None
         try:

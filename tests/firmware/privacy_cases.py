@@ -5,9 +5,9 @@ MicroPython; the Harness plays the shell (it answers A_ADDRESS with a new random
 from bandday import FakePhone, Harness, Rng
 
 from hugband import board as boards
+from hugband.store import MemBlob
 from hugproto import adv, frames
 from hugproto.mac import Hmac
-from hugband.store import MemBlob
 
 MP_LIBS = ["tests/firmware/bandday.py"]
 
@@ -67,7 +67,7 @@ def case_address_and_token_change_together_every_period():
         _wait(h, ROTATE_S * 1000)
         seen.append((h.addresses[-1], adv.hug_token(h.advert)))
         assert seen[-1][1] == _expect(h, KEY)
-    assert len(set(a for a, _ in seen)) == 5 and len(set(t for _, t in seen)) == 5
+    assert len({a for a, _ in seen}) == 5 and len({t for _, t in seen}) == 5
 
 
 def case_pairing_moves_to_a_new_address_and_the_new_keys_token():

@@ -1,9 +1,14 @@
 """The phone's side of the BLE link to a band, on bleak's public API only.
 
-    scan_bands()  find bands nearby (name, signal, pairing window open?)
+    scan_bands()  find bands nearby (signal, pairing window open?, which of ours it is)
     pair_band()   write a fresh band key inside the band's 5 s-hold pairing window and prove it
     BandLink      keep one paired band connected: authenticate, store and acknowledge presses
                   exactly once, send Play / SetTime / Identify, follow battery and link state
+
+A band advertises from a random address it changes every few minutes, with no name; only the
+identity token in its advert (``hugproto.adv``) says which band it is, to whoever holds its key.
+So a band is stored and linked by its band id (from its key at pairing, see ``band_id``), and found
+by matching tokens, never by address.
 
 bleak picks the platform backend; a different one (the simulated airspace in tests and
 `--sim`) is passed in through `BleConfig`, which hands it to bleak's `backend=` argument.
@@ -30,9 +35,10 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from hugapp.core.store import Store
+from hugapp.core.store import Band, Store
 from hugproto import adv, frames, gatt
 from hugproto.errors import ProtocolError
+from hugproto.mac import Hmac
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +83,15 @@ class BleConfig:
 
 @dataclass(frozen=True)
 class FoundBand:
+    """A band heard on the air. ``address`` is where it is now (it changes every few minutes);
+    ``band_id`` is which of this companion's bands it is, or "" for someone else's or a new one."""
+
     address: str
     name: str
     rssi: int
     pairing_open: bool
     paired: bool
+    band_id: str = ""
 
 
 class LinkState(enum.Enum):
@@ -92,28 +102,76 @@ class LinkState(enum.Enum):
     STOPPED = "stopped"
 
 
-def _found(device: BLEDevice, data: AdvertisementData) -> FoundBand | None:
+READY_TO_PAIR = "a band ready to pair"  # what a scan calls bands that are not this companion's
+OTHER_BAND = "a Hug band"
+NEW_BAND_NAME = "Hug band"  # a newly paired band's name until someone renames it
+_BAND_ID_LABEL = b"hug band id"
+
+
+def band_id(key: bytes) -> str:
+    """A band's stable id on this companion (and on any other holding its key): from its key."""
+    return Hmac(key).digest(_BAND_ID_LABEL)[:6].hex()
+
+
+def _address_bytes(address: str) -> bytes | None:
+    try:
+        raw = bytes.fromhex(address.replace(":", "").replace("-", ""))
+    except ValueError:
+        return None
+    return raw if len(raw) == adv.ADDR_LEN else None
+
+
+def _hug_advert(data: AdvertisementData) -> tuple[int, bytes] | None:
+    """(state, token) of a Hug band's advert, else None."""
     raw = data.manufacturer_data.get(adv.COMPANY_ID)
     if gatt.HUG_SERVICE_UUID not in [u.lower() for u in data.service_uuids]:
         return None
-    state = raw[0] if raw else 0
+    if raw is None or len(raw) != 1 + adv.TOKEN_LEN:
+        return None
+    return raw[0], bytes(raw[1:])
+
+
+def _is_band(ident: Hmac, device: BLEDevice, data: AdvertisementData) -> bool:
+    """Whether this advert comes from the band whose identity key made ``ident``."""
+    found, addr = _hug_advert(data), _address_bytes(device.address)
+    return found is not None and addr is not None and found[1] == adv.token(ident, addr)
+
+
+def _identities(bands: list[Band]) -> list[tuple[Band, Hmac]]:
+    return [(b, Hmac(adv.identity_key(b.key))) for b in bands]
+
+
+def _found(device: BLEDevice, data: AdvertisementData, mine: list[tuple[Band, Hmac]]) -> FoundBand | None:
+    found = _hug_advert(data)
+    if found is None:
+        return None
+    state = found[0]
+    pairing_open = bool(state & frames.FLAG_PAIRING_OPEN)
+    band = next((b for b, ident in mine if _is_band(ident, device, data)), None)
+    name = band.name if band else READY_TO_PAIR if pairing_open else OTHER_BAND
     return FoundBand(
         address=device.address,
-        name=data.local_name or device.name or device.address,
+        name=name,
         rssi=data.rssi,
-        pairing_open=bool(state & frames.FLAG_PAIRING_OPEN),
+        pairing_open=pairing_open,
         paired=bool(state & frames.FLAG_PAIRED),
+        band_id=band.band_id if band else "",
     )
 
 
 async def scan_bands(
-    config: BleConfig, timeout: float = 5.0, progress: Callable[[FoundBand], None] | None = None
+    config: BleConfig,
+    timeout: float = 5.0,
+    progress: Callable[[FoundBand], None] | None = None,
+    known: list[Band] | None = None,
 ) -> list[FoundBand]:
-    """Scan for Hug bands, strongest first; `progress` is called as each one is heard."""
+    """Scan for Hug bands, strongest first; `progress` is called as each one is heard. Bands among
+    `known` (this companion's) are recognised by their token and named."""
     found: dict[str, FoundBand] = {}
+    mine = _identities(known or [])
 
     def seen(device: BLEDevice, data: AdvertisementData) -> None:
-        band = _found(device, data)
+        band = _found(device, data, mine)
         if band is None:
             return
         found[band.address] = band
@@ -187,8 +245,42 @@ class _Channel:
                 return session, msg
 
 
-async def _find(config: BleConfig, address: str, timeout: float) -> BLEDevice | None:
-    return await BleakScanner.find_device_by_address(address, timeout=timeout, **config.scanner_kwargs())
+async def _find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice | None:
+    """The band with this key, by the token in its adverts (its address changes)."""
+    ident = Hmac(adv.identity_key(key))
+    return await BleakScanner.find_device_by_filter(
+        lambda d, a: _is_band(ident, d, a),
+        timeout=timeout,
+        service_uuids=[gatt.HUG_SERVICE_UUID],
+        **config.scanner_kwargs(),
+    )
+
+
+async def _find_at(
+    config: BleConfig, address: str, timeout: float
+) -> tuple[BLEDevice, AdvertisementData] | None:
+    """The Hug band advertising at `address` now, with its advert."""
+    heard: list[AdvertisementData] = []
+
+    def match(d: BLEDevice, a: AdvertisementData) -> bool:
+        if d.address.upper() != address.upper() or _hug_advert(a) is None:
+            return False
+        heard.append(a)
+        return True
+
+    device = await BleakScanner.find_device_by_filter(match, timeout=timeout, **config.scanner_kwargs())
+    return None if device is None or not heard else (device, heard[-1])
+
+
+def _ours(store: Store, device: BLEDevice, data: AdvertisementData) -> Band | None:
+    return next((b for b, ident in _identities(store.bands()) if _is_band(ident, device, data)), None)
+
+
+async def recognise(config: BleConfig, store: Store, address: str, timeout: float = 5.0) -> str:
+    """The id of this companion's band advertising at `address`, or "" (not ours, or not heard)."""
+    found = await _find_at(config, address, timeout)
+    band = None if found is None else _ours(store, *found)
+    return "" if band is None else band.band_id
 
 
 async def pair_band(
@@ -198,10 +290,13 @@ async def pair_band(
     name: str | None = None,
     timeout: float = 15.0,
 ) -> FoundBand:
-    """Pair (or re-pair) the band at `address`, whose pairing window the wearer has opened."""
-    device = await _find(config, address, timeout)
-    if device is None:
+    """Pair (or re-pair) the band advertising at `address` (as a scan found it), whose pairing window
+    the wearer has opened. A band this companion had already keeps its id (and history)."""
+    found = await _find_at(config, address, timeout)
+    if found is None:
         raise BandNotFound(f"no band at {address} is in range: bring it closer and try again")
+    before = _ours(store, *found)
+    device = found[0]
     async with BleakClient(device, timeout=timeout, **config.client_kwargs()) as client:
         channel = _Channel(client)
         await channel.subscribe()
@@ -216,12 +311,13 @@ async def pair_band(
             raise PairingWindowClosed(
                 "the band did not take the new key: hold its heart for 5 seconds again"
             ) from None
-        band_name = name or device.name or address
-        store.save_band(address, band_name, key)
+        bid = before.band_id if before is not None else band_id(key)
+        band_name = name or (before.name if before is not None else NEW_BAND_NAME)
+        store.save_band(bid, band_name, key)
         battery = await _read_battery(client)
-        store.band_seen(address, battery)
-        log.info("paired band %s (%s)", band_name, address)
-        return FoundBand(address, band_name, 0, False, True)
+        store.band_seen(bid, battery)
+        log.info("paired band %s (%s) at %s", band_name, bid, address)
+        return FoundBand(address, band_name, 0, False, True, bid)
 
 
 async def _read_battery(client: BleakClient) -> int | None:
@@ -250,15 +346,15 @@ class BandLink:
     """Keeps one paired band connected, for as long as `run()` runs.
 
     Presses are stored durably (deduplicated by (band, seq)) before they are acknowledged, so a
-    link lost at any moment loses nothing and repeats nothing. `on_press(address, seq)` is
-    awaited for each new press after it is stored; `on_felt(address, token)` when the band has
+    link lost at any moment loses nothing and repeats nothing. `on_press(band_id, seq)` is
+    awaited for each new press after it is stored; `on_felt(band_id, token)` when the band has
     played a Play with that token.
     """
 
     def __init__(
         self,
         store: Store,
-        address: str,
+        band_id: str,
         config: BleConfig,
         on_press: PressHandler | None = None,
         on_felt: Callable[[str, int], Awaitable[None]] | None = None,
@@ -269,7 +365,7 @@ class BandLink:
         on_battery: Callable[[int | None, int], None] | None = None,
     ) -> None:
         self.store = store
-        self.address = address
+        self.band_id = band_id
         self.config = config
         self.on_press = on_press
         self.on_felt = on_felt
@@ -306,17 +402,18 @@ class BandLink:
         try:
             while True:
                 self._set_state(LinkState.SCANNING)
-                device = await _find(self.config, self.address, self.scan_timeout)
+                key = self.store.band(self.band_id).key
+                device = await _find_band(self.config, key, self.scan_timeout)
                 if device is None:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:
                     self._set_state(LinkState.CONNECTING)
                     connects = self.stats.connects
                     try:
-                        await self._serve(device)
+                        await self._serve(device, key)
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                        log.info("band %s: %s", self.address, self.stats.last_error)
+                        log.info("band %s: %s", self.band_id, self.stats.last_error)
                         if self.stats.connects > connects:  # it dropped after working: look again at once
                             backoff = 1.0
                             continue
@@ -326,8 +423,7 @@ class BandLink:
         finally:
             self._set_state(LinkState.STOPPED)
 
-    async def _serve(self, device: BLEDevice) -> None:
-        key = self.store.band(self.address).key
+    async def _serve(self, device: BLEDevice, key: bytes) -> None:
         lost = asyncio.Event()
         async with BleakClient(
             device,
@@ -366,35 +462,35 @@ class BandLink:
                 msg = session.open(data)
             except ProtocolError as exc:
                 self.stats.frames_rejected += 1
-                log.warning("band %s sent a frame that was rejected: %s", self.address, exc)
+                log.warning("band %s sent a frame that was rejected: %s", self.band_id, exc)
                 continue
             await self._handle(msg)
 
     async def _handle(self, msg: frames.Message) -> None:
         if isinstance(msg, frames.Press):
             new = self.store.record_press(
-                self.address, msg.seq, msg.gesture, msg.value, msg.duration_ms, msg.age_s
+                self.band_id, msg.seq, msg.gesture, msg.value, msg.duration_ms, msg.age_s
             )
             if new:
                 self.stats.presses_new += 1
                 if self.on_press is not None:
-                    await self.on_press(self.address, msg.seq)
+                    await self.on_press(self.band_id, msg.seq)
             else:
                 self.stats.presses_duplicate += 1
             await self._send(frames.Ack(msg.seq))  # only once the press is durably stored
         elif isinstance(msg, frames.Felt):
             self.stats.felt += 1
             if self.on_felt is not None:
-                await self.on_felt(self.address, msg.token)
+                await self.on_felt(self.band_id, msg.token)
         elif isinstance(msg, frames.Status):
             self._battery_reading(msg.battery)
             if msg.rejected:
-                log.warning("band %s rejected %d frames (someone nearby?)", self.address, msg.rejected)
+                log.warning("band %s rejected %d frames (someone nearby?)", self.band_id, msg.rejected)
 
     def _battery_reading(self, battery: int) -> None:
         """A battery level from the band: stored, then ``on_battery(before, now)``."""
         before, self.battery = self.battery, battery
-        self.store.band_seen(self.address, battery)
+        self.store.band_seen(self.band_id, battery)
         if self.on_battery is not None:
             self.on_battery(before, battery)
 
@@ -427,7 +523,7 @@ class BandLink:
         """Tell the band to drop its key (if it is here) and remove it from this phone."""
         with contextlib.suppress(BandLinkError, BleakError):
             await self._send(frames.Unpair())
-        self.store.forget_band(self.address)
+        self.store.forget_band(self.band_id)
 
 
 def _tz_minutes() -> int:

@@ -1,7 +1,7 @@
 """One companion (a phone, or a home gateway): its bands, its circles, the relay and the router.
 
     async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
-        await phone.pair_band(address)         # the wearer holds the heart for 5 s first
+        band_id = await phone.pair_band(address)   # as a scan found it; the wearer held the heart 5 s
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
@@ -43,16 +43,16 @@ SUPERVISE_MAX_S = 30.0
 
 
 class BandLinks(dict[str, BandLink]):
-    """This companion's band links by address: the band side the router plays on."""
+    """This companion's band links by band id: the band side the router plays on."""
 
-    def connected(self, address: str) -> bool:
-        link = self.get(address)
+    def connected(self, band_id: str) -> bool:
+        link = self.get(band_id)
         return link is not None and link.state is LinkState.CONNECTED
 
-    async def play(self, address: str, spec: PlaySpec, token: int) -> None:
-        link = self.get(address)
+    async def play(self, band_id: str, spec: PlaySpec, token: int) -> None:
+        link = self.get(band_id)
         if link is None:
-            raise bandlink.BandUnavailable(f"no link to band {address}")
+            raise bandlink.BandUnavailable(f"no link to band {band_id}")
         await link.play(spec.pattern, spec.signature, spec.intensity, spec.repeat, token=token)
 
 
@@ -123,7 +123,7 @@ class Companion:
         if self.relay is not None:
             self._spawn("relay", self.relay.run)
         for band in self.store.bands():
-            self._start_link(band.address)
+            self._start_link(band.band_id)
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
@@ -173,71 +173,76 @@ class Companion:
 
     # ------------------------------------------------------------------ bands
 
-    def connected(self, address: str) -> bool:
+    def connected(self, band_id: str) -> bool:
         """The band's link is up."""
-        return self.links.connected(address)
+        return self.links.connected(band_id)
 
-    async def _on_press(self, _address: str, _seq: int) -> None:
+    async def _on_press(self, _band_id: str, _seq: int) -> None:
         self.router.wake()  # the press is stored: the router routes it
 
     async def _on_felt(self, band: str, token: int) -> None:
         self.router.on_felt(band, token)
 
-    def _on_band_state(self, address: str, state: LinkState) -> None:
+    def _on_band_state(self, band_id: str, state: LinkState) -> None:
         if state is LinkState.CONNECTED:
-            self.router.band_connected(address)
+            self.router.band_connected(band_id)
         self.router.wake()
         self._changed()
 
-    def _start_link(self, address: str) -> None:
-        if address in self.links:
+    def _start_link(self, band_id: str) -> None:
+        if band_id in self.links:
             return
         link = BandLink(
             self.store,
-            address,
+            band_id,
             self.ble,
             on_press=self._on_press,
             on_felt=self._on_felt,
-            on_state=functools.partial(self._on_band_state, address),
+            on_state=functools.partial(self._on_band_state, band_id),
             clock=self.clock,
-            on_battery=functools.partial(self._battery_reading, address),
+            on_battery=functools.partial(self._battery_reading, band_id),
         )
-        self.links[address] = link
-        self._spawn("band:" + address, link.run)
+        self.links[band_id] = link
+        self._spawn("band:" + band_id, link.run)
+
+    async def _stop_link(self, band_id: str) -> BandLink | None:
+        link = self.links.pop(band_id, None)
+        task = self._tasks.pop("band:" + band_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return link
 
     async def scan(
         self, timeout: float = 5.0, progress: Callable[[bandlink.FoundBand], None] | None = None
     ) -> list[bandlink.FoundBand]:
-        return await bandlink.scan_bands(self.ble, timeout, progress)
+        return await bandlink.scan_bands(self.ble, timeout, progress, self.store.bands())
 
-    async def pair_band(self, address: str, name: str | None = None) -> None:
-        """Pair a band whose heart was held for 5 s; keeps it connected from then on."""
-        link = self.links.pop(address, None)
-        task = self._tasks.pop("band:" + address, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    async def pair_band(self, address: str, name: str | None = None) -> str:
+        """Pair the band advertising at ``address`` (as a scan found it) whose heart was held for 5 s;
+        keeps it connected from then on. Returns its band id."""
+        ours = await bandlink.recognise(self.ble, self.store, address)
+        link = await self._stop_link(ours) if ours else None  # re-pairing one of ours: off the air first
         try:
-            await bandlink.pair_band(self.ble, self.store, address, name)
+            found = await bandlink.pair_band(self.ble, self.store, address, name)
         finally:
-            if link is not None or any(b.address == address for b in self.store.bands()):
-                self._start_link(address)
+            if link is not None:
+                self._start_link(link.band_id)
+        self._start_link(found.band_id)
         self._changed()
+        return found.band_id
 
-    async def forget_band(self, address: str) -> None:
-        link = self.links.pop(address, None)
+    async def forget_band(self, band_id: str) -> None:
+        link = self.links.get(band_id)
         if link is not None:
             await link.forget()
         else:
-            self.store.forget_band(address)
-        task = self._tasks.pop("band:" + address, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self.store.forget_band(band_id)
+        await self._stop_link(band_id)
         self._changed()
 
-    async def test_buzz(self, address: str) -> None:
-        link = self.links.get(address)
+    async def test_buzz(self, band_id: str) -> None:
+        link = self.links.get(band_id)
         if link is None:
             raise bandlink.BandUnavailable("that band is not paired with this phone")
         await link.identify(2)
@@ -287,8 +292,8 @@ class Companion:
     def schedule(self) -> Schedule:
         return self.router.schedule()
 
-    def band_live(self, address: str) -> BandLive:
-        link = self.links.get(address)
+    def band_live(self, band_id: str) -> BandLive:
+        link = self.links.get(band_id)
         return BandLive(None, None) if link is None else BandLive(link.state, link.battery)
 
     def online(self, link_id: str, member_id: str) -> bool | None:
@@ -298,8 +303,8 @@ class Companion:
         """The big heart on the screen: a tap, or a squeeze of ``squeeze_ms``."""
         return self.router.send_from_screen(gesture, value, squeeze_ms)
 
-    async def rename_band(self, address: str, name: str) -> None:
-        self.store.rename_band(address, name)
+    async def rename_band(self, band_id: str, name: str) -> None:
+        self.store.rename_band(band_id, name)
 
     async def set_schedule(self, schedule: Schedule) -> None:
         self.router.set_schedule(schedule)
@@ -316,12 +321,12 @@ class Companion:
             for m in found:
                 rs.save_member(db, replace(m, signature=signature), self.clock())
 
-    def _battery_reading(self, address: str, before: int | None, now: int) -> None:
+    def _battery_reading(self, band_id: str, before: int | None, now: int) -> None:
         """A band reported its battery: tell the person once when it crosses the app's alert level."""
         low = uisettings.low_battery_percent(uisettings.load(self.store))
         if uisettings.is_low(now, low) and not uisettings.is_low(before, low):
-            band = next((b for b in self.store.bands() if b.address == address), None)
-            name = band.name if band is not None else address
+            band = next((b for b in self.store.bands() if b.band_id == band_id), None)
+            name = band.name if band is not None else band_id
             self.notifier.notify("Band battery low", f"{name} is at {now}% — charge it tonight")
         self._changed()
 

@@ -168,7 +168,7 @@ class Router:
     def _send_hug(self, db: sqlite3.Connection, hug: Hug, source_band: str) -> None:
         """The hug, its plays on the other bands here and its messages to every circle: one step."""
         now = self.clock()
-        local = [b.address for b in self.store.bands() if b.address != source_band]
+        local = [b.band_id for b in self.store.bands() if b.band_id != source_band]
         receipt = Receipt.DELIVERED if local else Receipt.SENT  # another band here has it at once
         self.hugstore.add_hug(db, hug, "out", LOCAL_LINK, source_band, now, receipt)
         for band in local:
@@ -211,7 +211,7 @@ class Router:
                 self.hugstore.mark_missed(db, hug.hug_id, now)
             elif inserted:
                 for band in self.store.bands():
-                    self.hugstore.add_play(db, hug.hug_id, band.address, now, hug.pressed_at)
+                    self.hugstore.add_play(db, hug.hug_id, band.band_id, now, hug.pressed_at)
         if not inserted:
             return
         name = sender_name(self.store, incoming.link_id, hug.sender)

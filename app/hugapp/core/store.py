@@ -1,4 +1,5 @@
-"""Durable state of one companion in SQLite: bands, presses, and (later migrations) links and hugs.
+"""Durable state of one companion in SQLite: bands (by band id), presses, and (later migrations) links
+and hugs.
 
 Every write is a transaction with synchronous=FULL in WAL mode, so a companion killed at any
 instant restarts with either all of a change or none of it. The schema evolves through numbered
@@ -131,12 +132,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE band_tokens (band TEXT PRIMARY KEY, next INTEGER NOT NULL);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)
     """,
+    # 4: a band is known by its band id, not by a BLE address (bands change theirs every few
+    # minutes); the addresses stored so far stay on as those bands' ids
+    """
+    ALTER TABLE bands RENAME COLUMN address TO band_id
+    """,
 ]
 
 
 @dataclass(frozen=True)
 class Band:
-    address: str
+    band_id: str
     name: str
     key: bytes
     model: str
@@ -205,56 +211,56 @@ class Store:
 
     # ---- bands
 
-    def save_band(self, address: str, name: str, key: bytes, model: str = "") -> Band:
+    def save_band(self, band_id: str, name: str, key: bytes, model: str = "") -> Band:
         """Add a band or replace its key (re-pairing)."""
         if len(key) != 16:
             raise StoreError("a band key has 16 bytes")
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO bands (address, name, key, model, added_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(address) DO UPDATE SET key = excluded.key, name = excluded.name, "
+                "INSERT INTO bands (band_id, name, key, model, added_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(band_id) DO UPDATE SET key = excluded.key, name = excluded.name, "
                 "model = excluded.model",
-                (address, name, key, model, self.now()),
+                (band_id, name, key, model, self.now()),
             )
-        return self.band(address)
+        return self.band(band_id)
 
-    def band(self, address: str) -> Band:
+    def band(self, band_id: str) -> Band:
         row = self.db.execute(
-            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands WHERE address = ?",
-            (address,),
+            "SELECT band_id, name, key, model, added_at, last_seen, battery FROM bands WHERE band_id = ?",
+            (band_id,),
         ).fetchone()
         if row is None:
-            raise StoreError(f"no band {address} is paired with this phone")
+            raise StoreError(f"no band {band_id} is paired with this phone")
         return Band(*row)
 
     def bands(self) -> list[Band]:
         rows = self.db.execute(
-            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands ORDER BY added_at"
+            "SELECT band_id, name, key, model, added_at, last_seen, battery FROM bands ORDER BY added_at"
         ).fetchall()
         return [Band(*row) for row in rows]
 
-    def rename_band(self, address: str, name: str) -> None:
+    def rename_band(self, band_id: str, name: str) -> None:
         if not name.strip():
             raise StoreError("a band needs a name")
         with self.transaction() as db:
             if (
-                db.execute("UPDATE bands SET name = ? WHERE address = ?", (name.strip(), address)).rowcount
+                db.execute("UPDATE bands SET name = ? WHERE band_id = ?", (name.strip(), band_id)).rowcount
                 == 0
             ):
-                raise StoreError(f"no band {address} is paired with this phone")
+                raise StoreError(f"no band {band_id} is paired with this phone")
 
-    def forget_band(self, address: str) -> None:
+    def forget_band(self, band_id: str) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM bands WHERE address = ?", (address,))
+            db.execute("DELETE FROM bands WHERE band_id = ?", (band_id,))
 
-    def band_seen(self, address: str, battery: int | None = None) -> None:
+    def band_seen(self, band_id: str, battery: int | None = None) -> None:
         with self.transaction() as db:
             if battery is None:
-                db.execute("UPDATE bands SET last_seen = ? WHERE address = ?", (self.now(), address))
+                db.execute("UPDATE bands SET last_seen = ? WHERE band_id = ?", (self.now(), band_id))
             else:
                 db.execute(
-                    "UPDATE bands SET last_seen = ?, battery = ? WHERE address = ?",
-                    (self.now(), battery, address),
+                    "UPDATE bands SET last_seen = ?, battery = ? WHERE band_id = ?",
+                    (self.now(), battery, band_id),
                 )
 
     # ---- presses

@@ -102,14 +102,17 @@ async def _setup(day: Day, people: dict[str, Person]) -> None:
     for p in (mia, mum):
         day.say("07:40", f"{p.name} holds the heart of her new band for 5 seconds: the pairing window opens")
         await day.control.hold(p.band.address, PAIR_HOLD_MS)
-        await p.phone.pair_band(p.band.address, f"{p.name}'s band")
-        day.say("07:41", f"{p.name}'s phone pairs it ({p.band.address}) with a fresh key")
+        on_air = await day.control.air_address(p.band.address)  # what the phone's scan shows
+        p.band_id = await p.phone.pair_band(on_air, f"{p.name}'s band")
+        day.say(
+            "07:41", f"{p.name}'s phone pairs it (band {p.band_id}, on the air at {on_air}) with a fresh key"
+        )
     offer = await mum.phone.offer_link()
     day.say("07:45", f"Mum's phone shows a link code {offer.code}; Mia's phone types it (SPAKE2, sealed)")
     await mia.phone.join_link(offer.code)
     await offer.wait()
     for p in (mia, mum):
-        await day.until(f"{p.name}'s band to connect", lambda p=p: p.phone.connected(p.band.address))
+        await day.until(f"{p.name}'s band to connect", lambda p=p: p.phone.connected(p.band_id))
         relay = p.phone.relay
         assert relay is not None
         await asyncio.wait_for(relay.connected.wait(), STEP_TIMEOUT_S)
@@ -205,7 +208,7 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
     await day.until("every press to reach Mum", lambda: _presses_in(mum) >= n, 300)
     await day.until("every hug to be felt", lambda: _felt(mum) >= len(_history(mum, "in")), 300)
     motor_on = [e.t_ms for e in await day.control.timeline(mum.band.address) if e.kind == "motor" and e.value]
-    sent_at = mum.phone.hugstore.sent_times(mum.band.address)
+    sent_at = mum.phone.hugstore.sent_times(mum.band_id)
     out = sorted(_history(mia, "out"), key=lambda h: h.created_at)
     for release, hug in zip(releases, out, strict=False):
         play_ms = sent_at.get(hug.hug_id, 0.0) * 1000 + offset_ms
@@ -238,7 +241,7 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
             return None
         return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)
 
-    buzzes = mum.phone.hugstore.felt_buzzes(mum.band.address)
+    buzzes = mum.phone.hugstore.felt_buzzes(mum.band_id)
     latency = {
         "p50": pct(0.5),
         "p99": pct(0.99),

@@ -46,6 +46,7 @@ class Person:
         self.band = band
         self.phone = phone
         self.notifier = notifier
+        self.band_id = ""  # the phone's id for the band, once paired
 
 
 class World:
@@ -122,7 +123,8 @@ class World:
     async def pair(self, person: Person) -> None:
         """The wearer holds the heart for 5 s (the pairing window opens), then the phone pairs it."""
         await self.control.hold(person.band.address, PAIR_HOLD_MS)
-        await person.phone.pair_band(person.band.address, f"{person.name}'s band")
+        on_air = await self.control.air_address(person.band.address)  # what the phone's scan shows
+        person.band_id = await person.phone.pair_band(on_air, f"{person.name}'s band")
 
     async def link(self, offerer: Person, joiner: Person) -> None:
         """One phone shows a link code, the other types it; both end up in one family."""
@@ -133,7 +135,7 @@ class World:
     async def online(self, *people: Person, timeout: float = READY_TIMEOUT_S) -> None:
         """Each band connected to its phone and each phone's relay online; then the pairing buzzes end."""
         for p in people:
-            await self.until(lambda p=p: p.phone.connected(p.band.address), timeout)
+            await self.until(lambda p=p: p.phone.connected(p.band_id), timeout)
             relay = p.phone.relay
             if relay is not None:
                 await asyncio.wait_for(relay.connected.wait(), timeout)

@@ -17,7 +17,7 @@ PAIR_RETRY_SECONDS = 12.0  # after the countdown, keep trying while the pairing 
 
 @dataclass(frozen=True)
 class BandRow:
-    address: str
+    band_id: str
     name: str
     state: str
     connected: bool
@@ -28,7 +28,7 @@ class BandRow:
 
 @dataclass(frozen=True)
 class FoundRow:
-    address: str
+    address: str  # where it advertises now (it changes every few minutes)
     name: str
     rssi: int
     bars: int  # 0..4
@@ -91,7 +91,12 @@ class BandsActions:
         self.pairing = address
         s.error = ""
         band = self.found.get(address)
-        label = name or (band.name if band else address)
+        if band is not None and band.band_id:
+            label = band.name  # one of ours, pairing again
+        elif name and name not in (bandlink.READY_TO_PAIR, bandlink.OTHER_BAND):
+            label = name
+        else:
+            label = bandlink.NEW_BAND_NAME
 
         async def run() -> None:
             try:
@@ -124,29 +129,29 @@ class BandsActions:
 
         s.spawn(run(), "pair")
 
-    def test_buzz(self, address: str) -> None:
-        self.shared.spawn(self.shared.api.test_buzz(address), "test buzz")
+    def test_buzz(self, band_id: str) -> None:
+        self.shared.spawn(self.shared.api.test_buzz(band_id), "test buzz")
 
-    def forget(self, address: str) -> None:
-        self.shared.spawn(self.shared.api.forget_band(address), "forget")
+    def forget(self, band_id: str) -> None:
+        self.shared.spawn(self.shared.api.forget_band(band_id), "forget")
 
-    def rename_band(self, address: str, name: str) -> None:
+    def rename_band(self, band_id: str, name: str) -> None:
         if not name.strip():
             self.shared.fail("A band needs a name")
         else:
-            self.shared.spawn(self.shared.api.rename_band(address, name.strip()), "rename band")
+            self.shared.spawn(self.shared.api.rename_band(band_id, name.strip()), "rename band")
 
     def view(self, reads: Reads, low_battery_percent: int) -> BandsView:
         api, now = self.shared.api, reads.now
         paired = api.store.bands()
         rows: list[BandRow] = []
         for b in paired:
-            live = api.band_live(b.address)
+            live = api.band_live(b.band_id)
             battery = live.battery if live.battery is not None else b.battery
             known = battery > 0
             rows.append(
                 BandRow(
-                    b.address,
+                    b.band_id,
                     b.name,
                     link_state_words(live.state, b.name),
                     live.state is LinkState.CONNECTED,
@@ -155,7 +160,7 @@ class BandsActions:
                     ago(now, b.last_seen) if b.last_seen else "never",
                 )
             )
-        here = {b.address for b in paired}
+        here = {b.band_id for b in paired}
         found = [
             FoundRow(
                 f.address,
@@ -164,7 +169,7 @@ class BandsActions:
                 bars(f.rssi),
                 found_status(f, here),
                 f.pairing_open,
-                f.address in here,
+                f.band_id in here,
             )
             for f in sorted(self.found.values(), key=lambda f: -f.rssi)
         ]
@@ -175,7 +180,7 @@ class BandsActions:
 
 
 def found_status(band: FoundBand, paired_here: set[str]) -> str:
-    if band.address in paired_here:
+    if band.band_id in paired_here:
         return "paired with this phone"
     if band.pairing_open:
         return "ready to pair"

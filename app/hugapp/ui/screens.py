@@ -99,7 +99,7 @@ class BandsScreen(Screen):
         view = snap.bands
         self.bands = [
             {
-                "address": b.address,
+                "band_id": b.band_id,
                 "name": b.name,
                 "state": b.state,
                 "connected": b.connected,
@@ -141,8 +141,8 @@ class BandsScreen(Screen):
         for f in found:
             box.add_widget(make("FoundBandRow", **f))
 
-    def rename(self, address: str, name: str) -> None:
-        popup = make("RenamePopup", address=address, band_name=name, hug_view=view_of(self))
+    def rename(self, band_id: str, name: str) -> None:
+        popup = make("RenamePopup", band_id=band_id, band_name=name, hug_view=view_of(self))
         popup.open()
 
 

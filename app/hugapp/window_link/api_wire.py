@@ -191,7 +191,7 @@ class CompanionHandler:
         """What is not in the store: link states and batteries, presence."""
         api = self.api
         return {
-            "bands": {b.address: encode(api.band_live(b.address)) for b in api.store.bands()},
+            "bands": {b.band_id: encode(api.band_live(b.band_id)) for b in api.store.bands()},
             "presence": [
                 [m.link_id, m.member_id, online]
                 for m in api.members()

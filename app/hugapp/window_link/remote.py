@@ -112,8 +112,8 @@ class RemoteCompanion:
         state: Any = self.link.state
         return cast("dict[str, Any]", state) if isinstance(state, dict) else {}
 
-    def band_live(self, address: str) -> BandLive:
-        band: Any = cast("dict[str, Any]", self._state().get("bands") or {}).get(address)
+    def band_live(self, band_id: str) -> BandLive:
+        band: Any = cast("dict[str, Any]", self._state().get("bands") or {}).get(band_id)
         return BandLive(None, None) if band is None else decode(band, BandLive, "a band's live state")
 
     def online(self, link_id: str, member_id: str) -> bool | None:
@@ -142,17 +142,17 @@ class RemoteCompanion:
     ) -> list[FoundBand]:
         return await self._act("scan", progress, timeout=timeout)
 
-    async def pair_band(self, address: str, name: str | None = None) -> None:
-        await self._act("pair_band", address=address, name=name)
+    async def pair_band(self, address: str, name: str | None = None) -> str:
+        return await self._act("pair_band", address=address, name=name)
 
-    async def forget_band(self, address: str) -> None:
-        await self._act("forget_band", address=address)
+    async def forget_band(self, band_id: str) -> None:
+        await self._act("forget_band", band_id=band_id)
 
-    async def test_buzz(self, address: str) -> None:
-        await self._act("test_buzz", address=address)
+    async def test_buzz(self, band_id: str) -> None:
+        await self._act("test_buzz", band_id=band_id)
 
-    async def rename_band(self, address: str, name: str) -> None:
-        await self._act("rename_band", address=address, name=name)
+    async def rename_band(self, band_id: str, name: str) -> None:
+        await self._act("rename_band", band_id=band_id, name=name)
 
     async def offer_link(self) -> RemoteOffer:
         offer = cast("dict[str, Any]", await self.link.call("offer_link", {}))

@@ -26,7 +26,9 @@ DEFAULT_LIMIT = 200_000
 
 
 class Recorder:
-    def __init__(self, now_ms: Callable[[], float], path: str | None = None, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self, now_ms: Callable[[], float], path: str | None = None, limit: int = DEFAULT_LIMIT
+    ) -> None:
         self._now_ms = now_ms
         self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
         self.dropped = 0
