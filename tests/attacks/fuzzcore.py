@@ -100,9 +100,9 @@ class Fuzzer:
         self.valid.append(frames.encode_auth(KEY, BAND_NONCE, PHONE_NONCE))
         self.valid.append(frames.encode_pair_key(bytes(range(5, 21)), BAND_NONCE))
         self.valid_adv = [
-            adv.encode_advertising(0),
-            adv.encode_advertising(frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN),
-            adv.encode_scan_response("Mia's band"),
+            adv.encode_advertising(0, bytes(adv.TOKEN_LEN)),
+            adv.encode_advertising(frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN, b"\x9bJ\xa9\x170"),
+            bytes((11, adv.AD_NAME_COMPLETE)) + b"Mia's band",  # no band sends a name; others do
         ]
         self.counts = {}
 
@@ -254,8 +254,12 @@ class Fuzzer:
             if ok:
                 assert sum(2 + len(v) for _, v in found) <= len(data)
         elif t == 9:
-            state, _ = self._try("adv.hug_state", adv.hug_state, self.adv_payload())
+            data = self.adv_payload()
+            state, ok = self._try("adv.hug_state", adv.hug_state, data)
             assert state is None or -1 <= state <= 0xFF
+            if ok:  # the same parse: the token is there exactly when the state is
+                token = adv.hug_token(data)
+                assert (token is None) == (state == -1) and (token is None or len(token) == adv.TOKEN_LEN)
         else:
             name, _ = self._try("adv.local_name", adv.local_name, self.adv_payload())
             assert name is None or isinstance(name, str)

@@ -106,6 +106,8 @@ def test_advertising_decoders(payload: bytes) -> None:
     _only_protocol_errors(adv.fields, payload)
     state = _only_protocol_errors(adv.hug_state, payload)
     assert state is None or -1 <= state <= 255  # type: ignore[operator]
+    token = _only_protocol_errors(adv.hug_token, payload)
+    assert token is None or len(token) == adv.TOKEN_LEN  # type: ignore[arg-type]
     name = _only_protocol_errors(adv.local_name, payload)
     assert name is None or isinstance(name, str)
 

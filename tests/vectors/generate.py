@@ -1,4 +1,4 @@
-"""Regenerate frames.json (the golden vectors) from hugproto.
+"""Regenerate frames.json and adv.json (the golden vectors) from hugproto.
 
 Run only when the wire format changes on purpose, then review the diff:
     .venv/bin/python tests/vectors/generate.py
@@ -196,10 +196,6 @@ def build() -> dict[str, object]:
         "valid": valid,
         "special": special,
         "invalid": invalid,
-        "advertising": [
-            {"state": 3, "hex": adv.encode_advertising(3).hex()},
-            {"name": "Hug-7F2A", "hex": adv.encode_scan_response("Hug-7F2A").hex()},
-        ],
         "patterns": rendered,
     }
 
@@ -215,7 +211,35 @@ def _seal_raw(kind: int, values: tuple[int, ...], to: str) -> bytes:
     return body + hmac.new(session_key, body, "sha256").digest()[:4]
 
 
+ADV_ADDRESSES = ("3a:17:c0:55:02:9e", "01:02:03:04:05:06", "3f:ff:ff:ff:ff:fe")
+
+
+def build_adv() -> dict[str, object]:
+    """Advertising: the identity key from the band key, a token per address, whole payloads."""
+    import hmac
+
+    ident = adv.identity_key(BAND_KEY)
+    assert ident == hmac.new(BAND_KEY, b"hug adv id", "sha256").digest()[:16]
+    cases: list[dict[str, object]] = []
+    for i, address in enumerate(ADV_ADDRESSES):
+        raw = bytes.fromhex(address.replace(":", ""))
+        token = hmac.new(ident, raw, "sha256").digest()[: adv.TOKEN_LEN]
+        state = (frames.FLAG_PAIRED, frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN, 0)[i]
+        cases.append(
+            {
+                "address": address,
+                "state": state,
+                "token": token.hex(),
+                "hex": adv.encode_advertising(state, token).hex(),
+            }
+        )
+    return {"band_key": BAND_KEY.hex(), "identity_key": ident.hex(), "adverts": cases}
+
+
 if __name__ == "__main__":
     out = Path(__file__).with_name("frames.json")
     out.write_text(json.dumps(build(), indent=1) + "\n")
+    print("wrote", out)
+    out = Path(__file__).with_name("adv.json")
+    out.write_text(json.dumps(build_adv(), indent=1) + "\n")
     print("wrote", out)

@@ -180,20 +180,6 @@ def case_seal_refuses_out_of_range_fields():
     _expect_error(s.seal, frames.Play(1, 0, 255, 1, 1), "band sends play", "Malformed")
 
 
-def case_advertising_payloads():
-    a, r = V["advertising"]
-    data = adv.encode_advertising(a["state"])
-    assert data.hex() == a["hex"]
-    assert len(data) <= adv.MAX_ADV
-    assert adv.hug_state(data) == a["state"]
-    resp = adv.encode_scan_response(r["name"])
-    assert resp.hex() == r["hex"]
-    assert adv.local_name(resp) == r["name"]
-    assert adv.hug_state(resp) == -1
-    _expect_error(adv.encode_scan_response, "x" * 30, "long name", "Malformed")
-    _expect_error(adv.fields, bytes((5, 9, 65)), "overrun", "Incomplete")
-
-
 def case_pattern_rendering():
     buf = bytearray(patterns.BUFFER_SIZE)
     for p in V["patterns"]:
