@@ -39,7 +39,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
     async def scenario(w: World) -> None:
         key = os.urandom(16)
         await w.control.hold(w.address, 5300)
-        owner = Recorder(w.central, w.address)
+        owner = Recorder(w.central, w.on_air)
         await owner.connect()
         await owner.pair(key)
         await asyncio.sleep(1.5)  # the pairing buzz is over
@@ -61,7 +61,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         await owner.disconnect()
 
         # 2. a stranger replays the owner's captured Auth + Play on a new connection (new band nonce)
-        stranger = Phone(w.central, w.address)
+        stranger = Phone(w.central, w.on_air)
         await stranger.connect()
         await stranger.state(None)
         await stranger.write(auth_frame)
@@ -76,7 +76,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         assert await w.motor_on_count() == buzzes
 
         # 3. the owner reconnects and authenticates; frames from the old session do not verify here
-        owner2 = Phone(w.central, w.address)
+        owner2 = Phone(w.central, w.on_air)
         await owner2.connect()
         ok = await owner2.auth(key)
         assert ok.pending == 0
@@ -89,7 +89,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         assert await felt_tokens(owner2, 2.0) == [7002]
         assert await w.motor_on_count() > buzzes
         await owner2.disconnect()
-        owner3 = Phone(w.central, w.address)
+        owner3 = Phone(w.central, w.on_air)
         await owner3.connect()
         await owner3.auth(key)
         statuses = [m for m in await owner3.messages_until_quiet(1.5) if isinstance(m, frames.Status)]

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 
 from hugproto import frames, gatt
 from hugproto.errors import ProtocolError
-from hugsim.airspace import AirspaceCentral, Connection
+from hugsim.airspace import AirspaceCentral, AirspaceTimeoutError, Connection
 
 
 class Phone:
-    def __init__(self, central: AirspaceCentral, address: str) -> None:
+    """``locate()`` says where the band advertises now: its address changes every few minutes and at
+    once after a new key (the app finds it by the token in its adverts; these tests ask the airspace)."""
+
+    def __init__(self, central: AirspaceCentral, locate: Callable[[], Awaitable[str]]) -> None:
         self.central = central
-        self.address = address
+        self.locate = locate
         self.conn: Connection | None = None
         self.session: frames.Session | None = None
         self.band_nonce = b""
@@ -25,8 +29,15 @@ class Phone:
         self.states: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: list[str] = []
 
-    async def connect(self) -> None:
-        self.conn = await self.central.connect(self.address, timeout=10)
+    async def connect(self, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:  # the band may be taking a new address just now: look again
+            try:
+                self.conn = await self.central.connect(await self.locate(), timeout=1.0)
+                break
+            except AirspaceTimeoutError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
         for uuid, name in (
             (gatt.EVENT_CHAR_UUID, "event"),
             (gatt.COMMAND_CHAR_UUID, "command"),

@@ -30,7 +30,11 @@ class World:
 
     @property
     def address(self) -> str:
+        """The band's identity: the airspace's handle on it (never on the air)."""
         return self.band.address
+
+    async def on_air(self) -> str:
+        return await self.control.air_address(self.address)
 
     async def motor_on_count(self) -> int:
         """How many times the motor went from off to on."""
@@ -38,7 +42,7 @@ class World:
 
     async def paired_phone(self, key: bytes) -> Phone:
         await self.control.hold(self.address, PAIR_HOLD_MS)
-        phone = Phone(self.central, self.address)
+        phone = Phone(self.central, self.on_air)
         await phone.connect()
         await phone.pair(key)
         await asyncio.sleep(0.5)  # a hand lets go of the heart before it presses again
@@ -102,7 +106,7 @@ def test_pair_press_ack_play_felt(tmp_path: Path) -> None:
         assert phone.rejected == []
         # acknowledged presses are not sent again on a new connection
         await phone.disconnect()
-        again = Phone(w.central, w.address)
+        again = Phone(w.central, w.on_air)
         await again.connect()
         await again.auth(key)
         resent = [m.fields() for m in await again.messages_until_quiet(1.5) if isinstance(m, frames.Press)]
@@ -119,7 +123,7 @@ def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
         await asyncio.sleep(1.0)  # let the pairing buzz finish
         buzzes = await w.motor_on_count()
 
-        stranger = Phone(w.central, w.address)
+        stranger = Phone(w.central, w.on_air)
         await stranger.connect()
         state = await stranger.state(None)
         assert state.flags & frames.FLAG_PAIRED
@@ -139,7 +143,7 @@ def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
         assert await w.motor_on_count() == buzzes, "the band buzzed for a stranger"
 
         # the owner's key still works and the press is waiting for it
-        owner = Phone(w.central, w.address)
+        owner = Phone(w.central, w.on_air)
         await owner.connect()
         await owner.auth(key)
         got = await owner.messages_until_quiet(1.5)
@@ -154,14 +158,15 @@ def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
 
 def test_unauthenticated_central_is_dropped(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        idler = Phone(w.central, w.address)
+        idler = Phone(w.central, w.on_air)
         await idler.connect()
         assert idler.conn is not None
         reason = await idler.conn.wait_disconnected(9)
         assert reason is not None, "a central that never authenticates keeps the band"
         # and the band advertises again for its own phone
         adverts = await w.central.scan(1.5)
-        assert any(a.address == w.address for a in adverts)
+        on_air = await w.on_air()
+        assert any(a.address == on_air for a in adverts)
 
     run(scenario, tmp_path)
 
@@ -175,7 +180,7 @@ def test_outbox_survives_reboot(tmp_path: Path) -> None:
             await w.control.hold(w.address, TAP_MS)
             await asyncio.sleep(0.8)
         await w.band.restart()  # SIGKILL, then boot again from the same flash
-        phone = Phone(w.central, w.address)
+        phone = Phone(w.central, w.on_air)
         await phone.connect()
         ok = await phone.auth(key)
         assert ok.pending == 3
@@ -186,7 +191,7 @@ def test_outbox_survives_reboot(tmp_path: Path) -> None:
         await phone.send(frames.Ack(seqs[-1]))
         await asyncio.sleep(0.5)
         await w.band.restart()
-        phone = Phone(w.central, w.address)
+        phone = Phone(w.central, w.on_air)
         await phone.connect()
         ok = await phone.auth(key)
         assert ok.pending == 0
@@ -206,7 +211,7 @@ def test_touch_heart_and_drv2605_board(tmp_path: Path) -> None:
 
         await asyncio.sleep(2.0)  # the band calibrates its touch pad for 1.6 s after boot
         await touch_for(5400)
-        phone = Phone(w.central, w.address)
+        phone = Phone(w.central, w.on_air)
         await phone.connect()
         key = os.urandom(16)
         await phone.pair(key)
