@@ -245,7 +245,7 @@ class _Channel:
                 return session, msg
 
 
-async def _find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice | None:
+async def find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice | None:
     """The band with this key, by the token in its adverts (its address changes)."""
     ident = Hmac(adv.identity_key(key))
     return await BleakScanner.find_device_by_filter(
@@ -403,7 +403,7 @@ class BandLink:
             while True:
                 self._set_state(LinkState.SCANNING)
                 key = self.store.band(self.band_id).key
-                device = await _find_band(self.config, key, self.scan_timeout)
+                device = await find_band(self.config, key, self.scan_timeout)
                 if device is None:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:

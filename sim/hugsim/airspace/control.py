@@ -137,6 +137,21 @@ class AirspaceControl(_AsyncSession):
                 return node["air_address"]
         raise wire.NotFoundError("no band %s on the air" % address)
 
+    async def wait_advertising(self, address: str, timeout: float = 10.0) -> str:
+        """Wait until the band ``address`` advertises; returns the address it advertises from."""
+        address = wire.normalize_address(address)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            node = next((n for n in await self.list_nodes() if n["address"] == address), None)
+            if node is not None and node["advertising"]:
+                return node["air_address"]
+            if loop.time() > deadline:
+                raise wire.AirspaceTimeoutError(
+                    "band %s did not advertise within %.1f s" % (address, timeout)
+                )
+            await asyncio.sleep(0.02)
+
     # ----- the passive recorder -----
 
     async def recording(self, since_ms: float = 0.0, *, truth: bool = False) -> list[dict[str, Any]]:

@@ -27,8 +27,9 @@ from bleak.exc import (
     BleakGATTProtocolErrorCode,
 )
 
+from hugapp.core.bandlink import BleConfig, find_band
 from hugproto import frames, gatt
-from hugproto.adv import COMPANY_ID
+from hugproto.adv import COMPANY_ID, TOKEN_LEN
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend, close_airspace_backends, open_radio_count
@@ -43,10 +44,22 @@ class World:
         self.bands = bands
         self.control = control
         self.scanner, self.client = airspace_backend(air, "phone")
+        self.on_air: list[str] = []  # where each band advertises (a private address, until it rotates)
 
     @property
     def address(self) -> str:
+        """The first band's identity: the airspace's handle on it, never on the air."""
         return self.bands[0].address
+
+    @property
+    def seen_at(self) -> str:
+        """Where a phone sees the first band."""
+        return self.on_air[0]
+
+    async def advertising(self) -> None:
+        """Wait until every band advertises from its first private address; note the addresses."""
+        for band in self.bands:
+            self.on_air.append(await self.control.wait_advertising(band.address))
 
 
 @contextlib.asynccontextmanager
@@ -57,7 +70,9 @@ async def world(tmp_path: Path, n_bands: int = 1) -> AsyncGenerator[World]:
     try:
         await asyncio.gather(*(b.start() for b in bands))
         async with AirspaceControl(air) as control:
-            yield World(air, bands, control)
+            w = World(air, bands, control)
+            await w.advertising()
+            yield w
     finally:
         await asyncio.gather(*(b.kill() for b in bands))
         await server.close()
@@ -79,21 +94,20 @@ def char(client: BleakClient, uuid: str | int) -> BleakGATTCharacteristic:
     return found
 
 
-def test_scan_reports_name_rssi_and_state_byte(tmp_path: Path) -> None:
+def test_scan_reports_rssi_state_and_token_but_no_name(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
         await w.control.set_rssi(w.address, -67, central="phone")
         found = await BleakScanner.discover(
             0.5, backend=w.scanner, service_uuids=[gatt.HUG_SERVICE_UUID], return_adv=True
         )
-        assert set(found) == {w.address}
-        device, adv = found[w.address]
-        assert adv.local_name is not None
-        assert adv.local_name.startswith("Hug-")
-        assert device.name == adv.local_name  # the name comes from the scan response
+        assert set(found) == {w.seen_at}
+        assert w.seen_at != w.address  # a private address, not the band's own
+        device, adv = found[w.seen_at]
+        assert adv.local_name is None  # no name on the air
         assert adv.rssi == -67
         assert gatt.HUG_SERVICE_UUID in adv.service_uuids
         state = adv.manufacturer_data[COMPANY_ID]
-        assert len(state) == 1
+        assert len(state) == 1 + TOKEN_LEN
         assert state[0] & (frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN) == 0  # a new band
 
         # the service filter is applied: nothing advertises the Battery service
@@ -105,25 +119,25 @@ def test_scan_reports_name_rssi_and_state_byte(tmp_path: Path) -> None:
         passive = await BleakScanner.discover(
             0.3, backend=w.scanner, return_adv=True, scanning_mode="passive"
         )
-        assert passive[w.address][1].local_name is None
+        assert passive[w.seen_at][1].local_name is None
 
-        by_addr = await BleakScanner.find_device_by_address(w.address.lower(), 3.0, backend=w.scanner)
+        by_addr = await BleakScanner.find_device_by_address(w.seen_at.lower(), 3.0, backend=w.scanner)
         assert by_addr is not None
-        assert (by_addr.address, by_addr.name) == (w.address, adv.local_name)
+        assert (by_addr.address, by_addr.name) == (w.seen_at, device.name)
         started = time.monotonic()
         assert await BleakScanner.find_device_by_address("C0:FF:EE:99:99:99", 0.4, backend=w.scanner) is None
         assert time.monotonic() - started < 2.0
 
         await w.control.out_of_range(w.address, central="phone")
         gone = await BleakScanner.discover(0.3, backend=w.scanner, return_adv=True)
-        assert w.address not in gone
+        assert w.seen_at not in gone
 
     run(scenario, tmp_path)
 
 
 def test_gatt_notify_errors_and_dropped_link(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        device = await BleakScanner.find_device_by_address(w.address, 3.0, backend=w.scanner)
+        device = await BleakScanner.find_device_by_address(w.seen_at, 3.0, backend=w.scanner)
         assert device is not None
         dropped = asyncio.Event()
         callbacks: list[BleakClient] = []
@@ -134,7 +148,7 @@ def test_gatt_notify_errors_and_dropped_link(tmp_path: Path) -> None:
 
         async with BleakClient(device, on_disconnect, backend=w.client, timeout=5) as client:
             assert client.is_connected
-            assert client.name == device.name
+            assert client.name == w.seen_at.replace(":", "-")  # no name on the air: bleak's fallback
             assert client.mtu_size > 23  # negotiated on connect, as phones do
             uuids = {s.uuid for s in client.services}
             assert {gatt.HUG_SERVICE_UUID, gatt.uuid16_str(0x180F), gatt.uuid16_str(0x180A)} <= uuids
@@ -193,11 +207,11 @@ def test_gatt_notify_errors_and_dropped_link(tmp_path: Path) -> None:
         assert callbacks == [client], "the disconnected callback runs once per link"
 
         # connect again by address string; a requested disconnect also reports (as BlueZ does)
-        again = BleakClient(w.address, on_disconnect, backend=w.client, timeout=5)
+        again = BleakClient(w.seen_at, on_disconnect, backend=w.client, timeout=5)
         dropped.clear()
         await again.connect()
         assert again.is_connected
-        assert again.name == device.name  # heard on the air by this phone's radio
+        assert again.name == w.seen_at.replace(":", "-")
         await again.disconnect()
         assert not again.is_connected
         assert dropped.is_set()
@@ -207,15 +221,15 @@ def test_gatt_notify_errors_and_dropped_link(tmp_path: Path) -> None:
         await w.control.out_of_range(w.address)
         started = time.monotonic()
         with pytest.raises(BleakDeviceNotFoundError):
-            await BleakClient(w.address, backend=w.client, timeout=1.0).connect()
+            await BleakClient(w.seen_at, backend=w.client, timeout=1.0).connect()
         assert time.monotonic() - started < 3.0
 
         # a connect the app gives up on while the band is away must not leave the band connected to
         # nobody when it comes back (it would stop advertising for good)
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(BleakClient(w.address, backend=w.client, timeout=10).connect(), 0.3)
+            await asyncio.wait_for(BleakClient(w.seen_at, backend=w.client, timeout=10).connect(), 0.3)
         await w.control.in_range(w.address, central="phone")  # the airspace completes the connect now
-        back = await BleakScanner.find_device_by_address(w.address, 3.0, backend=w.scanner)
+        back = await BleakScanner.find_device_by_address(w.seen_at, 3.0, backend=w.scanner)
         assert back is not None, "the band stayed connected to an abandoned connect"
         async with BleakClient(back, backend=w.client, services=[gatt.HUG_SERVICE_UUID], timeout=5) as last:
             assert [s.uuid for s in last.services] == [gatt.HUG_SERVICE_UUID]  # bleak's services filter
@@ -234,7 +248,7 @@ async def _state(client: BleakClient, states: asyncio.Queue[bytes]) -> frames.St
 
 def test_two_bands_and_a_scan_on_one_radio(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        a, b = (band.address for band in w.bands)
+        a, b = w.on_air
         drops: list[str] = []
         gone = asyncio.Event()
 
@@ -262,7 +276,7 @@ def test_two_bands_and_a_scan_on_one_radio(tmp_path: Path) -> None:
                 assert sa.nonce != sb.nonce
                 # the scan keeps running beside two links
                 heard_a.clear()
-                await w.control.drop_link(a)
+                await w.control.drop_link(w.bands[0].address)
                 await asyncio.wait_for(gone.wait(), STEP_TIMEOUT)
                 assert drops == [a]
                 assert not ca.is_connected
@@ -290,7 +304,7 @@ def test_pairing_handshake_through_bleak(tmp_path: Path) -> None:
             async with asyncio.timeout(STEP_TIMEOUT):
                 async for d, ad in scanner.advertisement_data():
                     if (
-                        d.address == w.address
+                        d.address == w.seen_at
                         and ad.manufacturer_data[COMPANY_ID][0] & frames.FLAG_PAIRING_OPEN
                     ):
                         device = d
@@ -310,8 +324,11 @@ def test_pairing_handshake_through_bleak(tmp_path: Path) -> None:
             ok = session.open(await asyncio.wait_for(events.get(), STEP_TIMEOUT))
             assert isinstance(ok, frames.AuthOk)
 
-        # the band now holds the key: a new connection's state is authenticated under it
-        async with BleakClient(device, backend=w.client, timeout=5) as client:
+        # the band now holds the key and moved to a new address: its owner finds it by its token
+        mine = await find_band(BleConfig(w.scanner, w.client), key, STEP_TIMEOUT)
+        assert mine is not None
+        assert mine.address != device.address
+        async with BleakClient(mine, backend=w.client, timeout=5) as client:
             states = asyncio.Queue()
             await client.start_notify(gatt.STATE_CHAR_UUID, lambda _c, d: states.put_nowait(bytes(d)))
             data = bytes(await client.read_gatt_char(gatt.STATE_CHAR_UUID)) or await asyncio.wait_for(
