@@ -37,6 +37,7 @@ class Rig:
         self.config = config
         self.tmp = tmp
         self.store = Store(tmp / "phone.sqlite3")
+        self.band_id = ""  # the phone's id for the band, once paired
         self.pressed: list[tuple[str, int]] = []
         self.felt: list[int] = []
         self.links: list[asyncio.Task[None]] = []
@@ -54,30 +55,38 @@ class Rig:
 
     @property
     def address(self) -> str:
+        """The band's identity: the airspace's handle on it, never on the air."""
         return self.band.address
 
     async def motor_runs(self) -> int:
         return len(await self.control.motor_starts(self.address))
 
     async def pair(self) -> None:
+        """Hold the heart, find "a band ready to pair" (or ours, re-pairing) in a scan, pair it."""
         await self.control.hold(self.address, 5300)
-        found = await bandlink.scan_bands(self.config, timeout=1.5)
-        assert [b.address for b in found if b.pairing_open] == [self.address]
-        await bandlink.pair_band(self.config, self.store, self.address, name="Mia's band")
+        found = await bandlink.scan_bands(self.config, timeout=1.5, known=self.store.bands())
+        ready = [b for b in found if b.pairing_open]
+        assert [b.address for b in ready] == [await self.control.air_address(self.address)]
+        assert ready[0].band_id == self.band_id  # ours again (re-pairing) or "" (a new band)
+        if not self.band_id:
+            assert ready[0].name == bandlink.READY_TO_PAIR
+        paired = await bandlink.pair_band(self.config, self.store, ready[0].address, name="Mia's band")
+        assert paired.band_id == (self.band_id or bandlink.band_id(self.store.band(paired.band_id).key))
+        self.band_id = paired.band_id
         await asyncio.sleep(0.5)  # a hand lets go of the heart before pressing again
 
     def link(self, store: Store | None = None, max_backoff: float = 2.0) -> BandLink:
-        async def on_press(address: str, seq: int) -> None:
-            self.pressed.append((address, seq))
+        async def on_press(band_id: str, seq: int) -> None:
+            self.pressed.append((band_id, seq))
             self.poke()
 
-        async def on_felt(_address: str, token: int) -> None:
+        async def on_felt(_band_id: str, token: int) -> None:
             self.felt.append(token)
             self.poke()
 
         link = BandLink(
             store or self.store,
-            self.address,
+            self.band_id,
             self.config,
             on_press=on_press,
             on_felt=on_felt,
@@ -135,22 +144,23 @@ def run(path: str, tmp: Path, scenario: Callable[[Rig], Awaitable[None]], timeou
 def test_pair_press_play_and_battery(path: str, tmp_path: Path) -> None:
     async def scenario(r: Rig) -> None:
         await r.pair()
-        band = r.store.band(r.address)
+        band = r.store.band(r.band_id)
         assert band.name == "Mia's band"
         assert len(band.key) == 16
         link = r.link()
         await asyncio.wait_for(link.connected.wait(), 20)
         assert link.battery is not None
         assert 0 <= link.battery <= 100
-        assert r.store.band(r.address).battery == link.battery
+        assert r.store.band(r.band_id).battery == link.battery
         await r.tap()
         await r.until(lambda: len(r.pressed) == 1)
         before = await r.motor_runs()
         token = await link.play(patterns.HUG, 1, 255, 1)
         await r.until(lambda: token in r.felt)
         assert await r.motor_runs() > before
-        presses = r.store.presses(r.address)
+        presses = r.store.presses(r.band_id)
         assert [(p.seq, p.gesture, p.value) for p in presses] == [(r.pressed[0][1], 1, 1)]
+        assert r.pressed[0][0] == r.band_id
 
     run(path, tmp_path, scenario)
 
@@ -170,7 +180,7 @@ def test_press_exactly_once_across_link_drops(path: str, op: str, when: str, tmp
         await r.tap()
         await r.until(lambda: link.stats.connects >= 2 and link.state is LinkState.CONNECTED, 30)
         await asyncio.sleep(2.0)  # anything resent has arrived
-        assert len(r.store.presses(r.address)) == 1, "the press must be stored exactly once"
+        assert len(r.store.presses(r.band_id)) == 1, "the press must be stored exactly once"
         assert len(r.pressed) == 1, "and handed on exactly once"
 
     run(path, tmp_path, scenario)
@@ -187,8 +197,8 @@ def test_band_reboot_with_unacked_presses(path: str, tmp_path: Path) -> None:
         link = r.link()
         await r.until(lambda: len(r.pressed) == 3, 30)
         await asyncio.sleep(1.5)
-        assert len(r.store.presses(r.address)) == 3
-        seqs = [p.seq for p in r.store.presses(r.address)]
+        assert len(r.store.presses(r.band_id)) == 3
+        seqs = [p.seq for p in r.store.presses(r.band_id)]
         assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(3)]
         assert link.stats.presses_duplicate == 0
 
@@ -204,9 +214,9 @@ def test_second_phone_without_the_key(path: str, tmp_path: Path) -> None:
         thief = Store(r.tmp / "thief.sqlite3")
         # cannot re-pair outside the 5 s hold
         with pytest.raises(bandlink.PairingWindowClosed):
-            await bandlink.pair_band(r.config, thief, r.address)
+            await bandlink.pair_band(r.config, thief, await r.control.air_address(r.address))
         # a guessed key: never authenticates, so cannot read presses or make the band buzz
-        thief.save_band(r.address, "stolen", bytes(range(16)))
+        thief.save_band(r.band_id, "stolen", bytes(range(16)))
         stolen = r.link(thief)
         await r.tap()
         await asyncio.sleep(6)
@@ -227,10 +237,10 @@ def test_second_phone_without_the_key(path: str, tmp_path: Path) -> None:
 def test_repair_replaces_the_key_and_forget_removes_the_band(path: str, tmp_path: Path) -> None:
     async def scenario(r: Rig) -> None:
         await r.pair()
-        first_key = r.store.band(r.address).key
+        first_key = r.store.band(r.band_id).key
         await asyncio.sleep(1.0)
-        await r.pair()  # the wearer holds the heart again: a new key replaces the old one
-        second_key = r.store.band(r.address).key
+        await r.pair()  # the wearer holds the heart again: a new key replaces the old one, same id
+        second_key = r.store.band(r.band_id).key
         assert second_key != first_key
         link = r.link()
         await r.until(lambda: link.state is LinkState.CONNECTED, 20)
@@ -238,7 +248,8 @@ def test_repair_replaces_the_key_and_forget_removes_the_band(path: str, tmp_path
         await r.stop_links()
         assert r.store.bands() == []
         found = await bandlink.scan_bands(r.config, timeout=1.5)
-        assert [(b.address, b.paired) for b in found] == [(r.address, False)], "the band dropped its key"
+        on_air = await r.control.air_address(r.address)
+        assert [(b.address, b.paired) for b in found] == [(on_air, False)], "the band dropped its key"
 
     run(path, tmp_path, scenario)
 
