@@ -153,16 +153,17 @@ async def bands(url: str, n: int, tmp: Path) -> tuple[dict[str, list[float]], in
         await asyncio.gather(
             *(control.hold(b.address, PAIR_HOLD_MS) for f in families for b in (f.kid, f.parent))
         )
+        ids: dict[str, str] = {}  # band identity -> the phone's band id
         for fam in families:
             for band, phone in zip((fam.kid, fam.parent), fam.phones, strict=True):
-                await phone.pair_band(band.address)
+                ids[band.address] = await phone.pair_band(await control.air_address(band.address))
             offer = await fam.phones[1].offer_link()
             await fam.phones[0].join_link(offer.code)
             await offer.wait()
         for fam in families:
             for band, phone in zip((fam.kid, fam.parent), fam.phones, strict=True):
                 async with asyncio.timeout(60):
-                    while not phone.connected(band.address):
+                    while not phone.connected(ids[band.address]):
                         changed.clear()
                         await changed.wait()
                 assert phone.relay is not None

@@ -54,9 +54,9 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
                     "Mia",
                 ]
                 await control.hold(mum_band.address, PAIR_HOLD_MS)
-                await mum.pair_band(mum_band.address)
+                await mum.pair_band(await control.air_address(mum_band.address))
                 await control.hold(child_band.address, PAIR_HOLD_MS)
-                await hugbutton(*gw, "pair", child_band.address)
+                await hugbutton(*gw, "pair", await control.air_address(child_band.address))
                 offer = await mum.offer_link()
                 await hugbutton(*gw, "join", offer.code)
                 await offer.wait()

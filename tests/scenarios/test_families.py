@@ -114,9 +114,10 @@ def test_two_bands_on_one_companion_without_a_broker(tmp_path: Path) -> None:
             control = world.control
             home = world.companion("Home")
             async with home:
+                ids: list[str] = []
                 for band in bands:
                     await control.hold(band.address, PAIR_HOLD_MS)
-                    await home.pair_band(band.address)
+                    ids.append(await home.pair_band(await control.air_address(band.address)))
 
                 async def until(predicate: Callable[[], bool]) -> None:
                     await world.until(predicate, 30)
@@ -131,6 +132,6 @@ def test_two_bands_on_one_companion_without_a_broker(tmp_path: Path) -> None:
                 assert len(await control.motor_starts(bands[1].address)) > runs, "the other band buzzed"
                 hugs = home.router.history()
                 assert len(hugs) == 1
-                assert hugs[0].source_band == bands[0].address
+                assert hugs[0].source_band == ids[0]
 
     asyncio.run(asyncio.wait_for(main(), 120))

@@ -115,7 +115,7 @@ class Run:
             self.stored[band.address] = []
         for side in pair:  # the wearer holds the heart for 5 s, then the phone pairs it
             await self.control.hold(side.address, PAIR_HOLD_MS)
-            await side.phone.run_command("pair", side.address)
+            await side.phone.run_command("pair", await self.control.air_address(side.address))
         child, parent = pair
         child.partner, parent.partner = parent, child
         return child, parent
@@ -416,7 +416,8 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
                     felt_tokens = {
                         int(r[0])  # pyright: ignore[reportArgumentType]
                         for r in side.phone.query(
-                            "SELECT DISTINCT token FROM plays WHERE band = ? AND state = 'felt'", side.address
+                            "SELECT DISTINCT token FROM plays WHERE state = 'felt' "
+                            "AND band = (SELECT band_id FROM bands)"  # the phone's one band
                         )
                     }
                     assert felt_tokens <= set(tokens), "a play marked felt was never played"

@@ -70,7 +70,7 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
                 assert world.broker_url is not None
                 service = await start_service(world.air, world.broker_url, tmp_path / "mum")
                 await control.hold(mia_band.address, PAIR_HOLD_MS)
-                await mia.pair_band(mia_band.address, "Mia's band")
+                mia_id = await mia.pair_band(await control.air_address(mia_band.address), "Mia's band")
 
                 remote = await RemoteCompanion.connect(tmp_path / "mum", on_change=changed.set, timeout=30)
                 async with remote:
@@ -79,16 +79,22 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
 
                     # pairing from the window: scan (progress over the channel), then pair
                     await control.hold(mum_band.address, PAIR_HOLD_MS)
+                    mum_on_air = await control.air_address(mum_band.address)
                     ui.bands.scan()
-                    await until(
+                    found = await until(
                         "the band in the scan",
-                        lambda: any(
-                            f.address == mum_band.address and f.pairing_open
-                            for f in ui.snapshot().bands.found
+                        lambda: next(
+                            (
+                                f
+                                for f in ui.snapshot().bands.found
+                                if f.address == mum_on_air and f.pairing_open
+                            ),
+                            None,
                         ),
                         changed,
                     )
-                    ui.bands.pair(mum_band.address, "Mum's band")
+                    assert found.name == "a band ready to pair"
+                    ui.bands.pair(mum_on_air, "Mum's band")
                     await until(
                         "Mum's band connected",
                         lambda: (
@@ -115,7 +121,7 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
                     )
                     assert mia.relay is not None
                     await asyncio.wait_for(mia.relay.connected.wait(), 30)
-                    await until("Mia's band connected", lambda: mia.connected(mia_band.address), changed)
+                    await until("Mia's band connected", lambda: mia.connected(mia_id), changed)
                     await asyncio.sleep(1.5)  # the pairing buzzes are over
 
                     # a hug from the window's heart reaches Mia and buzzes her band
@@ -182,12 +188,12 @@ def test_window_link_needs_the_token_and_keeps_error_classes(tmp_path: Path) -> 
             async with await RemoteCompanion.connect(tmp_path, timeout=5) as remote:
                 assert remote.identity().name == "Mum"
                 with pytest.raises(bandlink.BandUnavailable, match="not paired with this phone"):
-                    await remote.test_buzz("C0:FF:EE:00:00:09")
+                    await remote.test_buzz("0123456789ab")
                 with pytest.raises(WindowLinkError, match="unknown request"):
                     await remote.link.call("format_disk", {})
                 # arguments are checked against the interface before anything runs
-                with pytest.raises(ValueError, match="test_buzz's address must be a str"):
-                    await remote.link.call("test_buzz", {"address": 5})
+                with pytest.raises(ValueError, match="test_buzz's band_id must be a str"):
+                    await remote.link.call("test_buzz", {"band_id": 5})
                 with pytest.raises(ValueError, match="send_from_screen takes no volume"):
                     await remote.link.call("send_from_screen", {"gesture": 1, "value": 1, "volume": 11})
                 with pytest.raises(ValueError, match="send_from_screen needs value"):
