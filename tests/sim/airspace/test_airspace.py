@@ -460,3 +460,87 @@ def test_airspace_going_away_disconnects_everyone():
         await close(central, radio)
 
     run(main())
+
+
+PRIVATE = "3A:17:C0:55:02:9E"
+LATER = "11:22:33:44:55:66"
+
+
+def test_a_band_takes_a_new_address_links_keep_theirs():
+    async def main():
+        async with Airspace() as server:
+            radio, _, _ = await band(server.address, advertise=False)
+            async with (
+                AirspaceCentral(server.address, name="phone") as central,
+                AirspaceControl(server.address) as ctl,
+            ):
+                radio.set_address(PRIVATE)
+                radio.advertise(100_000, ADV, RESP)
+                adv = await wait_advert(central, PRIVATE)
+                assert adv.address == PRIVATE  # the identity address is never on the air
+                assert BAND not in {a.address for a in await central.scan(0.2)}
+                assert await ctl.air_address(BAND) == PRIVATE  # control still names the band by identity
+                with pytest.raises(AirspaceTimeoutError):
+                    await central.connect(BAND, timeout=0.2)
+                conn = await central.connect(PRIVATE, timeout=WAIT_S)
+                radio.set_address(LATER)  # the next adverts' address; the link keeps its own
+                await conn.write(RX, b"hi")
+                assert conn.is_connected
+                (node,) = await ctl.list_nodes()
+                assert node["air_address"] == LATER
+                assert node["connections"][0]["central"] == "phone"
+                await conn.disconnect()
+                radio.advertise(100_000, ADV, RESP)
+                assert (await wait_advert(central, LATER)).address == LATER
+                # the controller refuses a new address while advertising, with an error and no change
+                radio.set_address(PRIVATE)
+                await asyncio.sleep(0.2)
+                assert await ctl.air_address(BAND) == LATER
+                # a restarted stack is back on its public address
+                radio.reset()
+                await asyncio.sleep(0.2)
+                assert await ctl.air_address(BAND) == BAND
+            await close(radio)
+
+    run(main())
+
+
+def test_the_recorder_sees_adverts_links_and_gatt_bytes(tmp_path):
+    async def main():
+        path = tmp_path / "sniffed.jsonl"
+        async with Airspace(record_path=str(path)) as server:
+            radio, events, _ = await band(server.address, advertise=False)
+            radio.set_address(PRIVATE)
+            radio.advertise(100_000, ADV, RESP)
+            async with (
+                AirspaceCentral(server.address, name="phone") as central,
+                AirspaceControl(server.address) as ctl,
+            ):
+                t0 = await ctl.now()
+                conn = await central.connect(PRIVATE, timeout=WAIT_S)
+                await conn.write(RX, b"\x01\x02")
+                assert await conn.read(TX) == b"hello"
+                got = asyncio.get_running_loop().create_future()
+                await conn.subscribe(TX, lambda _h, v: got.done() or got.set_result(bytes(v)))
+                connected = await events.atake("connect")
+                radio.notify(connected["conn"], TX, b"\xaa\xbb")
+                assert await asyncio.wait_for(got, WAIT_S) == b"\xaa\xbb"
+                await conn.disconnect()
+                sniffed = await ctl.recording()
+                truth = await ctl.recording(truth=True)
+            await close(radio)
+        kinds = [e["kind"] for e in sniffed]
+        for kind in ("adv", "connect", "write", "read", "read_rsp", "notify", "disconnect"):
+            assert kind in kinds, kinds
+        adv = next(e for e in sniffed if e["kind"] == "adv")
+        assert (adv["address"], adv["adv"], adv["resp"]) == (PRIVATE, ADV.hex(), RESP.hex())
+        write = next(e for e in sniffed if e["kind"] == "write")
+        assert (write["address"], write["central"], write["value"]) == (PRIVATE, central.address, "0102")
+        assert next(e for e in sniffed if e["kind"] == "read_rsp")["value"] == b"hello".hex()
+        assert next(e for e in sniffed if e["kind"] == "notify")["value"] == "aabb"
+        assert all("node" not in e for e in sniffed)  # what a sniffer has: no identities
+        assert {e["node"] for e in truth} == {BAND}  # the ground truth, for tests
+        assert all(e["t_ms"] >= t0 for e in sniffed if e["kind"] != "adv")
+        assert path.read_text().count("\n") == len(truth)  # the same, as JSON lines
+
+    run(main())

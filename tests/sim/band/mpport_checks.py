@@ -253,6 +253,34 @@ def case_the_gatt_table_gets_nimble_handles_and_errors():
     raises(OSError, ble.gap_scan, 1000)
 
 
+def case_private_addresses_are_fresh_on_every_call_and_refused_while_advertising():
+    fresh(C3)
+    ble = bluetooth.BLE()
+    activate(ble)
+    assert ble.config("mac") == (0, bytes.fromhex("c0ffee000010"))  # the public address at first
+    seen = []
+    for mode, top in ((3, 0x00), (3, 0x00), (1, 0xC0)):
+        ble.config(addr_mode=mode)
+        kind, addr = ble.config("mac")
+        assert kind == 1
+        assert len(addr) == 6
+        assert addr[0] & 0xC0 == top
+        sent = [m for m in SENT if m["op"] == "set_address"][-1]
+        assert sent["address"] == ":".join("%02X" % b for b in addr)
+        assert sent["addr_type"] == 1
+        seen.append(addr)
+    assert len(set(seen)) == 3
+    ble.gap_advertise(100_000, b"\x02\x01\x06")
+    e = raises(OSError, ble.config, addr_mode=3)
+    assert e.args[0] == 16  # EBUSY: the controller keeps its address while advertising
+    assert ble.config("mac")[1] == seen[-1]
+    ble.gap_advertise(None)
+    assert raises(OSError, ble.config, addr_mode=2).args[0] == 95  # RPA: not modelled
+    ble.active(False)
+    activate(ble)
+    assert ble.config("mac") == (0, bytes.fromhex("c0ffee000010"))  # a fresh stack: public again
+
+
 def case_remote_writes_append_and_a_read_consumes_them():
     fresh(C3)
     ble = bluetooth.BLE()
