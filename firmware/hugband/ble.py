@@ -162,9 +162,12 @@ class Peripheral:
 
     def new_address(self) -> bytes:
         """Stop advertising and take a fresh random private address (NimBLE draws one per call);
-        returns it, most significant byte first."""
+        returns the address in use, most significant byte first."""
         self._ble.gap_advertise(None)  # pyright: ignore[reportArgumentType]  (None stops, per the docs)
-        self._ble.config(addr_mode=_ADDR_NRPA)
+        try:
+            self._ble.config(addr_mode=_ADDR_NRPA)
+        except OSError:  # the controller kept its address: the token is made for the one in use
+            pass
         return bytes(self._ble.config("mac")[1])
 
     def notify_event(self, frame: bytes) -> bool:
