@@ -611,8 +611,9 @@ class BandLogic:
         if self._addr_pending:
             return
         if self._rotation_due(now_ms):
-            self._addr_pending = True
-            self._push(A_ADDRESS, 0, 0)
+            if self._qn < _ACTIONS:  # never lose an A_ADDRESS (the band would stay silent): next poll
+                self._addr_pending = True
+                self._push(A_ADDRESS, 0, 0)
             return
         self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, self._token))
 

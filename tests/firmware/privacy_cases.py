@@ -108,3 +108,19 @@ def case_low_battery_is_not_advertised():
     h.run(100)
     assert h.core.flags & frames.FLAG_LOW_BATTERY
     assert adv.hug_state(h.advert) == frames.FLAG_PAIRED
+
+
+def case_a_full_action_queue_delays_the_new_address_never_loses_it():
+    h, _ = _band()
+    n = len(h.addresses)
+    h.run(ROTATE_S * 1000 - 100)
+    core = h.core
+    while core._qn < 32:  # the shell fell behind: the queue is full
+        core._push(0, 0, 0)
+    h.now += 200  # the new address is due
+    core.poll(h.now)
+    assert core._qn == 32 and len(h.addresses) == n
+    while core.pop_action() is not None:
+        pass
+    h.run(100)
+    assert len(h.addresses) == n + 1 and adv.hug_token(h.advert) == _expect(h, frames.UNPAIRED_KEY)

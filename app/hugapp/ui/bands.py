@@ -51,7 +51,7 @@ class BandsView:
 class BandsActions:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self.found: dict[str, FoundBand] = {}
+        self.found: dict[str, FoundBand] = {}  # by band id (ours) or address
         self.scanning = False
         self.scan_started = 0.0
         self.pairing = ""
@@ -68,13 +68,13 @@ class BandsActions:
         s.error = ""
 
         def heard(band: FoundBand) -> None:
-            self.found[band.address] = band
+            self.found[_key(band)] = band
             s.changed()
 
         async def run() -> None:
             try:
                 for band in await s.api.scan(SCAN_SECONDS, heard):
-                    self.found[band.address] = band
+                    self.found[_key(band)] = band
                 if not self.found:
                     s.error = "No bands found — bring the band close to the phone and scan again"
             finally:
@@ -90,7 +90,7 @@ class BandsActions:
             return
         self.pairing = address
         s.error = ""
-        band = self.found.get(address)
+        band = next((b for b in self.found.values() if b.address == address), None)
         if band is not None and band.band_id:
             label = band.name  # one of ours, pairing again
         elif name and name not in (bandlink.READY_TO_PAIR, bandlink.OTHER_BAND):
@@ -120,7 +120,7 @@ class BandsActions:
                         await asyncio.sleep(1.0)
                 self.pair_message = ""
                 s.notice = f"{label} is paired"
-                self.found.pop(address, None)
+                self.found = {k: b for k, b in self.found.items() if b.address != address}
             finally:
                 self.pairing = ""
                 self.pair_countdown = 0
@@ -177,6 +177,11 @@ class BandsActions:
         return BandsView(
             rows, found, self.scanning, progress, self.pairing, self.pair_countdown, self.pair_message
         )
+
+
+def _key(band: FoundBand) -> str:
+    """One row per band: ours by band id (its address may change during a scan), others by address."""
+    return band.band_id or band.address
 
 
 def found_status(band: FoundBand, paired_here: set[str]) -> str:
