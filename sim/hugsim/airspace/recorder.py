@@ -22,7 +22,7 @@ from typing import Any
 
 from . import wire
 
-DEFAULT_LIMIT = 200_000
+DEFAULT_LIMIT = 50_000  # about 30 MB at most; a day of hugs for two bands takes a few hundred
 
 
 class Recorder:
