@@ -22,7 +22,7 @@ from typing import Any
 
 from . import wire
 
-DEFAULT_LIMIT = 50_000  # about 30 MB at most; a day of hugs for two bands takes a few hundred
+DEFAULT_LIMIT = 50_000  # tens of MB at most; the tracking test's day of hugs for two bands takes ~400
 
 
 class Recorder:
