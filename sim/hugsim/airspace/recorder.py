@@ -22,7 +22,7 @@ from typing import Any
 
 from . import wire
 
-DEFAULT_LIMIT = 50_000  # tens of MB at most; the tracking test's day of hugs for two bands takes ~400
+DEFAULT_LIMIT = 50_000  # tens of MB at most; a test's day of hugs takes a few hundred
 
 
 class Recorder:
