@@ -119,6 +119,7 @@ async def _sim(args: Any) -> int:
     band = BandProcess(airspace, state, board=args.board, address=args.address, on_output=show)
     address = await band.start()
     print(f"virtual band {address} ({args.board}, {band.runtime}) is advertising in the airspace {airspace}")
+    print("  (from private addresses that change; the address above is its identity for tools and tests)")
     print(f"  flash: {state}")
     print("  type Enter to tap the heart, 'hold SECONDS' to hold it (5 = pairing window), 'quit' to stop")
     loop = asyncio.get_running_loop()
