@@ -314,19 +314,21 @@ def test_the_band_key_is_not_in_the_recording(day: Day) -> None:
     reason="needs the crypto branch: today Press and Play payloads are in clear (issue 13, item 4)",
 )
 def test_no_tap_count_or_pattern_readable_from_the_recording(day: Day) -> None:
-    """The attacker reads every notification as a Press and every write as a Play in the version-1
-    layout (header, counter, fields, MAC) and compares with what was really pressed and played."""
+    """The attacker takes every notification whose first byte says Press, and every write whose first
+    byte says Play, and reads the fields where version 1 keeps them (after the header and the u32
+    counter), whatever the length; then compares with what was really pressed and played."""
     pressed = sorted(t for w in day.wearers for t in w.taps)
     got: list[int] = []
-    played = 0
+    plays = hugs = 0
     for e in day.sniffed():
         value = bytes.fromhex(e.get("value") or "")
-        if e["kind"] == "notify" and len(value) == 18 and value[0] & 0x1F == frames.PRESS:
+        if e["kind"] == "notify" and len(value) >= 9 and value[0] & 0x1F == frames.PRESS:
             _seq, gesture, taps = struct.unpack_from("<HBB", value, 5)
             if gesture == frames.GESTURE_TAP:
                 got.append(taps)
-        if e["kind"] == "write" and len(value) == 15 and value[0] & 0x1F == frames.PLAY:
-            played += value[5] == patterns.HUG
-    print(f"\n{len(pressed)} presses: tap counts read {sorted(got)}; {played} Plays read as hugs")
-    assert sorted(got) != pressed
-    assert played == 0
+        if e["kind"] == "write" and len(value) >= 6 and value[0] & 0x1F == frames.PLAY:
+            plays += 1
+            hugs += value[5] == patterns.HUG
+    print(f"\n{len(pressed)} presses: tap counts read {sorted(got)}; {hugs} of {plays} Plays read as hugs")
+    assert sorted(got) != pressed, "the tap counts are readable"
+    assert hugs * 2 < len(pressed), "the patterns are readable"  # every Play was a hug
