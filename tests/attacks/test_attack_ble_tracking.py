@@ -11,6 +11,8 @@ What the sniffer sees is analysed as an attacker would, without the ground truth
 (which band each entry came from) only scores the attack. Before this branch a band advertised one
 fixed address and the name "Hug-C60E", so every two sightings linked.
 
+A last test copies a band's advert to another address: the owner's phone does not take it for its band.
+
 The pairing and frame secrecy checks (no key, gesture or tap count in the recording) need the
 encrypted frames and X25519 pairing of the crypto branch: they are strict xfails until it is merged
 (an XPASS then says to drop the marker).
@@ -36,7 +38,7 @@ from hugapp.core.store import Store
 from hugband import board as boards
 from hugproto import adv, frames, gatt, patterns
 from hugproto.mac import Hmac
-from hugsim.airspace import Airspace, AirspaceCentral, AirspaceControl
+from hugsim.airspace import Airspace, AirspaceCentral, AirspaceControl, PeripheralRadio
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
 
@@ -332,3 +334,40 @@ def test_no_tap_count_or_pattern_readable_from_the_recording(day: Day) -> None:
     print(f"\n{len(pressed)} presses: tap counts read {sorted(got)}; {hugs} of {plays} Plays read as hugs")
     assert sorted(got) != pressed, "the tap counts are readable"
     assert hugs * 2 < len(pressed), "the patterns are readable"  # every Play was a hug
+
+
+def test_a_copied_advert_elsewhere_is_not_the_band(tmp_path: Path) -> None:
+    """A stranger re-broadcasts a band's advert (token and all) from its own address, while the band
+    is out of its phone's range: the phone does not take it for its band."""
+
+    async def main() -> None:
+        async with _world(tmp_path) as (server, control, wearers):
+            w = wearers[0]
+            await _pair(control, w)
+            key = w.store.band(w.band_id).key
+            await control.wait_advertising(w.band.address)
+            entries = await control.recording(truth=True)
+            copied = next(e for e in reversed(entries) if e["kind"] == "adv" and e["node"] == w.band.address)
+            assert adv.hug_state(bytes.fromhex(copied["adv"])) == frames.FLAG_PAIRED  # with its owner's token
+            fake = await asyncio.to_thread(PeripheralRadio, server.address, "C0:FF:EE:66:66:66")
+            try:
+                fake.set_address("2B:AD:C0:FF:EE:01")
+                fake.advertise(100_000, bytes.fromhex(copied["adv"]))
+                await control.out_of_range(w.band.address, central=w.central)
+                heard = await bandlink.scan_bands(w.config, 1.0, known=w.store.bands())
+                (copy,) = [b for b in heard if b.address == "2B:AD:C0:FF:EE:01"]
+                assert [b.band_id for b in heard] == ["" for _ in heard]  # the copy is not taken for it
+                assert await bandlink.find_band(w.config, key, 1.5) is None
+                await control.in_range(w.band.address, central=w.central)
+                found = await bandlink.find_band(w.config, key, 5)
+                assert found is not None
+                theirs = {
+                    e["address"] for e in await control.recording(truth=True) if e["node"] == w.band.address
+                }
+                assert found.address in theirs  # one of the band's own addresses (it changes every 2 s here)
+                print(f"\na copied advert at another address is {copy.name!r} to the phone", end="; ")
+                print(f"the band is found at {found.address}")
+            finally:
+                await asyncio.to_thread(fake.close)
+
+    asyncio.run(asyncio.wait_for(main(), 120))
