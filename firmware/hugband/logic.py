@@ -31,9 +31,13 @@ The action queue holds ``_ACTIONS`` entries; the shell drains it after every cal
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
 Security rules enforced here:
-- The band key (PAIR_KEY frame) is accepted only inside the pairing window, opened by the 5 s hold,
-  lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed once a key is accepted.
-- Nothing but AUTH and PAIR_KEY is accepted before AUTH succeeds; an unpaired band refuses AUTH.
+- A band key is agreed (X25519, hugproto.pairing) only inside the pairing window, opened by the 5 s
+  hold, lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed by the first completed pairing: any other
+  attempt in that window is refused, and for ``_JUST_PAIRED_MS`` the band's flags say it was just
+  paired (a phone that lost the race tells its owner so). A completed pairing buzzes the PAIRED
+  pattern ``pairing.code(key)`` times (2..5, the phone shows the same count) and blinks white.
+- Nothing but AUTH and the pairing frames is accepted before AUTH succeeds; an unpaired band
+  refuses AUTH.
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
 - A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
   frame disconnects it; a connection not authenticated after ``_AUTH_TIMEOUT_MS`` (5 s) is dropped.
@@ -81,6 +85,8 @@ FIRMWARE = const(1)
 
 _ACTIONS = const(32)
 _PAIRING_WINDOW_MS = const(60000)
+_JUST_PAIRED_MS = const(60000)
+_PAIRED_BLINK_MS = const(3000)
 _AUTH_TIMEOUT_MS = const(5000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
@@ -110,6 +116,7 @@ class _Conn:
         self.sent_upto = 0  # last outbox seq sent on this connection
         self.progress_ms = now_ms  # last ack or first send of a press (resend timer)
         self.send_after = now_ms  # presses wait until then (or until SetTime) after AUTH
+        self.pairing = None  # hugproto.pairing.BandPairing while this connection pairs
 
 
 class BandLogic:
@@ -153,6 +160,8 @@ class BandLogic:
         self._key = None
         self._pairing_until = now_ms
         self._pairing = False
+        self._just_paired = False
+        self._just_paired_until = now_ms
         self._epoch_s = 0  # wall clock (s since 2000) at _epoch_ms; 0 = never set
         self._epoch_ms = 0
         self.tz_minutes = 0
@@ -202,6 +211,8 @@ class BandLogic:
             f |= frames.FLAG_PAIRED
         if self._pairing:
             f |= frames.FLAG_PAIRING_OPEN
+        if self._just_paired:
+            f |= frames.FLAG_JUST_PAIRED
         if self.battery.low:
             f |= frames.FLAG_LOW_BATTERY
         return f
@@ -265,6 +276,9 @@ class BandLogic:
         if c is None or c.handle != conn:
             return
         self._conn = None
+        if c.pairing is not None:
+            c.pairing = None
+            _unload_pairing()
         self.led.connected = False
         self.policy.activity(now_ms)
         self.backoff.kick(now_ms)
@@ -282,8 +296,10 @@ class BandLogic:
             kind = frames.frame_kind(data)
             if kind == frames.AUTH:
                 self._on_auth(c, data, now_ms)
-            elif kind == frames.PAIR_KEY:
-                self._on_pair_key(c, data, now_ms)
+            elif kind == frames.PAIR_PUB:
+                self._on_pair_pub(c, data)
+            elif kind == frames.PAIR_CONFIRM:
+                self._on_pair_confirm(c, data, now_ms)
             elif c.session is None:
                 raise ProtocolError("not authenticated")
             else:
@@ -315,10 +331,15 @@ class BandLogic:
             self._started = token
             if 0 <= token < _TOKEN_INTERNAL:
                 self._push(A_PLAYING, token, 0)  # once it has started, a reboot must not play it again
+        c = self._conn
         if self._pairing and diff(now_ms, self._pairing_until) >= 0:
             self._pairing = False
             self.led.pairing = False
-        c = self._conn
+            if c is not None and c.pairing is not None:
+                c.pairing = None
+                _unload_pairing()
+        if self._just_paired and diff(now_ms, self._just_paired_until) >= 0:
+            self._just_paired = False
         if c is not None:
             if c.dead:
                 pass
@@ -362,7 +383,10 @@ class BandLogic:
             raise ProtocolError("unpaired band refuses Auth")
         if c.session is not None:
             raise ProtocolError("already authenticated")
-        c.session = frames.band_session(self._key, c.nonce, data)
+        self._start_session(c, frames.band_session(self._key, c.nonce, data), now_ms)
+
+    def _start_session(self, c: _Conn, session, now_ms: int) -> None:
+        c.session = session
         c.progress_ms = now_ms
         # presses carry their age; after a reboot that needs the wall clock, which the phone sends
         # (SetTime) right after AuthOk: give it a moment before the first Press goes out
@@ -380,18 +404,38 @@ class BandLogic:
         if self._epoch_s:
             self._send_presses(c, now_ms)
 
-    def _on_pair_key(self, c: _Conn, data: bytes, now_ms: int) -> None:
+    def _on_pair_pub(self, c: _Conn, data: bytes) -> None:
         if not self._pairing:
             raise ProtocolError("pairing window closed")
-        key = frames.decode_pair_key(data, c.nonce)
+        if c.pairing is None:
+            from hugproto.pairing import BandPairing
+
+            c.pairing = BandPairing(self._random)
+        if c.pairing.on_pub(data):  # both halves in: two X25519 (see tests/bench/bench_x25519.py)
+            for frame in c.pairing.frames():
+                self._push(A_NOTIFY, c.handle, frame)
+
+    def _on_pair_confirm(self, c: _Conn, data: bytes, now_ms: int) -> None:
+        if not self._pairing or c.pairing is None:
+            raise ProtocolError("no pairing in progress")
+        key, phone_nonce = c.pairing.finish(data, c.nonce)
+        from hugproto.pairing import code
+
+        count = code(key)
+        c.pairing = None
+        _unload_pairing()
         self._key = key
         self._save_key()
         self._forget_tokens()  # a new phone numbers its Plays afresh
-        self._pairing = False
+        self._pairing = False  # one pairing per window
         self.led.pairing = False
-        c.session = None  # whatever was authenticated before was under the old key
-        self._play_own(patterns.HUG_BACK, now_ms)  # "paired": a happy buzz
+        self._just_paired = True
+        self._just_paired_until = add(now_ms, _JUST_PAIRED_MS)
+        n = patterns.render(patterns.PAIRED, patterns.SIGNATURE_PAIRED, 255, count, self._steps)
+        self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
+        self.led.identify(now_ms, _PAIRED_BLINK_MS)
         self._flags_changed(now_ms)
+        self._start_session(c, frames.Session(key, c.nonce, phone_nonce, frames.BAND), now_ms)
 
     def _on_message(self, c: _Conn, msg, now_ms: int) -> None:
         kind = msg.KIND
@@ -659,6 +703,18 @@ class BandLogic:
         if 5 <= low <= 50:
             self._apply_config(frames.CONFIG_LOW_BATTERY_PCT, low)
         self._apply_config(frames.CONFIG_IDLE_SLEEP_MIN, idle)
+
+
+def _unload_pairing() -> None:
+    """Forget the pairing code (X25519 and all): the band needs it again only in a pairing window."""
+    import sys
+
+    import hugproto
+
+    for name in ("pairing", "x25519"):
+        sys.modules.pop("hugproto." + name, None)
+        if name in hugproto.__dict__:
+            delattr(hugproto, name)
 
 
 def _digest(body) -> bytes:
