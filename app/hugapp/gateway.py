@@ -81,8 +81,8 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
         return 0
     if command == "pair":
         print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
-        await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
-        print("paired")
+        found = await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
+        print(f"paired: the band buzzed {found.code} times after a wave (if it did not, pair again)")
         return 0
     async with companion:
         if command == "offer":

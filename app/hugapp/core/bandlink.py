@@ -1,7 +1,7 @@
 """The phone's side of the BLE link to a band, on bleak's public API only.
 
     scan_bands()  find bands nearby (name, signal, pairing window open?)
-    pair_band()   write a fresh band key inside the band's 5 s-hold pairing window and prove it
+    pair_band()   agree a band key with the band (X25519) inside its 5 s-hold pairing window
     BandLink      keep one paired band connected: authenticate, store and acknowledge presses
                   exactly once, send Play / SetTime / Identify, follow battery and link state
 
@@ -29,9 +29,10 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from hugapp.core.store import Store
-from hugproto import adv, frames, gatt
+from hugproto import adv, frames, gatt, pairing
 from hugproto.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,19 @@ class PairingWindowClosed(BandLinkError):
     pass
 
 
+class PairingTaken(BandLinkError):
+    """Another device completed a pairing with this band in the same window."""
+
+
 class BandUnavailable(BandLinkError):
     pass
+
+
+class ProtocolMismatch(BandLinkError):
+    pass
+
+
+TAKEN_MESSAGE = "another device paired with this band just now: hold the heart 10 s to reset it, then pair again"
 
 
 class HandshakeFailed(BandLinkError):
@@ -82,6 +94,7 @@ class FoundBand:
     rssi: int
     pairing_open: bool
     paired: bool
+    code: int = 0  # after pair_band: how many times the band buzzed to confirm (2..5)
 
 
 class LinkState(enum.Enum):
@@ -164,6 +177,12 @@ class _Channel:
         data = bytes(await self.client.read_gatt_char(self.state))
         if not data:  # the band writes it (and notifies) once it has handled the connection
             data = await asyncio.wait_for(self.states.get(), HANDSHAKE_TIMEOUT_S)
+        if data[0] >> 5 != frames.VERSION:
+            older = data[0] >> 5 < frames.VERSION
+            raise ProtocolMismatch(
+                f"the band speaks protocol {data[0] >> 5}, this app {frames.VERSION}: "
+                + ("update the band's firmware (hugbutton band flash)" if older else "update this app")
+            )
         return frames.decode_state(data, key)
 
     async def write(self, data: bytes) -> None:
@@ -172,6 +191,9 @@ class _Channel:
     async def authenticate(self, key: bytes, nonce: bytes) -> tuple[frames.Session, frames.AuthOk]:
         auth, session = frames.phone_session(key, nonce, os.urandom(frames.NONCE_LEN))
         await self.write(auth)
+        return session, await self.await_auth_ok(session)
+
+    async def await_auth_ok(self, session: frames.Session) -> frames.AuthOk:
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
         while True:
             remaining = deadline - time.monotonic()
@@ -184,7 +206,7 @@ class _Channel:
                 log.warning("ignoring a frame before AuthOk: %s", exc)
                 continue
             if isinstance(msg, frames.AuthOk):
-                return session, msg
+                return msg
 
 
 async def _find(config: BleConfig, address: str, timeout: float) -> BLEDevice | None:
@@ -198,30 +220,94 @@ async def pair_band(
     name: str | None = None,
     timeout: float = 15.0,
 ) -> FoundBand:
-    """Pair (or re-pair) the band at `address`, whose pairing window the wearer has opened."""
+    """Pair (or re-pair) the band at `address`, whose pairing window the wearer has opened.
+
+    The key is agreed by X25519 and never crosses the air. The band buzzes ``code`` times after a
+    rising wave to confirm; show the number so the parent can check it was their band that buzzed.
+    Raises PairingTaken when another device paired with the band in this window first.
+    """
     device = await _find(config, address, timeout)
     if device is None:
         raise BandNotFound(f"no band at {address} is in range: bring it closer and try again")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await _pair_once(config, store, device, address, name, timeout)
+        except (BleakError, TimeoutError, OSError) as exc:
+            # the band serves one connection at a time: another device may hold it right now
+            if time.monotonic() > deadline:
+                raise BandUnavailable(f"could not pair with the band: {exc}") from None
+            log.info("pairing %s: %s; trying again", address, exc)
+            await asyncio.sleep(0.5)
+            found = await _find(config, address, max(0.5, deadline - time.monotonic()))
+            if found is None:
+                raise BandNotFound(f"no band at {address} is in range: bring it closer and try again") from None
+            device = found
+
+
+async def _pair_once(
+    config: BleConfig, store: Store, device: BLEDevice, address: str, name: str | None, timeout: float
+) -> FoundBand:
     async with BleakClient(device, timeout=timeout, **config.client_kwargs()) as client:
         channel = _Channel(client)
         await channel.subscribe()
         state = await channel.read_state(None)
         if not state.flags & frames.FLAG_PAIRING_OPEN:
+            if state.flags & frames.FLAG_JUST_PAIRED:
+                raise PairingTaken(TAKEN_MESSAGE)
             raise PairingWindowClosed("hold your band's heart for 5 seconds until it buzzes, then try again")
-        key = os.urandom(frames.KEY_LEN)
-        await channel.write(frames.encode_pair_key(key, state.nonce))
+        secret = X25519PrivateKey.generate()
+        phone_pub = secret.public_key().public_bytes_raw()
+        for half in (0, 1):
+            await channel.write(pairing.encode_pub(frames.PAIR_PUB, half, phone_pub))
+        band_pub = await _band_pub(channel)
+        if band_pub is None:
+            raise await _why_not_paired(channel)
         try:
-            await channel.authenticate(key, state.nonce)
+            shared = secret.exchange(X25519PublicKey.from_public_bytes(band_pub))
+            nonce = os.urandom(frames.NONCE_LEN)
+            key = pairing.band_key(shared, state.nonce, nonce, phone_pub, band_pub)
+        except (ValueError, ProtocolError):
+            raise HandshakeFailed("the band sent an invalid public key: is it a Hug band?") from None
+        await channel.write(pairing.encode_confirm(key, state.nonce, nonce))
+        session = frames.Session(key, state.nonce, nonce, frames.PHONE)
+        try:
+            await channel.await_auth_ok(session)
         except (TimeoutError, HandshakeFailed):
-            raise PairingWindowClosed(
-                "the band did not take the new key: hold its heart for 5 seconds again"
-            ) from None
+            raise await _why_not_paired(channel) from None
         band_name = name or device.name or address
         store.save_band(address, band_name, key)
         battery = await _read_battery(client)
         store.band_seen(address, battery)
-        log.info("paired band %s (%s)", band_name, address)
-        return FoundBand(address, band_name, 0, False, True)
+        code = pairing.code(key)
+        log.info("paired band %s (%s); it buzzed %d times", band_name, address, code)
+        return FoundBand(address, band_name, 0, False, True, code)
+
+
+async def _band_pub(channel: _Channel) -> bytes | None:
+    """The band's public key from its two BandPub notifications; None if it does not send them."""
+    halves = pairing.PubHalves()
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            data = await asyncio.wait_for(channel.events.get(), remaining)
+        except TimeoutError:
+            return None
+        try:
+            if halves.add(*pairing.decode_pub(data, frames.BAND_PUB)):
+                return bytes(halves.pub)
+        except ProtocolError as exc:
+            log.warning("ignoring a frame while pairing: %s", exc)
+    return None
+
+
+async def _why_not_paired(channel: _Channel) -> BandLinkError:
+    """The band refused: say why, from its state now."""
+    with contextlib.suppress(BleakError, TimeoutError, ProtocolError, BandLinkError):
+        state = await channel.read_state(None)
+        if state.flags & frames.FLAG_JUST_PAIRED:
+            return PairingTaken(TAKEN_MESSAGE)
+    return PairingWindowClosed("the band did not take the new key: hold its heart for 5 seconds again")
 
 
 async def _read_battery(client: BleakClient) -> int | None:

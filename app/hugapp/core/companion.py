@@ -210,19 +210,23 @@ class Companion:
     ) -> list[bandlink.FoundBand]:
         return await bandlink.scan_bands(self.ble, timeout, progress)
 
-    async def pair_band(self, address: str, name: str | None = None) -> None:
-        """Pair a band whose heart was held for 5 s; keeps it connected from then on."""
+    async def pair_band(self, address: str, name: str | None = None) -> int:
+        """Pair a band whose heart was held for 5 s; keeps it connected from then on.
+
+        Returns how many times the band buzzed to confirm (2..5): the parent checks it was theirs.
+        """
         link = self.links.pop(address, None)
         task = self._tasks.pop("band:" + address, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         try:
-            await bandlink.pair_band(self.ble, self.store, address, name)
+            found = await bandlink.pair_band(self.ble, self.store, address, name)
         finally:
             if link is not None or any(b.address == address for b in self.store.bands()):
                 self._start_link(address)
         self._changed()
+        return found.code
 
     async def forget_band(self, address: str) -> None:
         link = self.links.pop(address, None)

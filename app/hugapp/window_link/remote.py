@@ -142,8 +142,8 @@ class RemoteCompanion:
     ) -> list[FoundBand]:
         return await self._act("scan", progress, timeout=timeout)
 
-    async def pair_band(self, address: str, name: str | None = None) -> None:
-        await self._act("pair_band", address=address, name=name)
+    async def pair_band(self, address: str, name: str | None = None) -> int:
+        return await self._act("pair_band", address=address, name=name)
 
     async def forget_band(self, address: str) -> None:
         await self._act("forget_band", address=address)
