@@ -57,7 +57,9 @@ class PubHalves:
         return self._have == 3
 
 
-def band_key(shared: bytes, band_nonce: bytes, phone_nonce: bytes, phone_pub: bytes, band_pub: bytes) -> bytes:
+def band_key(
+    shared: bytes, band_nonce: bytes, phone_nonce: bytes, phone_pub: bytes, band_pub: bytes
+) -> bytes:
     if shared == bytes(32):
         raise Malformed("public key of low order (the shared secret would be zero)")
     key = Hmac(shared).digest(_KEY_LABEL, band_nonce, phone_nonce, phone_pub, band_pub)[: frames.KEY_LEN]

@@ -19,7 +19,19 @@ IDENTIFY = const(8)
 RESET_CONFIRM = const(9)
 PAIRED = const(10)  # played after the rising wave, ``pairing.code(key)`` times (2..5): count them
 
-NAMES = ("", "hug", "big hug", "hug back", "felt", "pairing", "error", "low battery", "identify", "reset", "paired")
+NAMES = (
+    "",
+    "hug",
+    "big hug",
+    "hug back",
+    "felt",
+    "pairing",
+    "error",
+    "low battery",
+    "identify",
+    "reset",
+    "paired",
+)
 
 STEP_MS = const(10)
 MAX_STEPS = const(48)

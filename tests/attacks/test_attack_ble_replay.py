@@ -10,7 +10,6 @@ the window), which does not replay captured traffic.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from minimal_phone import Phone

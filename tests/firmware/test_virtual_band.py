@@ -208,7 +208,7 @@ def test_touch_heart_and_drv2605_board(tmp_path: Path) -> None:
         await touch_for(5400)
         phone = Phone(w.central, w.address)
         await phone.connect()
-        key = await phone.pair()
+        await phone.pair()
         await asyncio.sleep(0.5)
         await touch_for(120)
         press = await phone.next_message()

@@ -198,10 +198,30 @@ def build() -> dict[str, object]:
             "hex": pairing.encode_confirm(NEW_KEY, BAND_NONCE, PHONE_NONCE).hex(),
             "error": "Unauthenticated",
         },
-        {"name": "pair_confirm_truncated", "to": "pair_confirm", "hex": confirm[:-1].hex(), "error": "Incomplete"},
-        {"name": "pair_pub_half_2", "to": "pair_pub", "hex": "5102" + phone_pub[:16].hex(), "error": "Malformed"},
-        {"name": "pair_pub_truncated", "to": "pair_pub", "hex": pub_frames[0][:-1].hex(), "error": "Incomplete"},
-        {"name": "pair_pub_v1", "to": "pair_pub", "hex": "31" + pub_frames[0][1:].hex(), "error": "Malformed"},
+        {
+            "name": "pair_confirm_truncated",
+            "to": "pair_confirm",
+            "hex": confirm[:-1].hex(),
+            "error": "Incomplete",
+        },
+        {
+            "name": "pair_pub_half_2",
+            "to": "pair_pub",
+            "hex": "5102" + phone_pub[:16].hex(),
+            "error": "Malformed",
+        },
+        {
+            "name": "pair_pub_truncated",
+            "to": "pair_pub",
+            "hex": pub_frames[0][:-1].hex(),
+            "error": "Incomplete",
+        },
+        {
+            "name": "pair_pub_v1",
+            "to": "pair_pub",
+            "hex": "31" + pub_frames[0][1:].hex(),
+            "error": "Malformed",
+        },
         {"name": "state_forged", "to": "state", "hex": flip(state, 8 * 10), "error": "Unauthenticated"},
     ]
     # Authentic frames whose fields are out of range: sealed by hand, rejected as Malformed.

@@ -272,7 +272,7 @@ def case_pairing_vector():
     band = pairing.BandPairing(lambda n: secret[:n])
     assert not band.on_pub(f[1]) and band.on_pub(f[0])
     assert list(band.frames()) == f[2:]
-    confirm = [v for v in V["special"] if v["type"] == "PairConfirm"][0]
+    confirm = next(v for v in V["special"] if v["type"] == "PairConfirm")
     assert band.finish(_h(confirm["hex"]), BAND_NONCE) == (key, PHONE_NONCE)
     _expect_error(band.on_pub, f[0], "a third PubPair", "Malformed")
 
@@ -282,7 +282,9 @@ def case_low_order_public_keys_are_refused():
     band = pairing.BandPairing(lambda n: bytes(range(1, n + 1)))
     band.on_pub(pairing.encode_pub(frames.PAIR_PUB, 0, zero))
     _expect_error(band.on_pub, pairing.encode_pub(frames.PAIR_PUB, 1, zero), "u = 0", "Malformed")
-    _expect_error(lambda s: pairing.band_key(s, BAND_NONCE, PHONE_NONCE, zero, zero), zero, "S = 0", "Malformed")
+    _expect_error(
+        lambda s: pairing.band_key(s, BAND_NONCE, PHONE_NONCE, zero, zero), zero, "S = 0", "Malformed"
+    )
 
 
 def case_payloads_are_not_readable():
@@ -300,6 +302,15 @@ def case_payloads_are_not_readable():
     for v in V["valid"]:
         if v["fields"]:
             data = _h(v["hex"])
-            fmt = {"AuthOk": "<BBB", "Press": "<HBBHHB", "Felt": "<H", "Status": "<BBHH", "Play": "<BBBBH",
-                   "Ack": "<H", "SetTime": "<Ih", "SetConfig": "<BH", "Identify": "<B"}[v["type"]]
+            fmt = {
+                "AuthOk": "<BBB",
+                "Press": "<HBBHHB",
+                "Felt": "<H",
+                "Status": "<BBHH",
+                "Play": "<BBBBH",
+                "Ack": "<H",
+                "SetTime": "<Ih",
+                "SetConfig": "<BH",
+                "Identify": "<B",
+            }[v["type"]]
             assert data[5:-4] != struct.pack(fmt, *v["fields"]), v["name"]

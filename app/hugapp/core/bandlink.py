@@ -66,7 +66,9 @@ class ProtocolMismatch(BandLinkError):
     pass
 
 
-TAKEN_MESSAGE = "another device paired with this band just now: hold the heart 10 s to reset it, then pair again"
+TAKEN_MESSAGE = (
+    "another device paired with this band just now: hold the heart 10 s to reset it, then pair again"
+)
 
 
 class HandshakeFailed(BandLinkError):
@@ -241,7 +243,9 @@ async def pair_band(
             await asyncio.sleep(0.5)
             found = await _find(config, address, max(0.5, deadline - time.monotonic()))
             if found is None:
-                raise BandNotFound(f"no band at {address} is in range: bring it closer and try again") from None
+                raise BandNotFound(
+                    f"no band at {address} is in range: bring it closer and try again"
+                ) from None
             device = found
 
 
