@@ -131,7 +131,8 @@ def test_a_recorded_pairing_and_day_reveal_no_key_and_no_payload(
         # 2. every nonce on the air, with every 16 bytes on the air as the band key: no frame opens
         band_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.STATE]
         confirm_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.PAIR_CONFIRM]
-        assert band_nonces and confirm_nonces, "the sniffer saw the pairing"
+        assert band_nonces, "the sniffer saw the State"
+        assert confirm_nonces, "the sniffer saw the pairing"
         pairs = [(nb, np_) for nb in band_nonces for np_ in confirm_nonces]
         candidates = {w16 for v in captured for w16 in _windows(v, 16)}
         assert len(candidates) >= 20
@@ -186,7 +187,8 @@ def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> Non
         again = Phone(w.central, w.address)
         await again.connect()
         state = await again.state(stolen)
-        assert state.flags & frames.FLAG_JUST_PAIRED and not state.flags & frames.FLAG_PAIRING_OPEN
+        assert state.flags & frames.FLAG_JUST_PAIRED
+        assert not state.flags & frames.FLAG_PAIRING_OPEN
         await again.disconnect()
         # hold 10 s: the band forgets the stranger; then the parent pairs
         await w.control.hold(w.address, RESET_HOLD_MS)
