@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "app" / "core")]  # common, relaykit
 
-NAMES = ("latency", "scale", "band")
+NAMES = ("latency", "scale", "band", "x25519")
 
 
 def main(argv: list[str]) -> int:
