@@ -87,6 +87,9 @@ _ACTIONS = const(32)
 _PAIRING_WINDOW_MS = const(60000)
 _JUST_PAIRED_MS = const(60000)
 _PAIRED_BLINK_MS = const(3000)
+_LADDER_STEPS = const(4)  # X25519 ladder steps per poll while pairing (~16 ms on a C3 at 160 MHz)
+_PAIRING_CPU_MHZ = const(160)  # the clock while the pairing window is open (X25519 takes ~1 s)
+_PAIRING_AUTH_TIMEOUT_MS = const(20000)  # a connection exchanging keys gets this long to finish
 _AUTH_TIMEOUT_MS = const(5000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
@@ -333,18 +336,20 @@ class BandLogic:
                 self._push(A_PLAYING, token, 0)  # once it has started, a reboot must not play it again
         c = self._conn
         if self._pairing and diff(now_ms, self._pairing_until) >= 0:
-            self._pairing = False
-            self.led.pairing = False
+            self._window(False, now_ms)
             if c is not None and c.pairing is not None:
                 c.pairing = None
                 _unload_pairing()
         if self._just_paired and diff(now_ms, self._just_paired_until) >= 0:
             self._just_paired = False
         if c is not None:
+            if not c.dead and c.pairing is not None and c.pairing.busy:
+                self._work_pairing(c)
             if c.dead:
                 pass
             elif c.session is None:
-                if diff(now_ms, c.t0) >= _AUTH_TIMEOUT_MS:
+                limit = _AUTH_TIMEOUT_MS if c.pairing is None else _PAIRING_AUTH_TIMEOUT_MS
+                if diff(now_ms, c.t0) >= limit:
                     self.rejected += 1
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
@@ -411,8 +416,18 @@ class BandLogic:
             from hugproto.pairing import BandPairing
 
             c.pairing = BandPairing(self._random)
-        if c.pairing.on_pub(data):  # both halves in: two X25519 (see tests/bench/bench_x25519.py)
-            for frame in c.pairing.frames():
+        c.pairing.on_pub(data)  # once both halves are in, poll() runs the two X25519 a few steps at a time
+
+    def _work_pairing(self, c: _Conn) -> None:
+        p = c.pairing
+        try:
+            done = p.work(_LADDER_STEPS)
+        except ProtocolError:  # a low-order public key
+            c.pairing = None
+            self._bad(c)
+            return
+        if done:
+            for frame in p.frames():
                 self._push(A_NOTIFY, c.handle, frame)
 
     def _on_pair_confirm(self, c: _Conn, data: bytes, now_ms: int) -> None:
@@ -427,8 +442,7 @@ class BandLogic:
         self._key = key
         self._save_key()
         self._forget_tokens()  # a new phone numbers its Plays afresh
-        self._pairing = False  # one pairing per window
-        self.led.pairing = False
+        self._window(False, now_ms)  # one pairing per window
         self._just_paired = True
         self._just_paired_until = add(now_ms, _JUST_PAIRED_MS)
         n = patterns.render(patterns.PAIRED, patterns.SIGNATURE_PAIRED, 255, count, self._steps)
@@ -499,19 +513,28 @@ class BandLogic:
             if self._conn is None:
                 self.backoff.kick(now_ms)
         elif kind == button.PAIRING:
-            self._pairing = True
+            self._window(True, now_ms)
             self._pairing_until = add(now_ms, _PAIRING_WINDOW_MS)
-            self.led.pairing = True
             self._play_own(patterns.PAIRING, now_ms)
             self.backoff.kick(now_ms)
             if self._asleep:
                 self._asleep = False
         elif kind == button.FACTORY_RESET:
-            self._pairing = False
-            self.led.pairing = False
+            self._window(False, now_ms)
             self._push(A_MOTOR, self.player.stop(now_ms), 0)
             self._play_own(patterns.RESET_CONFIRM, now_ms, _TOKEN_RESET)
             self._resetting = True
+
+    def _window(self, open_: bool, now_ms: int) -> None:
+        """Open or close the pairing window; the CPU runs at 160 MHz while it is open (X25519)."""
+        self._pairing = open_
+        self.led.pairing = open_
+        mhz = self.policy.cpu_mhz
+        if open_ and mhz < _PAIRING_CPU_MHZ:
+            mhz = _PAIRING_CPU_MHZ
+        if mhz != self.meter.cpu_mhz:
+            self._push(A_CPU, mhz, 0)
+            self.meter.set_cpu(mhz, now_ms)
 
     def _play_own(self, pattern: int, now_ms: int, token: int = _TOKEN_INTERNAL) -> None:
         n = patterns.render(pattern, 0, 255, 1, self._steps)

@@ -98,29 +98,54 @@ def code(key: bytes) -> int:
 
 
 class BandPairing:
-    """The band's side of one pairing attempt on one connection."""
+    """The band's side of one pairing attempt on one connection.
+
+    ``on_pub`` takes the phone's two PairPub frames; ``work(n)`` then runs n steps of the two X25519
+    ladders (the band's public key, the shared secret) per call, so the band's loop keeps going;
+    once it returns True, ``frames()`` are the BandPub frames to notify.
+    """
 
     def __init__(self, random_bytes) -> None:
-        self._random = random_bytes
+        from hugproto.x25519 import BASE, Ladder
+
+        self._secret = bytes(random_bytes(32))
+        self._ladders = [Ladder(self._secret, BASE)]
         self.phone = PubHalves()
         self.band_pub = b""
         self._shared = b""
 
+    @property
+    def busy(self) -> bool:
+        """The phone's key is in and the ladders are not done."""
+        return len(self._ladders) == 2 and not self.band_pub
+
     def on_pub(self, data: bytes) -> bool:
-        """A PairPub frame; True when the key is complete and band_pub is ready to send."""
-        if self.band_pub:
-            raise Malformed("this connection already exchanged keys")
+        """A PairPub frame; True once both halves are in (then call ``work`` until it is True)."""
+        if len(self._ladders) == 2:
+            raise Malformed("this connection already sent its public key")
         half, part = decode_pub(data, frames.PAIR_PUB)
         if not self.phone.add(half, part):
             return False
-        from hugproto.x25519 import public_key, x25519
+        from hugproto.x25519 import Ladder
 
-        secret = bytes(self._random(32))
-        shared = x25519(secret, bytes(self.phone.pub))
+        self._ladders.append(Ladder(self._secret, bytes(self.phone.pub)))
+        return True
+
+    def work(self, steps: int) -> bool:
+        """Advance the ladders; True when band_pub is ready. Raises Malformed for a low-order key."""
+        if self.band_pub:
+            return True
+        mine = self._ladders[0]
+        if not mine.done:
+            mine.step(steps)
+            return False
+        if len(self._ladders) < 2 or not self._ladders[1].step(steps):
+            return False
+        shared = self._ladders[1].result()
         if shared == bytes(32):
             raise Malformed("public key of low order")
         self._shared = shared
-        self.band_pub = public_key(secret)
+        self.band_pub = mine.result()
         return True
 
     def frames(self) -> tuple[bytes, bytes]:

@@ -46,6 +46,8 @@ band = pairing.BandPairing(lambda n: bytes(range(7, 7 + n)))
 pub = x25519.public_key(secret)
 t = time.ticks_us()
 band.on_pub(pairing.encode_pub(0x11, 0, pub)); band.on_pub(pairing.encode_pub(0x11, 1, pub))
+while not band.work(4):
+    pass
 pair_us = time.ticks_diff(time.ticks_us(), t)
 garbage = 0
 if {churn}:  # in a big heap: collection disabled, one X25519's garbage must fit

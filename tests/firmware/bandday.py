@@ -115,6 +115,12 @@ class FakePhone:
         self.band_pub_frames = 0
         h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
         h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
+        waited = 0
+        while (
+            self.band_pub_frames < 2 and waited < 3000 and h.phone is self
+        ):  # the band's X25519 runs in its polls
+            h.run(10)
+            waited += 10
         halves, self.band_pub = self.band_pub, None
         if self.band_pub_frames < 2:
             return False

@@ -109,8 +109,11 @@ def _exchange(h, rng):
     secret = rng(32)
     pub = x25519.public_key(secret)
     h.phone.band_pub = pairing.PubHalves()
+    h.phone.band_pub_frames = 0
     h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
     h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
+    while h.phone.band_pub_frames < 2:
+        h.run(10)
     band_pub = bytes(h.phone.band_pub.pub)
     h.phone.band_pub = None
     return secret, pub, band_pub
