@@ -121,6 +121,12 @@ class _Conn:
         self.send_after = now_ms  # presses wait until then (or until SetTime) after AUTH
         self.pairing = None  # hugproto.pairing.BandPairing while this connection pairs
 
+    def start_pairing(self, secret: bytes):
+        from hugproto.pairing import BandPairing
+
+        self.pairing = p = BandPairing(secret)
+        return p
+
 
 class BandLogic:
     def __init__(self, board: dict, storage, random_bytes, keystore, now_ms: int, played=None) -> None:
@@ -412,14 +418,15 @@ class BandLogic:
     def _on_pair_pub(self, c: _Conn, data: bytes) -> None:
         if not self._pairing:
             raise ProtocolError("pairing window closed")
-        if c.pairing is None:
-            from hugproto.pairing import BandPairing
-
-            c.pairing = BandPairing(self._random)
-        c.pairing.on_pub(data)  # once both halves are in, poll() runs the two X25519 a few steps at a time
+        p = c.pairing
+        if p is None:
+            p = c.start_pairing(self._random(32))
+        p.on_pub(data)  # once both halves are in, poll() runs the two X25519 a few steps at a time
 
     def _work_pairing(self, c: _Conn) -> None:
         p = c.pairing
+        if p is None:
+            return
         try:
             done = p.work(_LADDER_STEPS)
         except ProtocolError:  # a low-order public key

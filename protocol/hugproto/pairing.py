@@ -105,10 +105,11 @@ class BandPairing:
     once it returns True, ``frames()`` are the BandPub frames to notify.
     """
 
-    def __init__(self, random_bytes) -> None:
+    def __init__(self, secret: bytes) -> None:
+        """``secret``: 32 fresh random bytes, the band's X25519 key for this attempt."""
         from hugproto.x25519 import BASE, Ladder
 
-        self._secret = bytes(random_bytes(32))
+        self._secret = bytes(secret)
         self._ladders = [Ladder(self._secret, BASE)]
         self.phone = PubHalves()
         self.band_pub = b""

@@ -11,7 +11,7 @@ _STEPS = 255
 BASE = b"\x09" + bytes(31)
 
 
-def _int(data: bytes) -> int:
+def _int(data: bytes | bytearray) -> int:
     return int.from_bytes(bytes(data), "little")
 
 

@@ -6,8 +6,9 @@ random bytes, valid headers with random bodies, mutated valid frames (bit flips,
 truncation, extension) and *authenticated* random bodies (a correct MAC over garbage ciphertext, which
 decrypts to garbage fields, so the decryption and the field checks behind the MAC are exercised too),
 and the pairing frames (public-key halves, PairConfirm with a right or wrong tag). Every decoder
-may only raise hugproto's own ProtocolError subclasses; anything else escapes as an AssertionError naming the target and input.
-What a decoder accepts must re-encode to the same bytes, and a rejected frame must change nothing.
+may only raise hugproto's own ProtocolError subclasses; anything else escapes as an AssertionError
+naming the target and input. What a decoder accepts must re-encode to the same bytes, and a rejected
+frame must change nothing.
 """
 
 # ruff: noqa: RUF005, B904, PT018 - MicroPython-compatible module (same rules as *_cases.py)
