@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python3 dev.py bench [latency|scale|band ...]` (all when none is named).
+"""Run the benchmarks: `python3 dev.py bench [latency|scale|band|x25519 ...]` (all when none is named).
 
 Figures are printed and merged into tests/bench/results/latest.json + SUMMARY.md. Not part of pytest.
 """
