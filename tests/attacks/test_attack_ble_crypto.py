@@ -105,63 +105,80 @@ async def _day(w: World, owner: Phone) -> list[frames.Message]:
     return got
 
 
-def test_a_recorded_pairing_and_day_reveal_no_key_and_no_payload(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sniffer = Sniffer(monkeypatch)
+class Recording:
+    def __init__(self, captured: list[bytes], sealed: list[bytes], key: bytes, got: list[frames.Message]):
+        self.captured, self.sealed, self.key, self.got = captured, sealed, key, got
 
-    async def scenario(w: World) -> None:
-        owner = await w.paired_phone()
-        key = owner.key
-        await asyncio.sleep(2.5)
-        got = await _day(w, owner)
-        presses = [m for m in got if isinstance(m, frames.Press)]
-        assert [(p.gesture, p.value) for p in presses][:2] == [
-            (frames.GESTURE_TAP, 1),
-            (frames.GESTURE_TAP, 3),
-        ]
-        assert sorted(m.token for m in got if isinstance(m, frames.Felt)) == [501, 502]
 
-        captured = sniffer.values()
-        sealed = sniffer.session_frames()
-        assert len(sealed) >= 10, "the sniffer saw the session"
-        everything = b"".join(captured)
-        # 1. the key never crosses the air, in any form a 16-byte window could hold
-        assert key not in everything
-        # 2. every nonce on the air, with every 16 bytes on the air as the band key: no frame opens
-        band_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.STATE]
-        confirm_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.PAIR_CONFIRM]
-        assert band_nonces, "the sniffer saw the State"
-        assert confirm_nonces, "the sniffer saw the pairing"
-        pairs = [(nb, np_) for nb in band_nonces for np_ in confirm_nonces]
-        candidates = {w16 for v in captured for w16 in _windows(v, 16)}
-        assert len(candidates) >= 20
-        assert not any(_opens_any(c, pairs, sealed[:4]) for c in candidates)
-        # 3. the public keys on the air (and every 32 bytes on the air) as the "shared secret": no key
-        pubs = [
-            b"".join(v[2:] for v in captured if v and v[0] == frames.VERSION << 5 | kind)
-            for kind in (frames.PAIR_PUB, frames.BAND_PUB)
-        ]
-        assert [len(p) for p in pubs] == [32, 32]
-        for secret in {*pubs, *_windows(everything, 32)}:
-            for nb, np_ in pairs:
-                guess = hmac.new(secret, b"hug band key" + nb + np_, "sha256").digest()[:16]
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    """A pairing and a short day on one band, as a sniffer in range recorded them."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        sniffer = Sniffer(monkeypatch)
+        result: list[Recording] = []
+
+        async def scenario(w: World) -> None:
+            owner = await w.paired_phone()
+            await asyncio.sleep(2.5)
+            got = await _day(w, owner)
+            result.append(Recording(sniffer.values(), sniffer.session_frames(), owner.key, got))
+
+        async def main() -> None:
+            async with world(tmp_path_factory.mktemp("band")) as w:
+                await asyncio.wait_for(scenario(w), 120)
+
+        asyncio.run(main())
+    rec = result[0]
+    presses = [m for m in rec.got if isinstance(m, frames.Press)]
+    assert [(p.gesture, p.value) for p in presses][:2] == [(frames.GESTURE_TAP, 1), (frames.GESTURE_TAP, 3)]
+    assert sorted(m.token for m in rec.got if isinstance(m, frames.Felt)) == [501, 502]
+    assert len(rec.sealed) >= 10, "the sniffer saw the session"
+    return rec
+
+
+def test_sniffing_a_pairing_reveals_no_key(recording: Recording) -> None:
+    captured, sealed, key = recording.captured, recording.sealed, recording.key
+    everything = b"".join(captured)
+    # 1. the key never crosses the air (protocol 1 wrote it in clear in PairKey)
+    assert key not in everything
+    # 2. every 16 bytes on the air as the band key, with every pair of nonces seen: no frame opens
+    band_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.STATE]
+    confirm_nonces = [v[1:9] for v in captured if v and v[0] == frames.VERSION << 5 | frames.PAIR_CONFIRM]
+    assert band_nonces, "the sniffer saw the State"
+    assert confirm_nonces, "the sniffer saw the pairing"
+    pairs = [(nb, np_) for nb in band_nonces for np_ in confirm_nonces]
+    candidates = {w16 for v in captured for w16 in _windows(v, 16)}
+    assert len(candidates) >= 20
+    assert not any(_opens_any(c, pairs, sealed[:4]) for c in candidates)
+    # 3. both public keys (and every 32 bytes on the air) as the "shared secret": never the key
+    pubs = [
+        b"".join(v[2:] for v in captured if v and v[0] == frames.VERSION << 5 | kind)
+        for kind in (frames.PAIR_PUB, frames.BAND_PUB)
+    ]
+    assert [len(p) for p in pubs] == [32, 32]
+    for secret in {*pubs, *_windows(everything, 32)}:
+        for nb, np_ in pairs:
+            for label in (b"hug band key", b""):
+                guess = hmac.new(secret, label + nb + np_ + pubs[0] + pubs[1], "sha256").digest()[:16]
                 assert guess != key
-        # 4. the payloads: where protocol 1 carried each field in clear, the fields are not there
-        for p in presses:
-            clear = struct.pack("<HBBHHB", p.seq, p.gesture, p.value, p.duration_ms, p.age_s, p.battery)
-            assert not any(clear in f for f in sealed)
-            assert not any(struct.pack("<H", p.seq) + bytes((p.gesture, p.value)) in f for f in sealed)
-        for token in (501, 502):
-            assert not any(f[5:11] == struct.pack("<BBBBH", patterns.HUG, 3, 200, 1, token) for f in sealed)
-            assert not any(f[5:7] == struct.pack("<H", token) for f in sealed)  # Felt's token
-        print(f"sniffed {len(captured)} values, {len(sealed)} session frames; tried {len(candidates)} keys")
+    print(f"sniffed {len(captured)} values, {len(sealed)} session frames; tried {len(candidates)} keys")
 
-    async def main() -> None:
-        async with world(tmp_path / "band") as w:
-            await asyncio.wait_for(scenario(w), 120)
 
-    asyncio.run(main())
+def test_reading_frames_reveals_no_gesture_count_or_pattern(recording: Recording) -> None:
+    sealed = recording.sealed
+    presses = [m for m in recording.got if isinstance(m, frames.Press)]
+    assert len(presses) == 3
+    for p in presses:  # protocol 1 carried these in clear at bytes 5..13
+        clear = struct.pack("<HBBHHB", p.seq, p.gesture, p.value, p.duration_ms, p.age_s, p.battery)
+        assert not any(clear in f for f in sealed)
+        assert not any(struct.pack("<H", p.seq) + bytes((p.gesture, p.value)) in f for f in sealed)
+    plays = [f for f in sealed if f[0] & 0x1F == frames.PLAY]
+    felts = [f for f in sealed if f[0] & 0x1F == frames.FELT]
+    assert len(plays) == 2
+    assert len(felts) == 2
+    for pattern, token in ((patterns.HUG, 501), (patterns.BIG_HUG, 502)):
+        assert not any(f[5:11] == struct.pack("<BBBBH", pattern, 3, 200, 1, token) for f in plays)
+        assert not any(f[5:7] == struct.pack("<H", token) for f in felts)
 
 
 def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> None:
