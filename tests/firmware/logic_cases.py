@@ -102,31 +102,31 @@ def case_pairing_window_closes_after_a_minute():
     assert not h.core.paired
 
 
-def _exchange(h, rng):
-    """PairPub halves written; returns (secret, pub, band pub) as a phone would hold them."""
-    from hugproto import pairing, x25519
-
-    secret = rng(32)
-    pub = x25519.public_key(secret)
-    h.phone.band_pub = pairing.PubHalves()
-    h.phone.band_pub_frames = 0
-    h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
-    h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
-    while h.phone.band_pub_frames < 2:
-        h.run(10)
-    band_pub = bytes(h.phone.band_pub.pub)
-    h.phone.band_pub = None
-    return secret, pub, band_pub
-
-
-def case_pair_confirm_bound_to_another_connection_is_rejected():
+def _exchange():
+    """A band in its window and a phone that sent its public key: (h, rng, phone, secret, pub, band pub)."""
     from hugproto import pairing, x25519
 
     h, rng = unpaired()
     open_window(h)
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    secret, pub, band_pub = _exchange(h, rng)
+    secret = rng(32)
+    pub = x25519.public_key(secret)
+    phone.band_pub = pairing.PubHalves()
+    phone.band_pub_frames = 0
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
+    while phone.band_pub_frames < 2:
+        h.run(10)
+    band_pub = bytes(phone.band_pub.pub)
+    phone.band_pub = None
+    return h, rng, phone, secret, pub, band_pub
+
+
+def case_pair_confirm_bound_to_another_connection_is_rejected():
+    from hugproto import pairing, x25519
+
+    h, rng, _phone, secret, pub, band_pub = _exchange()
     nonce = rng(8)
     old = b"\x00" * 8  # a confirm made for another connection's band nonce
     key = pairing.band_key(x25519.x25519(secret, band_pub), old, nonce, pub, band_pub)
@@ -137,11 +137,7 @@ def case_pair_confirm_bound_to_another_connection_is_rejected():
 def case_the_band_key_depends_on_both_public_keys_and_nonces():
     from hugproto import pairing, x25519
 
-    h, rng = unpaired()
-    open_window(h)
-    phone = FakePhone(KEY, rng)
-    h.connect(phone)
-    secret, pub, band_pub = _exchange(h, rng)
+    h, rng, phone, secret, pub, band_pub = _exchange()
     st = frames.decode_state(phone.state, None)
     nonce = rng(8)
     shared = x25519.x25519(secret, band_pub)
