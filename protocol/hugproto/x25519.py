@@ -36,14 +36,16 @@ class Ladder:
 
     def step(self, n: int) -> bool:
         """Run up to n more iterations; True once all 255 are done."""
-        p = _P
-        k = self._k
-        x1 = self._x1
+        # MicroPython loads its first 16 locals with one-byte opcodes: the hot ones come first
         x2, z2, x3, z3 = self._s
+        a = b = aa = bb = e = da = cb = 0
+        p = _P
+        x1 = self._x1
+        k = self._k
         swap = self._swap
-        t = self._t
-        end = t - n if t - n > -1 else -1
-        while t > end:
+        start = self._t
+        end = start - n if start - n > -1 else -1
+        for t in range(start, end, -1):
             bit = (k >> t) & 1
             if swap ^ bit:
                 x2, x3 = x3, x2
@@ -60,17 +62,17 @@ class Ladder:
             z3 = x1 * ((da - cb) ** 2 % p) % p
             x2 = aa * bb % p
             z2 = e * (aa + 121665 * e) % p
-            t -= 1
         self._s = (x2, z2, x3, z3)
         self._swap = swap
-        self._t = t
-        return t < 0
+        self._t = end
+        return end < 0
 
     def result(self) -> bytes:
+        p = _P
         x2, z2, x3, z3 = self._s
         if self._swap:
             x2, z2 = x3, z3
-        return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+        return (x2 * pow(z2, p - 2, p) % p).to_bytes(32, "little")
 
 
 def x25519(scalar: bytes, u: bytes) -> bytes:
