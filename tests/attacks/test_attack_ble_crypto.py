@@ -4,7 +4,7 @@ Every byte the simulated radio carries between the band and any phone (reads, wr
 notifications, as a sniffer would see them) is captured by a hook on the airspace in this test
 (not in product code). Protocol 1 failed all three: the band key crossed the air in clear at
 pairing, payloads were readable, and a stranger who paired first left the parent's app saying
-"no band ... is in range".
+"no band ... is in range" and nothing else.
 """
 
 from __future__ import annotations
@@ -195,6 +195,9 @@ def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> Non
         await asyncio.sleep(3.0)
         # the band confirms a pairing where the parent feels it: the wave, then the code's pulses
         assert await w.motor_on_count() - buzzes == 1 + stranger.code
+        # while it stays connected the band is silent: the app does not blame the range alone
+        with pytest.raises(bandlink.BandNotFound, match="another device is connected to it"):
+            await bandlink.pair_band(config, parent, w.address, timeout=3)
         await stranger.disconnect()
         # the parent's app says what happened (it said "no band ... in range" before)
         with pytest.raises(bandlink.PairingTaken, match="another device paired with this band just now"):

@@ -286,6 +286,7 @@ def case_low_order_public_keys_are_refused():
     band = pairing.BandPairing(bytes(range(1, 33)))
     band.on_pub(pairing.encode_pub(frames.PAIR_PUB, 0, zero))
     assert band.on_pub(pairing.encode_pub(frames.PAIR_PUB, 1, zero))
+
     def finish(n):
         while not band.work(n):
             pass

@@ -69,6 +69,13 @@ class ProtocolMismatch(BandLinkError):
 TAKEN_MESSAGE = (
     "another device paired with this band just now: hold the heart 10 s to reset it, then pair again"
 )
+# A band stops advertising while a device is connected to it: a stranger that paired and stays
+# connected makes it silent, so "not in range" would not be the whole truth.
+_UNHEARD = (
+    "the band at {} is silent: it is out of range, or another device is connected to it. If it buzzed"
+    " a wave and pulses without your phone pairing, another device paired with it: hold the heart 10 s"
+    " to reset it, then pair again"
+)
 
 
 class HandshakeFailed(BandLinkError):
@@ -230,7 +237,7 @@ async def pair_band(
     """
     device = await _find(config, address, timeout)
     if device is None:
-        raise BandNotFound(f"no band at {address} is in range: bring it closer and try again")
+        raise BandNotFound(_UNHEARD.format(address))
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -243,9 +250,7 @@ async def pair_band(
             await asyncio.sleep(0.5)
             found = await _find(config, address, max(0.5, deadline - time.monotonic()))
             if found is None:
-                raise BandNotFound(
-                    f"no band at {address} is in range: bring it closer and try again"
-                ) from None
+                raise BandNotFound(_UNHEARD.format(address)) from None
             device = found
 
 
