@@ -256,3 +256,30 @@ def test_a_link_that_keeps_dropping_after_working_reconnects_at_once(tmp_path: P
             await r.until(lambda n=n: link.stats.connects >= n and link.state is LinkState.CONNECTED, 5)
 
     run("airspace", tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"), [(0x21, "update the band's firmware"), (0x61, "update this app")]
+)
+def test_a_band_on_another_protocol_version_is_named(header: int, words: str) -> None:
+    """A band still on protocol 1 (or already on 3) gets a clear error, not a MAC failure."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from hugproto import gatt
+
+    state = bytes([header]) + bytes(15)
+    chars = [
+        SimpleNamespace(uuid=u) for u in (gatt.EVENT_CHAR_UUID, gatt.COMMAND_CHAR_UUID, gatt.STATE_CHAR_UUID)
+    ]
+    service = SimpleNamespace(characteristics=chars)
+
+    async def read_gatt_char(_char: object) -> bytearray:
+        return bytearray(state)
+
+    client = SimpleNamespace(
+        services=SimpleNamespace(get_service=lambda _u: service), read_gatt_char=read_gatt_char
+    )
+    channel = bandlink._Channel(cast("Any", client))  # pyright: ignore[reportPrivateUsage]
+    with pytest.raises(bandlink.ProtocolMismatch, match=words):
+        asyncio.run(channel.read_state(None))
