@@ -3,8 +3,8 @@
 Frames the owner's phone really wrote (PairConfirm, Play, Ack) are captured and written again: in the same
 connection (counter already used), and on a later connection by a stranger and by the owner (new band
 nonce, so new session keys). None may buzz, answer or open a session. Complements
-tests/firmware/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, PairKey outside
-the window), which does not replay captured traffic.
+tests/firmware/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, a key
+exchange outside the window), which does not replay captured traffic.
 """
 
 from __future__ import annotations
