@@ -34,8 +34,9 @@ Security rules enforced here:
 - A band key is agreed (X25519, hugproto.pairing) only inside the pairing window, opened by the 5 s
   hold, lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed by the first completed pairing: any other
   attempt in that window is refused, and for ``_JUST_PAIRED_MS`` the band's flags say it was just
-  paired (a phone that lost the race tells its owner so). A completed pairing buzzes the PAIRED
-  pattern ``pairing.code(key)`` times (2..5, the phone shows the same count) and blinks white.
+  paired (a phone that lost the race tells its owner so). A completed pairing buzzes a rising wave
+  and then ``frames.pairing_code(key)`` pulses (2..5, the phone shows the same count) and blinks
+  white; Identify buzzes the same, so a parent can check again which band holds the phone's key.
 - Nothing but AUTH and the pairing frames is accepted before AUTH succeeds; an unpaired band
   refuses AUTH.
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
@@ -441,9 +442,6 @@ class BandLogic:
         if not self._pairing or c.pairing is None:
             raise ProtocolError("no pairing in progress")
         key, phone_nonce = c.pairing.finish(data, c.nonce)
-        from hugproto.pairing import code
-
-        count = code(key)
         c.pairing = None
         _unload_pairing()
         self._key = key
@@ -452,9 +450,7 @@ class BandLogic:
         self._window(False, now_ms)  # one pairing per window
         self._just_paired = True
         self._just_paired_until = add(now_ms, _JUST_PAIRED_MS)
-        n = patterns.render(patterns.PAIRED, patterns.SIGNATURE_PAIRED, 255, count, self._steps)
-        self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
-        self.led.identify(now_ms, _PAIRED_BLINK_MS)
+        self._play_code(now_ms, _PAIRED_BLINK_MS)
         self._flags_changed(now_ms)
         self._start_session(c, frames.Session(key, c.nonce, phone_nonce, frames.BAND), now_ms)
 
@@ -486,11 +482,7 @@ class BandLogic:
             self._apply_config(msg.key, msg.value)
             self._save_key()
         elif kind == frames.IDENTIFY:
-            secs = msg.seconds
-            repeat = secs if secs < patterns.MAX_REPEAT else patterns.MAX_REPEAT
-            n = patterns.render(patterns.IDENTIFY, 0, 255, repeat, self._steps)
-            self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
-            self.led.identify(now_ms, secs * 1000)
+            self._play_code(now_ms, msg.seconds * 1000)
         elif kind == frames.UNPAIR:
             self._key = None
             self._save_key()
@@ -542,6 +534,16 @@ class BandLogic:
         if mhz != self.meter.cpu_mhz:
             self._push(A_CPU, mhz, 0)
             self.meter.set_cpu(mhz, now_ms)
+
+    def _play_code(self, now_ms: int, blink_ms: int) -> None:
+        """The rising wave and the pairing code's pulses, blinking: "this is the band with your key"."""
+        key = self._key
+        if key is None:
+            return
+        count = frames.pairing_code(key)
+        n = patterns.render(patterns.PAIRED, patterns.SIGNATURE_PAIRED, 255, count, self._steps)
+        self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
+        self.led.identify(now_ms, blink_ms)
 
     def _play_own(self, pattern: int, now_ms: int, token: int = _TOKEN_INTERNAL) -> None:
         n = patterns.render(pattern, 0, 255, 1, self._steps)

@@ -85,6 +85,7 @@ _STATE_FMT = "<8sBBB"
 _AUTH_LABEL = b"hug auth"
 _B2P_LABEL = b"hug b2p"
 _P2B_LABEL = b"hug p2b"
+_CODE_LABEL = b"hug pair code"
 _ENC = b" enc"
 _MAC = b" mac"
 
@@ -493,6 +494,12 @@ class Session:
         msg.check()
         self.rx_counter = counter
         return msg
+
+
+def pairing_code(key: bytes) -> int:
+    """How many pulses (2..5) follow the rising wave when the band pairs under ``key`` and when it is
+    asked to identify itself; the phone shows the same count from its own key."""
+    return 2 + Hmac(key).digest(_CODE_LABEL)[0] % 4
 
 
 def _xor(buf: bytearray, end: int, stream: bytes) -> None:

@@ -7,9 +7,9 @@
     band key = HMAC(S, "hug band key" | nonce_b | nonce_p | A | B)[:16], S = X25519(a, B)
 
 A recording of all of it shows A, B, both nonces and a tag: without a or b, nothing. The
-band buzzes ``code(key)`` times (2..5) when it is paired; the phone shows the same number, so
-a parent sees that the band that buzzed holds the phone's key. The band imports this module
-(and x25519) only inside its pairing window.
+band buzzes ``frames.pairing_code(key)`` times (2..5) when it is paired (and on Identify); the
+phone shows the same number, so a parent sees that the band that buzzed holds the phone's key.
+The band imports this module (and x25519) only inside its pairing window.
 """
 
 from hugproto import frames
@@ -20,7 +20,6 @@ from hugproto.mac import Hmac, equal
 _HALF = const(16)
 _KEY_LABEL = b"hug band key"
 _CONFIRM_LABEL = b"hug pair"
-_CODE_LABEL = b"hug pair code"
 
 
 def encode_pub(kind: int, half: int, pub: bytes) -> bytes:
@@ -90,11 +89,6 @@ def confirm_nonce(data: bytes) -> bytes:
 def check_confirm(data: bytes, key: bytes, band_nonce: bytes) -> None:
     if not equal(_tag(key, band_nonce, confirm_nonce(data)), bytes(data[1 + frames.NONCE_LEN :])):
         raise Unauthenticated("PairConfirm failed authentication")
-
-
-def code(key: bytes) -> int:
-    """How many times the band buzzes to confirm this pairing (2..5); the phone shows it too."""
-    return 2 + Hmac(key).digest(_CODE_LABEL)[0] % 4
 
 
 class BandPairing:

@@ -17,7 +17,7 @@ ERROR = const(6)
 LOW_BATTERY = const(7)
 IDENTIFY = const(8)
 RESET_CONFIRM = const(9)
-PAIRED = const(10)  # played after the rising wave, ``pairing.code(key)`` times (2..5): count them
+PAIRED = const(10)  # after the rising wave, ``frames.pairing_code(key)`` times (2..5): count them
 
 NAMES = (
     "",

@@ -130,7 +130,7 @@ class FakePhone:
         self.key = key
         self.session = frames.Session(key, st.nonce, nonce, frames.PHONE)
         h.write(pairing.encode_confirm(key, st.nonce, nonce))
-        self.code = pairing.code(key)
+        self.code = frames.pairing_code(key)
         return self.authed
 
     def auth(self, h) -> None:

@@ -492,12 +492,12 @@ def case_press_age_within_a_boot_is_exact():
     assert phone.last_press.age_s == 42, phone.last_press.age_s
 
 
-def case_identify_buzzes():
+def case_identify_buzzes_the_pairing_code():
     h, phone = paired()
     runs = h.motor_runs
     phone.send(h, frames.Identify(2))
     h.run(3000)
-    assert h.motor_runs - runs >= 3
+    assert h.motor_runs - runs == 1 + phone.code, "the wave, then the code's pulses, as at pairing"
     assert phone.felt == {}, "no Felt for the band's own patterns"
 
 

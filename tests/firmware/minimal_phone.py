@@ -73,7 +73,7 @@ class Phone:
         await self.write(pairing.encode_confirm(key, self.band_nonce, nonce))
         msg = await self.next_message()
         assert isinstance(msg, frames.AuthOk), msg
-        self.key, self.code = key, pairing.code(key)
+        self.key, self.code = key, frames.pairing_code(key)
         return key
 
     async def auth(self, key: bytes) -> frames.AuthOk:

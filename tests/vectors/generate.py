@@ -122,7 +122,7 @@ def build() -> dict[str, object]:
         "band_pub": band_pub.hex(),
         "shared": shared.hex(),
         "band_key": paired_key.hex(),
-        "code": pairing.code(paired_key),
+        "code": frames.pairing_code(paired_key),
         "frames": [f.hex() for f in pub_frames],
     }
     press = bytes.fromhex(str(valid[1]["hex"]))

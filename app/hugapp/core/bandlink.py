@@ -288,7 +288,7 @@ async def _pair_once(
         store.save_band(address, band_name, key)
         battery = await _read_battery(client)
         store.band_seen(address, battery)
-        code = pairing.code(key)
+        code = frames.pairing_code(key)
         log.info("paired band %s (%s); it buzzed %d times", band_name, address, code)
         return FoundBand(address, band_name, 0, False, True, code)
 
@@ -516,6 +516,7 @@ class BandLink:
         return token
 
     async def identify(self, seconds: int = 3) -> None:
+        """The band buzzes a rising wave and its pairing code's pulses (as when it paired) and blinks."""
         await self._send(frames.Identify(seconds))
 
     async def forget(self) -> None:
