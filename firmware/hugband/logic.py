@@ -90,7 +90,7 @@ _JUST_PAIRED_MS = const(60000)
 _PAIRED_BLINK_MS = const(3000)
 _LADDER_STEPS = const(4)  # X25519 ladder steps per poll while pairing (~16 ms on a C3 at 160 MHz)
 _PAIRING_CPU_MHZ = const(160)  # the clock while the pairing window is open (X25519 takes ~1 s)
-_PAIRING_AUTH_TIMEOUT_MS = const(20000)  # a connection exchanging keys gets this long to finish
+_PAIRING_AUTH_TIMEOUT_MS = const(10000)  # once its whole public key is in, a pairing may take this long
 _AUTH_TIMEOUT_MS = const(5000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
@@ -355,7 +355,8 @@ class BandLogic:
             if c.dead:
                 pass
             elif c.session is None:
-                limit = _AUTH_TIMEOUT_MS if c.pairing is None else _PAIRING_AUTH_TIMEOUT_MS
+                keyed = c.pairing is not None and c.pairing.keyed
+                limit = _PAIRING_AUTH_TIMEOUT_MS if keyed else _AUTH_TIMEOUT_MS
                 if diff(now_ms, c.t0) >= limit:
                     self.rejected += 1
                     self._drop(c)

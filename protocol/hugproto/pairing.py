@@ -110,9 +110,14 @@ class BandPairing:
         self._shared = b""
 
     @property
+    def keyed(self) -> bool:
+        """Both halves of the phone's key are in."""
+        return len(self._ladders) == 2
+
+    @property
     def busy(self) -> bool:
         """The phone's key is in and the ladders are not done."""
-        return len(self._ladders) == 2 and not self.band_pub
+        return self.keyed and not self.band_pub
 
     def on_pub(self, data: bytes) -> bool:
         """A PairPub frame; True once both halves are in (then call ``work`` until it is True)."""

@@ -582,3 +582,27 @@ def case_paired_band_never_deep_sleeps():
         h.core.poll(t)
         h.drain()
     assert not h.deep_sleep
+
+
+def case_a_stalled_pairing_connection_is_dropped():
+    from hugproto import pairing
+
+    h, rng = unpaired()
+    open_window(h)
+    h.connect(FakePhone(KEY, rng))
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 0, bytes(range(32))))  # half a key, then nothing
+    h.run(4900)
+    assert h.phone is not None
+    h.run(200)
+    assert h.phone is None, "half a key buys no more than the usual 5 s"
+    sitter = FakePhone(KEY, rng)
+    sitter.band_pub = pairing.PubHalves()
+    h.connect(sitter)
+    for half in (0, 1):
+        h.write(pairing.encode_pub(frames.PAIR_PUB, half, bytes(range(1, 33))))
+    h.run(9900)
+    assert h.phone is sitter
+    assert sitter.band_pub_frames == 2, "the band answered with its key"
+    h.run(200)
+    assert h.phone is None, "a whole key and no PairConfirm: dropped after 10 s"
+    assert h.core.pairing_open, "the window stays open for the parent"
