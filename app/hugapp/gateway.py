@@ -82,7 +82,10 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     if command == "pair":
         print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
         found = await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
-        print(f"paired: band {found.band_id}")
+        print(
+            f"paired: band {found.band_id}; it buzzed {found.code} times after a wave "
+            "(if it did not, another device took the pairing: hold its heart 10 s and pair again)"
+        )
         return 0
     async with companion:
         if command == "offer":

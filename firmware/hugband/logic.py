@@ -38,9 +38,14 @@ The action queue holds ``_ACTIONS`` entries; the shell drains it after every cal
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
 Security rules enforced here:
-- The band key (PAIR_KEY frame) is accepted only inside the pairing window, opened by the 5 s hold,
-  lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed once a key is accepted.
-- Nothing but AUTH and PAIR_KEY is accepted before AUTH succeeds; an unpaired band refuses AUTH.
+- A band key is agreed (X25519, hugproto.pairing) only inside the pairing window, opened by the 5 s
+  hold, lasting ``_PAIRING_WINDOW_MS`` (60 s) and closed by the first completed pairing: any other
+  attempt in that window is refused, and for ``_JUST_PAIRED_MS`` the band's flags say it was just
+  paired (a phone that lost the race tells its owner so). A completed pairing buzzes a rising wave
+  and then ``frames.pairing_code(key)`` pulses (2..5, the phone shows the same count) and blinks
+  white; Identify buzzes the same, so a parent can check again which band holds the phone's key.
+- Nothing but AUTH and the pairing frames is accepted before AUTH succeeds; an unpaired band
+  refuses AUTH.
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
 - A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
   frame disconnects it; a connection not authenticated after ``_AUTH_TIMEOUT_MS`` (5 s) is dropped.
@@ -91,6 +96,11 @@ FIRMWARE = const(1)
 
 _ACTIONS = const(32)
 _PAIRING_WINDOW_MS = const(60000)
+_JUST_PAIRED_MS = const(60000)
+_PAIRED_BLINK_MS = const(3000)
+_LADDER_STEPS = const(4)  # X25519 ladder steps per poll while pairing (~16 ms on a C3 at 160 MHz)
+_PAIRING_CPU_MHZ = const(160)  # the clock while the pairing window is open (X25519 takes ~1 s)
+_PAIRING_AUTH_TIMEOUT_MS = const(10000)  # once its whole public key is in, a pairing may take this long
 _AUTH_TIMEOUT_MS = const(5000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
@@ -120,6 +130,13 @@ class _Conn:
         self.sent_upto = 0  # last outbox seq sent on this connection
         self.progress_ms = now_ms  # last ack or first send of a press (resend timer)
         self.send_after = now_ms  # presses wait until then (or until SetTime) after AUTH
+        self.pairing = None  # hugproto.pairing.BandPairing while this connection pairs
+
+    def start_pairing(self, secret: bytes):
+        from hugproto.pairing import BandPairing
+
+        self.pairing = p = BandPairing(secret)
+        return p
 
 
 class BandLogic:
@@ -163,6 +180,8 @@ class BandLogic:
         self._key = None
         self._pairing_until = now_ms
         self._pairing = False
+        self._just_paired = False
+        self._just_paired_until = now_ms
         self._epoch_s = 0  # wall clock (s since 2000) at _epoch_ms; 0 = never set
         self._epoch_ms = 0
         self.tz_minutes = 0
@@ -217,6 +236,8 @@ class BandLogic:
             f |= frames.FLAG_PAIRED
         if self._pairing:
             f |= frames.FLAG_PAIRING_OPEN
+        if self._just_paired:
+            f |= frames.FLAG_JUST_PAIRED
         if self.battery.low:
             f |= frames.FLAG_LOW_BATTERY
         return f
@@ -288,6 +309,9 @@ class BandLogic:
         if c is None or c.handle != conn:
             return
         self._conn = None
+        if c.pairing is not None:
+            c.pairing = None
+            _unload_pairing()
         self.led.connected = False
         self.policy.activity(now_ms)
         self.backoff.kick(now_ms)
@@ -305,8 +329,10 @@ class BandLogic:
             kind = frames.frame_kind(data)
             if kind == frames.AUTH:
                 self._on_auth(c, data, now_ms)
-            elif kind == frames.PAIR_KEY:
-                self._on_pair_key(c, data, now_ms)
+            elif kind == frames.PAIR_PUB:
+                self._on_pair_pub(c, data)
+            elif kind == frames.PAIR_CONFIRM:
+                self._on_pair_confirm(c, data, now_ms)
             elif c.session is None:
                 raise ProtocolError("not authenticated")
             else:
@@ -338,15 +364,23 @@ class BandLogic:
             self._started = token
             if 0 <= token < _TOKEN_INTERNAL:
                 self._push(A_PLAYING, token, 0)  # once it has started, a reboot must not play it again
-        if self._pairing and diff(now_ms, self._pairing_until) >= 0:
-            self._pairing = False
-            self.led.pairing = False
         c = self._conn
+        if self._pairing and diff(now_ms, self._pairing_until) >= 0:
+            self._window(False, now_ms)
+            if c is not None and c.pairing is not None:
+                c.pairing = None
+                _unload_pairing()
+        if self._just_paired and diff(now_ms, self._just_paired_until) >= 0:
+            self._just_paired = False
         if c is not None:
+            if not c.dead and c.pairing is not None and c.pairing.busy:
+                self._work_pairing(c)
             if c.dead:
                 pass
             elif c.session is None:
-                if diff(now_ms, c.t0) >= _AUTH_TIMEOUT_MS:
+                keyed = c.pairing is not None and c.pairing.keyed
+                limit = _PAIRING_AUTH_TIMEOUT_MS if keyed else _AUTH_TIMEOUT_MS
+                if diff(now_ms, c.t0) >= limit:
                     self.rejected += 1
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
@@ -385,7 +419,10 @@ class BandLogic:
             raise ProtocolError("unpaired band refuses Auth")
         if c.session is not None:
             raise ProtocolError("already authenticated")
-        c.session = frames.band_session(self._key, c.nonce, data)
+        self._start_session(c, frames.band_session(self._key, c.nonce, data), now_ms)
+
+    def _start_session(self, c: _Conn, session, now_ms: int) -> None:
+        c.session = session
         c.progress_ms = now_ms
         # presses carry their age; after a reboot that needs the wall clock, which the phone sends
         # (SetTime) right after AuthOk: give it a moment before the first Press goes out
@@ -403,19 +440,44 @@ class BandLogic:
         if self._epoch_s:
             self._send_presses(c, now_ms)
 
-    def _on_pair_key(self, c: _Conn, data: bytes, now_ms: int) -> None:
+    def _on_pair_pub(self, c: _Conn, data: bytes) -> None:
         if not self._pairing:
             raise ProtocolError("pairing window closed")
-        key = frames.decode_pair_key(data, c.nonce)
+        p = c.pairing
+        if p is None:
+            p = c.start_pairing(self._random(32))
+        p.on_pub(data)  # once both halves are in, poll() runs the two X25519 a few steps at a time
+
+    def _work_pairing(self, c: _Conn) -> None:
+        p = c.pairing
+        if p is None:
+            return
+        try:
+            done = p.work(_LADDER_STEPS)
+        except ProtocolError:  # a low-order public key
+            c.pairing = None
+            self._bad(c)
+            return
+        if done:
+            for frame in p.frames():
+                self._push(A_NOTIFY, c.handle, frame)
+
+    def _on_pair_confirm(self, c: _Conn, data: bytes, now_ms: int) -> None:
+        if not self._pairing or c.pairing is None:
+            raise ProtocolError("no pairing in progress")
+        key, phone_nonce = c.pairing.finish(data, c.nonce)
+        c.pairing = None
+        _unload_pairing()
         self._key = key
         self._save_key()
         self._key_changed(now_ms)
         self._forget_tokens()  # a new phone numbers its Plays afresh
-        self._pairing = False
-        self.led.pairing = False
-        c.session = None  # whatever was authenticated before was under the old key
-        self._play_own(patterns.HUG_BACK, now_ms)  # "paired": a happy buzz
+        self._window(False, now_ms)  # one pairing per window
+        self._just_paired = True
+        self._just_paired_until = add(now_ms, _JUST_PAIRED_MS)
+        self._play_code(now_ms, _PAIRED_BLINK_MS)
         self._flags_changed(now_ms)
+        self._start_session(c, frames.Session(key, c.nonce, phone_nonce, frames.BAND), now_ms)
 
     def _on_message(self, c: _Conn, msg, now_ms: int) -> None:
         kind = msg.KIND
@@ -445,11 +507,7 @@ class BandLogic:
             self._apply_config(msg.key, msg.value)
             self._save_key()
         elif kind == frames.IDENTIFY:
-            secs = msg.seconds
-            repeat = secs if secs < patterns.MAX_REPEAT else patterns.MAX_REPEAT
-            n = patterns.render(patterns.IDENTIFY, 0, 255, repeat, self._steps)
-            self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
-            self.led.identify(now_ms, secs * 1000)
+            self._play_code(now_ms, msg.seconds * 1000)
         elif kind == frames.UNPAIR:
             self._key = None
             self._save_key()
@@ -480,19 +538,38 @@ class BandLogic:
             if self._conn is None:
                 self.backoff.kick(now_ms)
         elif kind == button.PAIRING:
-            self._pairing = True
+            self._window(True, now_ms)
             self._pairing_until = add(now_ms, _PAIRING_WINDOW_MS)
-            self.led.pairing = True
             self._play_own(patterns.PAIRING, now_ms)
             self.backoff.kick(now_ms)
             if self._asleep:
                 self._asleep = False
         elif kind == button.FACTORY_RESET:
-            self._pairing = False
-            self.led.pairing = False
+            self._window(False, now_ms)
             self._push(A_MOTOR, self.player.stop(now_ms), 0)
             self._play_own(patterns.RESET_CONFIRM, now_ms, _TOKEN_RESET)
             self._resetting = True
+
+    def _window(self, open_: bool, now_ms: int) -> None:
+        """Open or close the pairing window; the CPU runs at 160 MHz while it is open (X25519)."""
+        self._pairing = open_
+        self.led.pairing = open_
+        mhz = self.policy.cpu_mhz
+        if open_ and mhz < _PAIRING_CPU_MHZ:
+            mhz = _PAIRING_CPU_MHZ
+        if mhz != self.meter.cpu_mhz:
+            self._push(A_CPU, mhz, 0)
+            self.meter.set_cpu(mhz, now_ms)
+
+    def _play_code(self, now_ms: int, blink_ms: int) -> None:
+        """The rising wave and the pairing code's pulses, blinking: "this is the band with your key"."""
+        key = self._key
+        if key is None:
+            return
+        count = frames.pairing_code(key)
+        n = patterns.render(patterns.PAIRED, patterns.SIGNATURE_PAIRED, 255, count, self._steps)
+        self.player.start(self._steps, n, now_ms, _TOKEN_INTERNAL)
+        self.led.identify(now_ms, blink_ms)
 
     def _play_own(self, pattern: int, now_ms: int, token: int = _TOKEN_INTERNAL) -> None:
         n = patterns.render(pattern, 0, 255, 1, self._steps)
@@ -705,6 +782,18 @@ class BandLogic:
         if 5 <= low <= 50:
             self._apply_config(frames.CONFIG_LOW_BATTERY_PCT, low)
         self._apply_config(frames.CONFIG_IDLE_SLEEP_MIN, idle)
+
+
+def _unload_pairing() -> None:
+    """Forget the pairing code (X25519 and all): the band needs it again only in a pairing window."""
+    import sys
+
+    import hugproto
+
+    for name in ("pairing", "x25519"):
+        sys.modules.pop("hugproto." + name, None)
+        if name in hugproto.__dict__:
+            delattr(hugproto, name)
 
 
 def _digest(body) -> bytes:

@@ -1,16 +1,20 @@
 """BLE frames between a band and its phone. Every frame fits 20 bytes (the default ATT MTU).
 
-Layout: header (version << 5 | kind), then for session frames a u32 counter, the fields,
-and a 4-byte truncated HMAC-SHA256 (the same length as BLE's own link-layer MIC), all
-little-endian.
+Layout: header (version << 5 | kind), then for session frames a u32 counter, the fields
+encrypted, and a 4-byte truncated HMAC-SHA256 over all of that (encrypt-then-MAC; the same
+length as BLE's own link-layer MIC), all little-endian. Version 2; version 1 (fields in
+clear, the band key written in clear at pairing) is refused.
 
-Connection handshake (the band key is 16 bytes, written once inside the pairing window):
+Connection handshake (the band key is 16 bytes, agreed once inside the pairing window by
+X25519, see hugproto.pairing):
   1. phone reads State   nonce_b (8 random bytes, new per connection), flags, battery
                          MAC under the band key (all zeros while unpaired)
   2. phone writes Auth   nonce_p, MAC under the band key over both nonces
   3. band notifies AuthOk  the first frame of the session: the band holds the key too
-Each direction then has its own session key HMAC(band key, label | nonce_b | nonce_p), so a
-frame from an old connection or the other direction never verifies, and counters only rise.
+Each direction then has its own keys HMAC(band key, label | nonce_b | nonce_p), one for the
+keystream and one for the MAC, so a frame from an old connection or the other direction
+never verifies, and counters only rise. The keystream of a frame is HMAC(enc key, header |
+counter): a counter is used once per key, so no keystream is ever used twice.
 """
 
 import struct
@@ -20,12 +24,12 @@ from hugproto.errors import Incomplete, Malformed, Replayed, Unauthenticated
 from hugproto.mac import Hmac, equal
 from hugproto.patterns import MAX_REPEAT, NUM_SIGNATURES, is_pattern
 
-VERSION = const(1)
+VERSION = const(2)
 MAX_FRAME = const(20)
 MAC_LEN = const(4)
 NONCE_LEN = const(8)
 KEY_LEN = const(16)
-PAIR_TAG_LEN = const(3)
+PUB_LEN = const(32)  # an X25519 public key, sent in two halves
 _HEAD_LEN = const(5)  # header byte + u32 counter
 _MAX_COUNTER = const(0xFFFFFFFF)
 
@@ -35,22 +39,25 @@ AUTH_OK = const(0x02)
 PRESS = const(0x03)
 FELT = const(0x04)
 STATUS = const(0x05)
+BAND_PUB = const(0x06)  # pairing: half of the band's X25519 public key
 # Phone -> band
 AUTH = const(0x10)
-PAIR_KEY = const(0x11)
+PAIR_PUB = const(0x11)  # pairing: half of the phone's X25519 public key
 PLAY = const(0x12)
 ACK = const(0x13)
 SET_TIME = const(0x14)
 SET_CONFIG = const(0x15)
 IDENTIFY = const(0x16)
 UNPAIR = const(0x17)
+PAIR_CONFIRM = const(0x18)  # pairing: nonce_p + tag under the agreed key; opens the session
 
 # State flags (also the advertising state byte)
 FLAG_PAIRED = const(0x01)
 FLAG_PAIRING_OPEN = const(0x02)
 FLAG_LOW_BATTERY = const(0x04)
 FLAG_CHARGING = const(0x08)
-_ALL_FLAGS = const(0x0F)
+FLAG_JUST_PAIRED = const(0x10)  # a pairing completed in the last minute (the window is closed)
+_ALL_FLAGS = const(0x1F)
 
 GESTURE_TAP = const(1)
 GESTURE_SQUEEZE = const(2)
@@ -78,6 +85,9 @@ _STATE_FMT = "<8sBBB"
 _AUTH_LABEL = b"hug auth"
 _B2P_LABEL = b"hug b2p"
 _P2B_LABEL = b"hug p2b"
+_CODE_LABEL = b"hug pair code"
+_ENC = b" enc"
+_MAC = b" mac"
 
 
 def _header(kind: int) -> int:
@@ -333,15 +343,21 @@ for _cls in (Press, AuthOk, Felt, Status, Play, Ack, SetTime, SetConfig, Identif
 _BAND_SENDS = (AUTH_OK, PRESS, FELT, STATUS)
 STATE_LEN = 1 + struct.calcsize(_STATE_FMT) + MAC_LEN
 AUTH_LEN = 1 + NONCE_LEN + MAC_LEN
-PAIR_KEY_LEN = 1 + KEY_LEN + PAIR_TAG_LEN
-_FIXED_LENGTHS = {STATE: STATE_LEN, AUTH: AUTH_LEN, PAIR_KEY: PAIR_KEY_LEN}
+PUB_FRAME_LEN = 2 + PUB_LEN // 2  # header, half (0 or 1), 16 bytes of the key
+_FIXED_LENGTHS = {
+    STATE: STATE_LEN,
+    AUTH: AUTH_LEN,
+    BAND_PUB: PUB_FRAME_LEN,
+    PAIR_PUB: PUB_FRAME_LEN,
+    PAIR_CONFIRM: AUTH_LEN,
+}
 
 
 def frame_length(header: int) -> int:
     """The whole length of a frame from its first byte, to split writes that arrived together."""
     version = header >> 5
     if version != VERSION:
-        raise Malformed("protocol version %d is not supported (this is %d)" % (version, VERSION))
+        raise Malformed("protocol version %d is not supported (this side speaks %d)" % (version, VERSION))
     kind = header & 0x1F
     expected = _FIXED_LENGTHS.get(kind)
     if expected is None:
@@ -421,40 +437,22 @@ def decode_auth(data: bytes, key: bytes, band_nonce: bytes) -> bytes:
     return phone_nonce
 
 
-def encode_pair_key(key: bytes, band_nonce: bytes) -> bytes:
-    """The new band key, bound to this connection's nonce (only accepted in the pairing window)."""
-    if len(key) != KEY_LEN:
-        raise Malformed("band key must be %d bytes" % KEY_LEN)
-    if key == UNPAIRED_KEY:
-        raise Malformed("the all-zero key means unpaired")
-    body = bytes((_header(PAIR_KEY),)) + key
-    return body + Hmac(key).digest(body, band_nonce)[:PAIR_TAG_LEN]
-
-
-def decode_pair_key(data: bytes, band_nonce: bytes) -> bytes:
-    if frame_kind(data) != PAIR_KEY:
-        raise Malformed("expected a PairKey frame, got kind 0x%02x" % (data[0] & 0x1F))
-    key = bytes(data[1 : 1 + KEY_LEN])
-    _verify(Hmac(key), data, 1 + KEY_LEN, PAIR_TAG_LEN, band_nonce)
-    if key == UNPAIRED_KEY:
-        raise Malformed("the all-zero key means unpaired")
-    return key
-
-
 class Session:
     """One authenticated connection, seen from one side (BAND or PHONE).
 
-    seal() numbers and tags outgoing messages; open() checks incoming frames and accepts
-    each counter once, in rising order. A rejected frame changes nothing.
+    seal() numbers, encrypts and tags outgoing messages; open() checks incoming frames,
+    accepts each counter once, in rising order, and decrypts. A rejected frame changes nothing.
     """
 
     def __init__(self, key: bytes, band_nonce: bytes, phone_nonce: bytes, role: int):
         root = Hmac(key)
-        band_to_phone = Hmac(root.digest(_B2P_LABEL, band_nonce, phone_nonce))
-        phone_to_band = Hmac(root.digest(_P2B_LABEL, band_nonce, phone_nonce))
+        tx = _B2P_LABEL if role == BAND else _P2B_LABEL
+        rx = _P2B_LABEL if role == BAND else _B2P_LABEL
         self.role = role
-        self._tx = band_to_phone if role == BAND else phone_to_band
-        self._rx = phone_to_band if role == BAND else band_to_phone
+        self._tx_enc = Hmac(root.digest(tx, _ENC, band_nonce, phone_nonce))
+        self._tx = Hmac(root.digest(tx, _MAC, band_nonce, phone_nonce))
+        self._rx_enc = Hmac(root.digest(rx, _ENC, band_nonce, phone_nonce))
+        self._rx = Hmac(root.digest(rx, _MAC, band_nonce, phone_nonce))
         self.tx_counter = 0
         self.rx_counter = 0
         self._buf = bytearray(MAX_FRAME)
@@ -473,6 +471,7 @@ class Session:
         struct.pack_into("<I", buf, 1, self.tx_counter)
         struct.pack_into(fmt, buf, _HEAD_LEN, *msg.fields())
         body = length - MAC_LEN
+        _xor(buf, body, self._tx_enc.digest(memoryview(buf)[:_HEAD_LEN]))
         buf[body:length] = self._tx.digest(memoryview(buf)[:body])[:MAC_LEN]
         return bytes(buf[:length])
 
@@ -484,14 +483,29 @@ class Session:
         if (kind in _BAND_SENDS) == (self.role == BAND):
             raise Malformed("frame kind 0x%02x travels the other way" % kind)
         fmt, length = entry
-        _verify(self._rx, data, length - MAC_LEN, MAC_LEN)
+        body = length - MAC_LEN
+        _verify(self._rx, data, body, MAC_LEN)
         counter = struct.unpack_from("<I", data, 1)[0]
         if counter <= self.rx_counter:
             raise Replayed("counter %d already seen (last %d)" % (counter, self.rx_counter))
-        msg = _from_fields(kind, struct.unpack_from(fmt, data, _HEAD_LEN))
+        plain = bytearray(data[:body])
+        _xor(plain, body, self._rx_enc.digest(memoryview(plain)[:_HEAD_LEN]))
+        msg = _from_fields(kind, struct.unpack_from(fmt, plain, _HEAD_LEN))
         msg.check()
         self.rx_counter = counter
         return msg
+
+
+def pairing_code(key: bytes) -> int:
+    """How many pulses (2..5) follow the rising wave when the band pairs under ``key`` and when it is
+    asked to identify itself; the phone shows the same count from its own key."""
+    return 2 + Hmac(key).digest(_CODE_LABEL)[0] % 4
+
+
+def _xor(buf: bytearray, end: int, stream: bytes) -> None:
+    """Encrypt or decrypt the fields (after header and counter, up to ``end``) in place."""
+    for i in range(_HEAD_LEN, end):
+        buf[i] ^= stream[i - _HEAD_LEN]
 
 
 def band_session(key: bytes, band_nonce: bytes, auth_frame: bytes) -> Session:

@@ -1,8 +1,8 @@
 """The band's GATT layout, defined once for the firmware and the app.
 
 Hug service (custom, 128-bit):
-  event   notify + read   band -> phone frames (AuthOk, Press, Felt, Status)
-  command write           phone -> band frames (Auth, PairKey, Play, Ack, ...)
+  event   notify + read   band -> phone frames (AuthOk, Press, Felt, Status, BandPub)
+  command write           phone -> band frames (Auth, PairPub, PairConfirm, Play, Ack, ...)
   state   read + notify   the State frame: connection nonce, paired / pairing-window flags
 Standard services: Battery (0x180F / 0x2A19) and Device Information (0x180A).
 """

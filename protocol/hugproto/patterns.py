@@ -17,8 +17,21 @@ ERROR = const(6)
 LOW_BATTERY = const(7)
 IDENTIFY = const(8)
 RESET_CONFIRM = const(9)
+PAIRED = const(10)  # after the rising wave, ``frames.pairing_code(key)`` times (2..5): count them
 
-NAMES = ("", "hug", "big hug", "hug back", "felt", "pairing", "error", "low battery", "identify", "reset")
+NAMES = (
+    "",
+    "hug",
+    "big hug",
+    "hug back",
+    "felt",
+    "pairing",
+    "error",
+    "low battery",
+    "identify",
+    "reset",
+    "paired",
+)
 
 STEP_MS = const(10)
 MAX_STEPS = const(48)
@@ -39,9 +52,11 @@ _BODIES = (
     b"\x78\x14\x00\x1e\x50\x14",
     b"\xff\x14\x00\x14\xff\x14\x00\x14\xff\x14",
     b"\xff\x64",
+    b"\xff\x0c",
 )
 
 SIGNATURE_NONE = const(0)
+SIGNATURE_PAIRED = const(7)  # the wave: what the band plays before a pairing's counted buzzes
 NUM_SIGNATURES = const(8)
 SIGNATURE_NAMES = (
     "none",

@@ -3,17 +3,19 @@
 
 Inputs come from a small xorshift PRNG so both interpreters see the same, reproducible stream:
 random bytes, valid headers with random bodies, mutated valid frames (bit flips, byte writes,
-truncation, extension) and *authenticated* random bodies (a correct MAC over garbage fields, so the
-field checks behind the MAC are exercised too). Every decoder may only raise hugproto's own
-ProtocolError subclasses; anything else escapes as an AssertionError naming the target and input.
-What a decoder accepts must re-encode to the same bytes, and a rejected frame must change nothing.
+truncation, extension) and *authenticated* random bodies (a correct MAC over garbage ciphertext, which
+decrypts to garbage fields, so the decryption and the field checks behind the MAC are exercised too),
+and the pairing frames (public-key halves, PairConfirm with a right or wrong tag). Every decoder
+may only raise hugproto's own ProtocolError subclasses; anything else escapes as an AssertionError
+naming the target and input. What a decoder accepts must re-encode to the same bytes, and a rejected
+frame must change nothing.
 """
 
 # ruff: noqa: RUF005, B904, PT018 - MicroPython-compatible module (same rules as *_cases.py)
 import struct
 from binascii import hexlify
 
-from hugproto import adv, frames
+from hugproto import adv, frames, pairing
 from hugproto.errors import ProtocolError
 from hugproto.gatt import HUG_SERVICE_UUID
 from hugproto.mac import Hmac
@@ -34,7 +36,8 @@ _SESSION_KINDS = (
     frames.IDENTIFY,
     frames.UNPAIR,
 )
-_ALL_KINDS = _SESSION_KINDS + (frames.STATE, frames.AUTH, frames.PAIR_KEY)
+_PAIRING_KINDS = (frames.PAIR_PUB, frames.BAND_PUB, frames.PAIR_CONFIRM)
+_ALL_KINDS = _SESSION_KINDS + (frames.STATE, frames.AUTH) + _PAIRING_KINDS
 _BAND_KINDS = (frames.AUTH_OK, frames.PRESS, frames.FELT, frames.STATUS)
 _AD_TYPES = (0x01, 0x02, 0x03, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x16, 0xFF, 0x00)
 
@@ -98,7 +101,10 @@ class Fuzzer:
             self.valid.append(sender.seal(msg))
         self.valid.append(frames.encode_state(KEY, BAND_NONCE, frames.FLAG_PAIRED, 80, 3))
         self.valid.append(frames.encode_auth(KEY, BAND_NONCE, PHONE_NONCE))
-        self.valid.append(frames.encode_pair_key(bytes(range(5, 21)), BAND_NONCE))
+        pub = bytes(range(40, 72))
+        self.valid.append(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
+        self.valid.append(pairing.encode_pub(frames.BAND_PUB, 1, pub))
+        self.valid.append(pairing.encode_confirm(KEY, BAND_NONCE, PHONE_NONCE))
         self.valid_adv = [
             adv.encode_advertising(0, bytes(adv.TOKEN_LEN)),
             adv.encode_advertising(frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN, b"\x9bJ\xa9\x170"),
@@ -152,12 +158,18 @@ class Fuzzer:
         body = bytes((_header(frames.STATE),)) + self.rng.bytes(frames.STATE_LEN - 1 - frames.MAC_LEN)
         return body + self.key_mac.digest(body)[: frames.MAC_LEN]
 
-    def pair_key_frame(self):
+    def confirm_frame(self):
         if self.rng.below(2):
             return self.frame()
-        key = self.rng.bytes(frames.KEY_LEN) if self.rng.below(8) else bytes(frames.KEY_LEN)
-        body = bytes((_header(frames.PAIR_KEY),)) + key
-        return body + Hmac(key).digest(body, BAND_NONCE)[: frames.PAIR_TAG_LEN]
+        return pairing.encode_confirm(KEY, BAND_NONCE, self.rng.bytes(frames.NONCE_LEN))
+
+    def pub_frame(self, kind):
+        mode = self.rng.below(3)
+        if mode == 0:
+            return self.frame()
+        if mode == 1:
+            return bytes((_header(kind), self.rng.below(3))) + self.rng.bytes(16 + self.rng.below(2))
+        return pairing.encode_pub(kind, self.rng.below(2), self.rng.bytes(frames.PUB_LEN))
 
     def auth_frame(self):
         if self.rng.below(2):
@@ -216,7 +228,7 @@ class Fuzzer:
 
     def one(self):
         rng = self.rng
-        t = rng.below(11)
+        t = rng.below(12)
         if t <= 1:
             self.session_open(frames.BAND if t == 0 else frames.PHONE, self.frame())
         elif t == 2:
@@ -239,10 +251,20 @@ class Fuzzer:
             if ok:
                 assert frames.encode_auth(KEY, BAND_NONCE, nonce) == data
         elif t == 6:
-            data = self.pair_key_frame()
-            key, ok = self._try("decode_pair_key", lambda d: frames.decode_pair_key(d, BAND_NONCE), data)
+            data = self.confirm_frame()
+            check = lambda d: pairing.check_confirm(d, KEY, BAND_NONCE)  # noqa: E731
+            _, ok = self._try("pairing.check_confirm", check, data)
             if ok:
-                assert frames.encode_pair_key(key, BAND_NONCE) == data
+                assert pairing.encode_confirm(KEY, BAND_NONCE, pairing.confirm_nonce(data)) == data
+        elif t == 11:
+            kind = rng.choice((frames.PAIR_PUB, frames.BAND_PUB))
+            data = self.pub_frame(kind)
+            got, ok = self._try("pairing.decode_pub", lambda d: pairing.decode_pub(d, kind), data)
+            if ok:
+                half, part = got
+                assert pairing.encode_pub(kind, half, part + part) == data
+                collected = pairing.PubHalves()
+                assert not collected.add(half, part) and collected.add(1 - half, part)
         elif t == 7:
             head = rng.next() & 0xFF
             length, ok = self._try("frame_length", lambda h: frames.frame_length(h[0]), bytes((head,)))

@@ -1,16 +1,15 @@
 """Replayed BLE frames against the real firmware on a virtual band (airspace, band in its own process).
 
-Frames the owner's phone really wrote (Auth, Play, Ack) are captured and written again: in the same
+Frames the owner's phone really wrote (PairConfirm, Play, Ack) are captured and written again: in the same
 connection (counter already used), and on a later connection by a stranger and by the owner (new band
 nonce, so new session keys). None may buzz, answer or open a session. Complements
-tests/firmware/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, PairKey outside
-the window), which does not replay captured traffic.
+tests/firmware/test_virtual_band.py::test_stranger_cannot_buzz_read_or_repair (guessed keys, a key
+exchange outside the window), which does not replay captured traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from minimal_phone import Phone
@@ -37,12 +36,11 @@ async def felt_tokens(phone: Phone, quiet: float) -> list[int]:
 
 def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(16)
         await w.control.hold(w.address, 5300)
         owner = Recorder(w.central, w.on_air)
         await owner.connect()
-        await owner.pair(key)
-        await asyncio.sleep(1.5)  # the pairing buzz is over
+        key = await owner.pair()
+        await asyncio.sleep(2.5)  # the pairing buzz is over
         await w.control.hold(w.address, TAP_MS)
         press = await owner.next_message()
         assert isinstance(press, frames.Press)
@@ -51,7 +49,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         assert await felt_tokens(owner, 2.0) == [7001]
         buzzes = await w.motor_on_count()
         captured = list(owner.written)
-        auth_frame = next(f for f in captured if frames.frame_kind(f) == frames.AUTH)
+        auth_frame = next(f for f in captured if frames.frame_kind(f) == frames.PAIR_CONFIRM)
         play_frame = next(f for f in captured if frames.frame_kind(f) == frames.PLAY)
 
         # 1. same connection: the Play frame written again (its counter is used) -> no Felt, no buzz
@@ -60,7 +58,7 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         assert await w.motor_on_count() == buzzes
         await owner.disconnect()
 
-        # 2. a stranger replays the owner's captured Auth + Play on a new connection (new band nonce)
+        # 2. a stranger replays the owner's captured PairConfirm + Play on a new connection (new band nonce)
         stranger = Phone(w.central, w.on_air)
         await stranger.connect()
         await stranger.state(None)

@@ -13,9 +13,8 @@ fixed address and the name "Hug-C60E", so every two sightings linked.
 
 A last test copies a band's advert to another address: the owner's phone does not take it for its band.
 
-The pairing and frame secrecy checks (no key, gesture or tap count in the recording) need the
-encrypted frames and X25519 pairing of the crypto branch: they are strict xfails until it is merged
-(an XPASS then says to drop the marker).
+The same recording holds no band key (the pairing agrees it by X25519) and no tap count or pattern
+(session frames are encrypted): the last checks read it as an attacker would.
 """
 
 from __future__ import annotations
@@ -300,10 +299,6 @@ def _values(day: Day) -> list[bytes]:
     return [bytes.fromhex(e["value"]) for e in day.entries if "value" in e and isinstance(e["value"], str)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the crypto branch: today the band key crosses the air in PairKey (issue 13, item 2)",
-)
 def test_the_band_key_is_not_in_the_recording(day: Day) -> None:
     keys = [w.store.band(w.band_id).key for w in day.wearers]
     found = [k.hex() for k in keys if any(k in v for v in _values(day))]
@@ -311,10 +306,6 @@ def test_the_band_key_is_not_in_the_recording(day: Day) -> None:
     assert found == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the crypto branch: today Press and Play payloads are in clear (issue 13, item 4)",
-)
 def test_no_tap_count_or_pattern_readable_from_the_recording(day: Day) -> None:
     """The attacker takes every notification whose first byte says Press, and every write whose first
     byte says Play, and reads the fields where version 1 keeps them (after the header and the u32

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hugapp.core import envelope
 from hugapp.core.envelope import EnvelopeError, open_envelope
 from hugapp.core.hugs import GESTURE_SQUEEZE, GESTURE_TAP, Hug, HugError
-from hugproto import adv, frames
+from hugproto import adv, frames, pairing
 from hugproto.errors import ProtocolError
 
 SEED = 0x48554721
@@ -38,7 +38,7 @@ def test_bulk_decoder_fuzz_100k_inputs() -> None:
     counts = fuzzcore.Fuzzer(SEED).run(BULK_INPUTS)
     print(fuzzcore.report(counts))
     assert fuzzcore.total(counts) == BULK_INPUTS
-    assert len(counts) == 11, "every decoder was reached"
+    assert len(counts) == 12, "every decoder was reached"
     # each decoder saw inputs it accepted and inputs it rejected (the generator reaches past the MAC)
     assert all(a > 0 and r > 0 for a, r in counts.values()), counts
 
@@ -91,8 +91,31 @@ def test_session_open_authentic_frames_with_any_fields(
 def test_handshake_decoders(data: bytes, with_key: bool) -> None:
     _only_protocol_errors(lambda d: frames.decode_state(d, fuzzcore.KEY if with_key else None), data)
     _only_protocol_errors(lambda d: frames.decode_auth(d, fuzzcore.KEY, fuzzcore.BAND_NONCE), data)
-    _only_protocol_errors(lambda d: frames.decode_pair_key(d, fuzzcore.BAND_NONCE), data)
+    _only_protocol_errors(lambda d: pairing.check_confirm(d, fuzzcore.KEY, fuzzcore.BAND_NONCE), data)
+    _only_protocol_errors(lambda d: pairing.decode_pub(d, frames.PAIR_PUB), data)
+    _only_protocol_errors(lambda d: pairing.decode_pub(d, frames.BAND_PUB), data)
     _only_protocol_errors(frames.frame_kind, data)
+
+
+@settings(max_examples=200, derandomize=True, suppress_health_check=list(HealthCheck), deadline=None)
+@given(
+    halves=st.lists(st.binary(max_size=20), min_size=1, max_size=4),
+    low_order=st.booleans(),
+    confirm=st.binary(max_size=20),
+)
+def test_band_pairing_takes_any_bytes(halves: list[bytes], low_order: bool, confirm: bytes) -> None:
+    """The band's pairing state machine (X25519 included) with any public-key frames and confirm."""
+    band = pairing.BandPairing(bytes(range(1, 33)))
+    for i, part in enumerate(halves):
+        body = bytes(16) if low_order else (part + bytes(16))[:16]
+        frame = bytes([(frames.VERSION << 5) | frames.PAIR_PUB, i % 2 if len(part) % 5 else 2]) + body
+        _only_protocol_errors(band.on_pub, frame if len(part) % 7 else frame[:-1])
+    if band.busy:
+        _only_protocol_errors(band.work, 510)
+    if band.band_pub:
+        assert not low_order, "a low-order key was taken"
+        data = bytes([(frames.VERSION << 5) | frames.PAIR_CONFIRM]) + (confirm + bytes(12))[:12]
+        assert _only_protocol_errors(lambda d: band.finish(d, fuzzcore.BAND_NONCE), data) is None
 
 
 _ad_structure = st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=30)).map(

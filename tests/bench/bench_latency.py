@@ -156,7 +156,7 @@ async def bands(url: str, n: int, tmp: Path) -> tuple[dict[str, list[float]], in
         ids: dict[str, str] = {}  # band identity -> the phone's band id
         for fam in families:
             for band, phone in zip((fam.kid, fam.parent), fam.phones, strict=True):
-                ids[band.address] = await phone.pair_band(await control.air_address(band.address))
+                ids[band.address] = (await phone.pair_band(await control.air_address(band.address))).band_id
             offer = await fam.phones[1].offer_link()
             await fam.phones[0].join_link(offer.code)
             await offer.wait()

@@ -3,10 +3,10 @@
 Runs unchanged under CPython and real MicroPython (``run_day()``); not installed on a band. It uses:
 - ``Harness``: the shell's role: a simulated clock in 5 ms polls, the button, the action queue,
   a motor timeline summary (runs, on-time, kicks) and the BLE link to one ``FakePhone``;
-- ``FakePhone``: the phone's side of hugproto (reads State, pairs, authenticates, stores presses
+- ``FakePhone``: the phone's side of hugproto (reads State, pairs by X25519, authenticates, stores presses
   deduplicated by seq and acknowledges them, sends Play and counts Felt receipts).
 
-The day: boot, pair (5 s hold, PAIR_KEY, AUTH), 20 presses (taps and squeezes) acknowledged, 20 hugs
+The day: boot, pair (5 s hold, X25519 key agreement), 20 presses (taps and squeezes) acknowledged, 20 hugs
 played with a Felt each, disconnects in between (presses made offline arrive once on reconnect; a
 Felt earned offline arrives on reconnect), a reboot with unacknowledged presses (resent by the new
 BandLogic on the same storage, sequence numbers continue). Heap: ``gc.mem_alloc()`` after
@@ -59,6 +59,8 @@ class FakePhone:
         self.felt = {}  # token -> how many Felt frames
         self.statuses = 0
         self.last_auth_ok = None
+        self.band_pub = None  # hugproto.pairing.PubHalves while pairing
+        self.band_pub_frames = 0
 
     def link_down(self) -> None:
         self.conn = None
@@ -69,6 +71,12 @@ class FakePhone:
         self.state = frame
 
     def on_notify(self, h, frame: bytes) -> None:
+        if self.band_pub is not None and self.session is None:
+            from hugproto import pairing
+
+            self.band_pub.add(*pairing.decode_pub(frame, frames.BAND_PUB))
+            self.band_pub_frames += 1
+            return
         assert self.session is not None, "band notified an unauthenticated phone"
         session = self.session
         msg = session.open(frame)  # raises if the band's frame is not authentic
@@ -91,10 +99,39 @@ class FakePhone:
         elif isinstance(msg, frames.Status):
             self.statuses += 1
 
-    def pair(self, h) -> None:
+    def pair(self, h, check_open: bool = True) -> bool:
+        """X25519 with the band (pure hugproto.x25519, as on the band); True when it took the key.
+
+        The band's AuthOk follows at once: the session is open under the agreed key (``self.key``).
+        """
+        from hugproto import pairing, x25519
+
         st = frames.decode_state(self.state, None)  # the key is not shared yet: read unverified
-        assert st.flags & frames.FLAG_PAIRING_OPEN, "pairing window not open"
-        h.write(frames.encode_pair_key(self.key, st.nonce))
+        if check_open:
+            assert st.flags & frames.FLAG_PAIRING_OPEN, "pairing window not open"
+        secret = self.rng(32)
+        pub = x25519.public_key(secret)
+        self.band_pub = pairing.PubHalves()
+        self.band_pub_frames = 0
+        h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
+        h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
+        waited = 0
+        while (
+            self.band_pub_frames < 2 and waited < 3000 and h.phone is self
+        ):  # the band's X25519 runs in its polls
+            h.run(10)
+            waited += 10
+        halves, self.band_pub = self.band_pub, None
+        if self.band_pub_frames < 2:
+            return False
+        band_pub = bytes(halves.pub)
+        nonce = self.rng(frames.NONCE_LEN)
+        key = pairing.band_key(x25519.x25519(secret, band_pub), st.nonce, nonce, pub, band_pub)
+        self.key = key
+        self.session = frames.Session(key, st.nonce, nonce, frames.PHONE)
+        h.write(pairing.encode_confirm(key, st.nonce, nonce))
+        self.code = frames.pairing_code(key)
+        return self.authed
 
     def auth(self, h) -> None:
         st = frames.decode_state(self.state, self.key)
@@ -355,13 +392,12 @@ class Day:
         phone = FakePhone(b"0123456789abcdef", self.rng)
         self.phone = phone
         h.connect(phone)
-        phone.pair(h)
+        assert phone.pair(h)
         assert core.paired
         assert not core.pairing_open
-        phone.auth(h)
         assert phone.authed
         assert core.authenticated
-        h.run(1500)  # the "paired" buzz
+        h.run(2500)  # the "paired" buzz (up to 2.3 s)
         assert len(core.outbox) == 0, "the pairing hold is not a press"
 
     def press(self) -> None:

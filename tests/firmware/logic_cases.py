@@ -35,10 +35,9 @@ def paired(seed=7):
     open_window(h)
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    phone.pair(h)
-    phone.auth(h)
+    assert phone.pair(h)
     assert phone.authed
-    h.run(1500)  # the "paired" buzz
+    h.run(2500)  # the "paired" buzz (up to 2.3 s)
     return h, phone
 
 
@@ -67,13 +66,12 @@ def case_unpaired_band_refuses_auth():
     assert not h.core.authenticated and h.core.rejected == 1 and h.notifies == 0
 
 
-def case_key_write_outside_the_window_is_rejected():
+def case_pairing_outside_the_window_is_rejected():
     h, rng = unpaired()
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    st = frames.decode_state(phone.state, None)
-    h.write(frames.encode_pair_key(KEY, st.nonce))
-    assert not h.core.paired and h.core.rejected == 1
+    assert not phone.pair(h, check_open=False)
+    assert not h.core.paired and h.core.rejected == 2 and phone.band_pub_frames == 0
 
 
 def case_paired_band_cannot_be_rekeyed_by_a_stranger():
@@ -82,9 +80,7 @@ def case_paired_band_cannot_be_rekeyed_by_a_stranger():
     rng = Rng(99)
     thief = FakePhone(OTHER, rng)
     h.connect(thief)
-    st = frames.decode_state(thief.state, None)
-    h.write(frames.encode_pair_key(OTHER, st.nonce))
-    stranger_auth(h, OTHER, rng)
+    assert not thief.pair(h, check_open=False)
     assert not h.core.authenticated and h.core.rejected == 2
     h.disconnect()
     h.connect(phone)
@@ -102,23 +98,106 @@ def case_pairing_window_closes_after_a_minute():
     h.connect(phone)
     st = frames.decode_state(phone.state, None)
     assert not st.flags & frames.FLAG_PAIRING_OPEN
-    h.write(frames.encode_pair_key(KEY, st.nonce))
+    assert not phone.pair(h, check_open=False)
     assert not h.core.paired
 
 
-def case_pair_key_bound_to_another_connection_is_rejected():
+def _exchange():
+    """A band in its window and a phone that sent its public key: (h, rng, phone, secret, pub, band pub)."""
+    from hugproto import pairing, x25519
+
     h, rng = unpaired()
     open_window(h)
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    h.write(frames.encode_pair_key(KEY, b"\x00" * 8))  # a recorded frame from another connection
+    secret = rng(32)
+    pub = x25519.public_key(secret)
+    phone.band_pub = pairing.PubHalves()
+    phone.band_pub_frames = 0
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 0, pub))
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 1, pub))
+    while phone.band_pub_frames < 2:
+        h.run(10)
+    band_pub = bytes(phone.band_pub.pub)
+    phone.band_pub = None
+    return h, rng, phone, secret, pub, band_pub
+
+
+def case_pair_confirm_bound_to_another_connection_is_rejected():
+    from hugproto import pairing, x25519
+
+    h, rng, _phone, secret, pub, band_pub = _exchange()
+    nonce = rng(8)
+    old = b"\x00" * 8  # a confirm made for another connection's band nonce
+    key = pairing.band_key(x25519.x25519(secret, band_pub), old, nonce, pub, band_pub)
+    h.write(pairing.encode_confirm(key, old, nonce))
     assert not h.core.paired and h.core.rejected == 1 and h.core.pairing_open
+
+
+def case_the_band_key_depends_on_both_public_keys_and_nonces():
+    from hugproto import pairing, x25519
+
+    h, rng, phone, secret, pub, band_pub = _exchange()
+    st = frames.decode_state(phone.state, None)
+    nonce = rng(8)
+    shared = x25519.x25519(secret, band_pub)
+    right = pairing.band_key(shared, st.nonce, nonce, pub, band_pub)
+    for wrong in (
+        pairing.band_key(shared, st.nonce, rng(8), pub, band_pub),
+        pairing.band_key(shared, st.nonce, nonce, band_pub, pub),
+        pairing.band_key(rng(32), st.nonce, nonce, pub, band_pub),
+    ):
+        assert wrong != right
+        h.write(pairing.encode_confirm(wrong, st.nonce, nonce))
+        assert not h.core.paired
+    h.disconnect()  # two bad frames so far; a fresh connection pairs
+    h.connect(phone)
+    assert phone.pair(h) and h.core.paired
+
+
+def case_one_pairing_per_window_and_the_loser_sees_just_paired():
+    h, phone = paired()
+    assert h.core.rejected == 0
+    code = phone.code
+    assert 2 <= code <= 5
+    assert frames.decode_state(phone.state, phone.key).flags & frames.FLAG_JUST_PAIRED
+    h.disconnect()
+    thief = FakePhone(OTHER, Rng(42))
+    h.connect(thief)
+    st = frames.decode_state(thief.state, None)
+    assert st.flags & frames.FLAG_JUST_PAIRED and not st.flags & frames.FLAG_PAIRING_OPEN
+    assert not thief.pair(h, check_open=False), "a second pairing in the same window"
+    assert thief.band_pub_frames == 0 and h.core.rejected == 2
+    h.disconnect()
+    h.run(61000)
+    h.connect(phone)
+    phone.auth(h)
+    assert phone.authed and not phone.last_auth_ok.flags & frames.FLAG_JUST_PAIRED
+
+
+def case_the_pairing_buzz_counts_the_code():
+    h, rng = unpaired()
+    open_window(h)
+    runs = h.motor_runs
+    phone = FakePhone(KEY, rng)
+    h.connect(phone)
+    assert phone.pair(h)
+    h.run(4000)
+    # the wave (three steps, each a motor level change) then ``code`` pulses
+    assert h.motor_runs - runs == 1 + phone.code, (h.motor_runs - runs, phone.code)
+
+
+def case_pairing_code_is_unloaded_after_pairing():
+    import sys
+
+    paired()
+    assert "hugproto.x25519" not in sys.modules and "hugproto.pairing" not in sys.modules
 
 
 def case_forged_play_never_buzzes_and_is_counted():
     h, phone = paired()
     runs = h.motor_runs
-    st = frames.decode_state(phone.state, KEY)
+    st = frames.decode_state(phone.state, phone.key)
     forged = frames.Session(OTHER, st.nonce, b"12345678", frames.PHONE)
     h.write(forged.seal(frames.Play(patterns.HUG, 0, 255, 1, 1)))
     h.run(3000)
@@ -144,7 +223,7 @@ def case_malformed_frames_are_counted_and_third_bad_frame_disconnects():
     good = phone.session.seal(frames.Play(patterns.HUG, 0, 255, 1, 5))
     runs = h.motor_runs
     h.write(good[:-1])  # truncated
-    h.write(bytes((0x40 | frames.PLAY,)) + good[1:])  # protocol version 2
+    h.write(bytes((0x20 | frames.PLAY,)) + good[1:])  # protocol version 1 (the old one)
     assert h.core.rejected == 2 and h.phone is phone, "still connected after two"
     h.write(b"")
     assert h.core.rejected == 3 and h.disconnects == 1 and h.phone is None
@@ -233,9 +312,8 @@ def paired_keeping_played(played):
     open_window(h)
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    phone.pair(h)
-    phone.auth(h)
-    h.run(1500)
+    assert phone.pair(h)
+    h.run(2500)
     runs = h.motor_runs
     phone.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
     h.run(20)
@@ -325,10 +403,9 @@ def case_pairing_a_new_phone_forgets_the_played_tokens():
     rng = Rng(11)
     other = FakePhone(OTHER, rng)
     h.connect(other)
-    other.pair(h)
-    other.auth(h)
+    assert other.pair(h)
     assert played.data is None, "the new phone numbers its plays afresh"
-    h.run(1500)
+    h.run(2500)
     runs = h.motor_runs
     other.send(h, frames.Play(patterns.HUG, 1, 200, 1, 77))
     h.run(3000)
@@ -415,12 +492,12 @@ def case_press_age_within_a_boot_is_exact():
     assert phone.last_press.age_s == 42, phone.last_press.age_s
 
 
-def case_identify_buzzes():
+def case_identify_buzzes_the_pairing_code():
     h, phone = paired()
     runs = h.motor_runs
     phone.send(h, frames.Identify(2))
     h.run(3000)
-    assert h.motor_runs - runs >= 3
+    assert h.motor_runs - runs == 1 + phone.code, "the wave, then the code's pulses, as at pairing"
     assert phone.felt == {}, "no Felt for the band's own patterns"
 
 
@@ -431,7 +508,7 @@ def case_unpair_forgets_the_key_and_refuses_auth():
     h.boot()
     assert not h.core.paired, "stays unpaired after a reboot"
     h.connect(phone)
-    stranger_auth(h, KEY, Rng(5))
+    stranger_auth(h, phone.key, Rng(5))
     assert not h.core.authenticated and h.core.rejected == 1
 
 
@@ -463,7 +540,7 @@ def case_low_battery_warns_once_and_sets_the_flag():
     h.drain()
     h.run(2000)
     assert h.motor_runs > runs and phone.statuses == statuses + 1
-    assert frames.decode_state(phone.state, KEY).flags & frames.FLAG_LOW_BATTERY
+    assert frames.decode_state(phone.state, phone.key).flags & frames.FLAG_LOW_BATTERY
     runs = h.motor_runs
     h.core.on_battery(3805, h.now)
     h.run(2000)
@@ -505,3 +582,27 @@ def case_paired_band_never_deep_sleeps():
         h.core.poll(t)
         h.drain()
     assert not h.deep_sleep
+
+
+def case_a_stalled_pairing_connection_is_dropped():
+    from hugproto import pairing
+
+    h, rng = unpaired()
+    open_window(h)
+    h.connect(FakePhone(KEY, rng))
+    h.write(pairing.encode_pub(frames.PAIR_PUB, 0, bytes(range(32))))  # half a key, then nothing
+    h.run(4900)
+    assert h.phone is not None
+    h.run(200)
+    assert h.phone is None, "half a key buys no more than the usual 5 s"
+    sitter = FakePhone(KEY, rng)
+    sitter.band_pub = pairing.PubHalves()
+    h.connect(sitter)
+    for half in (0, 1):
+        h.write(pairing.encode_pub(frames.PAIR_PUB, half, bytes(range(1, 33))))
+    h.run(9900)
+    assert h.phone is sitter
+    assert sitter.band_pub_frames == 2, "the band answered with its key"
+    h.run(200)
+    assert h.phone is None, "a whole key and no PairConfirm: dropped after 10 s"
+    assert h.core.pairing_open, "the window stays open for the parent"

@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 
-from hugproto import frames, gatt
+from hugproto import frames, gatt, pairing, x25519
 from hugproto.errors import ProtocolError
 from hugsim.airspace import AirspaceCentral, AirspaceTimeoutError, Connection
 
@@ -28,6 +28,8 @@ class Phone:
         self.raw: asyncio.Queue[bytes] = asyncio.Queue()
         self.states: asyncio.Queue[bytes] = asyncio.Queue()
         self.rejected: list[str] = []
+        self.key = b""  # the band key, once paired
+        self.code = 0  # how many times the band buzzed to confirm the pairing
 
     async def connect(self, timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -64,10 +66,26 @@ class Phone:
         assert self.conn is not None
         await self.conn.write(self.h_command, data, response=True)
 
-    async def pair(self, key: bytes) -> None:
+    async def pair(self) -> bytes:
+        """X25519 with the band in its pairing window; returns the band key (the session is open)."""
         await self.state(None)
-        await self.write(frames.encode_pair_key(key, self.band_nonce))
-        await self.auth(key)
+        secret = os.urandom(32)
+        pub = x25519.public_key(secret)
+        for half in (0, 1):
+            await self.write(pairing.encode_pub(frames.PAIR_PUB, half, pub))
+        halves = pairing.PubHalves()
+        done = False
+        while not done:
+            done = halves.add(*pairing.decode_pub(await asyncio.wait_for(self.raw.get(), 5), frames.BAND_PUB))
+        band_pub = bytes(halves.pub)
+        nonce = os.urandom(frames.NONCE_LEN)
+        key = pairing.band_key(x25519.x25519(secret, band_pub), self.band_nonce, nonce, pub, band_pub)
+        self.session = frames.Session(key, self.band_nonce, nonce, frames.PHONE)
+        await self.write(pairing.encode_confirm(key, self.band_nonce, nonce))
+        msg = await self.next_message()
+        assert isinstance(msg, frames.AuthOk), msg
+        self.key, self.code = key, frames.pairing_code(key)
+        return key
 
     async def auth(self, key: bytes) -> frames.AuthOk:
         if not self.band_nonce:

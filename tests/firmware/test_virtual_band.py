@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minimal_phone import Phone
 
-from hugproto import frames, patterns
+from hugproto import frames, pairing, patterns
 from hugsim.airspace import Airspace, AirspaceCentral, AirspaceControl
 from hugsim.band.process import BandProcess
 
@@ -40,11 +40,11 @@ class World:
         """How many times the motor went from off to on."""
         return len(await self.control.motor_starts(self.address))
 
-    async def paired_phone(self, key: bytes) -> Phone:
+    async def paired_phone(self) -> Phone:
         await self.control.hold(self.address, PAIR_HOLD_MS)
         phone = Phone(self.central, self.on_air)
         await phone.connect()
-        await phone.pair(key)
+        phone.key = await phone.pair()
         await asyncio.sleep(0.5)  # a hand lets go of the heart before it presses again
         return phone
 
@@ -73,8 +73,8 @@ def run(coro_fn, tmp_path: Path) -> None:
 
 def test_pair_press_ack_play_felt(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(16)
-        phone = await w.paired_phone(key)
+        phone = await w.paired_phone()
+        key = phone.key
         buzzes_after_pairing = await w.motor_on_count()
         acked: list[tuple[int, ...]] = []
 
@@ -117,10 +117,10 @@ def test_pair_press_ack_play_felt(tmp_path: Path) -> None:
 
 def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(16)
-        owner = await w.paired_phone(key)
+        owner = await w.paired_phone()
+        key = owner.key
         await owner.disconnect()
-        await asyncio.sleep(1.0)  # let the pairing buzz finish
+        await asyncio.sleep(2.5)  # let the pairing buzz finish
         buzzes = await w.motor_on_count()
 
         stranger = Phone(w.central, w.on_air)
@@ -132,8 +132,8 @@ def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
         wrong_key = os.urandom(16)
         auth, stranger.session = frames.phone_session(wrong_key, stranger.band_nonce, os.urandom(8))
         await stranger.write(auth)
-        # a new key outside the pairing window, then a Play under it
-        await stranger.write(frames.encode_pair_key(wrong_key, stranger.band_nonce))
+        # a key exchange outside the pairing window, then a Play under the guessed key
+        await stranger.write(pairing.encode_pub(frames.PAIR_PUB, 0, os.urandom(32)))
         await stranger.write(stranger.session.seal(frames.Play(patterns.BIG_HUG, 0, 255, 5, 1)))
         assert stranger.conn is not None
         assert await stranger.conn.wait_disconnected(3) is not None, "three bad frames must drop the link"
@@ -173,8 +173,8 @@ def test_unauthenticated_central_is_dropped(tmp_path: Path) -> None:
 
 def test_outbox_survives_reboot(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(16)
-        phone = await w.paired_phone(key)
+        phone = await w.paired_phone()
+        key = phone.key
         await phone.disconnect()
         for _ in range(3):  # three separate presses while the phone is away
             await w.control.hold(w.address, TAP_MS)
@@ -213,8 +213,7 @@ def test_touch_heart_and_drv2605_board(tmp_path: Path) -> None:
         await touch_for(5400)
         phone = Phone(w.central, w.on_air)
         await phone.connect()
-        key = os.urandom(16)
-        await phone.pair(key)
+        await phone.pair()
         await asyncio.sleep(0.5)
         await touch_for(120)
         press = await phone.next_message()

@@ -117,7 +117,7 @@ def test_two_bands_on_one_companion_without_a_broker(tmp_path: Path) -> None:
                 ids: list[str] = []
                 for band in bands:
                     await control.hold(band.address, PAIR_HOLD_MS)
-                    ids.append(await home.pair_band(await control.air_address(band.address)))
+                    ids.append((await home.pair_band(await control.air_address(band.address))).band_id)
 
                 async def until(predicate: Callable[[], bool]) -> None:
                     await world.until(predicate, 30)

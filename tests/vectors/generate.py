@@ -9,12 +9,15 @@ with CPython's own hmac module, so the vectors do not merely agree with themselv
 import json
 from pathlib import Path
 
-from hugproto import adv, frames, patterns
+from hugproto import adv, frames, pairing, patterns, x25519
 
 BAND_KEY = bytes.fromhex("8f3a61c2d94e07b5a1e63c2f90d84b17")
 BAND_NONCE = bytes.fromhex("b1a2c3d4e5f60718")
 PHONE_NONCE = bytes.fromhex("0badcafe12345678")
 NEW_KEY = bytes.fromhex("5c1e9a0b7d3f2468ace013579bdf0246")
+# RFC 7748 section 6.1's key pair for the phone (Alice) and the band (Bob)
+PHONE_SECRET = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+BAND_SECRET = bytes.fromhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
 
 # (name, direction that sends it, counter, message)
 VALID = [
@@ -71,7 +74,17 @@ def build() -> dict[str, object]:
     state = frames.encode_state(BAND_KEY, BAND_NONCE, frames.FLAG_PAIRED, 87, 1)
     state_unpaired = frames.encode_state(frames.UNPAIRED_KEY, BAND_NONCE, frames.FLAG_PAIRING_OPEN, 100, 1)
     auth = frames.encode_auth(BAND_KEY, BAND_NONCE, PHONE_NONCE)
-    pair_key = frames.encode_pair_key(NEW_KEY, BAND_NONCE)
+    phone_pub = x25519.public_key(PHONE_SECRET)
+    band_pub = x25519.public_key(BAND_SECRET)
+    shared = x25519.x25519(PHONE_SECRET, band_pub)
+    paired_key = pairing.band_key(shared, BAND_NONCE, PHONE_NONCE, phone_pub, band_pub)
+    confirm = pairing.encode_confirm(paired_key, BAND_NONCE, PHONE_NONCE)
+    pub_frames = [
+        pairing.encode_pub(frames.PAIR_PUB, 0, phone_pub),
+        pairing.encode_pub(frames.PAIR_PUB, 1, phone_pub),
+        pairing.encode_pub(frames.BAND_PUB, 0, band_pub),
+        pairing.encode_pub(frames.BAND_PUB, 1, band_pub),
+    ]
     special = [
         {
             "name": "state",
@@ -95,13 +108,23 @@ def build() -> dict[str, object]:
             "hex": auth.hex(),
         },
         {
-            "name": "pair_key",
-            "type": "PairKey",
-            "key": NEW_KEY.hex(),
-            "fields": [NEW_KEY.hex()],
-            "hex": pair_key.hex(),
+            "name": "pair_confirm",
+            "type": "PairConfirm",
+            "key": paired_key.hex(),
+            "fields": [PHONE_NONCE.hex()],
+            "hex": confirm.hex(),
         },
     ]
+    pairing_vector = {
+        "phone_secret": PHONE_SECRET.hex(),
+        "band_secret": BAND_SECRET.hex(),
+        "phone_pub": phone_pub.hex(),
+        "band_pub": band_pub.hex(),
+        "shared": shared.hex(),
+        "band_key": paired_key.hex(),
+        "code": frames.pairing_code(paired_key),
+        "frames": [f.hex() for f in pub_frames],
+    }
     press = bytes.fromhex(str(valid[1]["hex"]))
     play = bytes.fromhex(str(valid[7]["hex"]))
     ack = bytes.fromhex(str(valid[11]["hex"]))
@@ -114,14 +137,20 @@ def build() -> dict[str, object]:
         {"name": "header_only", "to": "band", "hex": play[:1].hex(), "error": "Incomplete"},
         {"name": "press_extra_byte", "to": "phone", "hex": (press + b"\x00").hex(), "error": "Malformed"},
         {"name": "too_long", "to": "band", "hex": "32" + "00" * 20, "error": "Malformed"},
-        {"name": "version_2", "to": "band", "hex": flip(play, 6), "error": "Malformed"},
+        {"name": "version_3", "to": "band", "hex": flip(play, 5), "error": "Malformed"},
+        {
+            "name": "version_1",
+            "to": "band",
+            "hex": bytes((0x20 | (play[0] & 0x1F),)).hex() + play[1:].hex(),
+            "error": "Malformed",
+        },
         {
             "name": "version_0",
             "to": "band",
             "hex": bytes((play[0] & 0x1F,)).hex() + play[1:].hex(),
             "error": "Malformed",
         },
-        {"name": "unknown_kind", "to": "band", "hex": "3f" + play[1:].hex(), "error": "Malformed"},
+        {"name": "unknown_kind", "to": "band", "hex": "5f" + play[1:].hex(), "error": "Malformed"},
         {"name": "wrong_direction", "to": "band", "hex": press.hex(), "error": "Malformed"},
         {"name": "state_to_session", "to": "phone", "hex": state.hex(), "error": "Malformed"},
         {
@@ -158,12 +187,41 @@ def build() -> dict[str, object]:
             "error": "Unauthenticated",
         },
         {
-            "name": "pair_key_old_nonce",
-            "to": "pair_key",
-            "hex": frames.encode_pair_key(NEW_KEY, b"\x01" * 8).hex(),
+            "name": "pair_confirm_old_nonce",
+            "to": "pair_confirm",
+            "hex": pairing.encode_confirm(paired_key, b"\x01" * 8, PHONE_NONCE).hex(),
             "error": "Unauthenticated",
         },
-        {"name": "pair_key_truncated", "to": "pair_key", "hex": pair_key[:-1].hex(), "error": "Incomplete"},
+        {
+            "name": "pair_confirm_wrong_key",
+            "to": "pair_confirm",
+            "hex": pairing.encode_confirm(NEW_KEY, BAND_NONCE, PHONE_NONCE).hex(),
+            "error": "Unauthenticated",
+        },
+        {
+            "name": "pair_confirm_truncated",
+            "to": "pair_confirm",
+            "hex": confirm[:-1].hex(),
+            "error": "Incomplete",
+        },
+        {
+            "name": "pair_pub_half_2",
+            "to": "pair_pub",
+            "hex": "5102" + phone_pub[:16].hex(),
+            "error": "Malformed",
+        },
+        {
+            "name": "pair_pub_truncated",
+            "to": "pair_pub",
+            "hex": pub_frames[0][:-1].hex(),
+            "error": "Incomplete",
+        },
+        {
+            "name": "pair_pub_v1",
+            "to": "pair_pub",
+            "hex": "31" + pub_frames[0][1:].hex(),
+            "error": "Malformed",
+        },
         {"name": "state_forged", "to": "state", "hex": flip(state, 8 * 10), "error": "Unauthenticated"},
     ]
     # Authentic frames whose fields are out of range: sealed by hand, rejected as Malformed.
@@ -196,6 +254,7 @@ def build() -> dict[str, object]:
         "valid": valid,
         "special": special,
         "invalid": invalid,
+        "pairing": pairing_vector,
         "patterns": rendered,
     }
 
@@ -206,9 +265,13 @@ def _seal_raw(kind: int, values: tuple[int, ...], to: str) -> bytes:
 
     fmt = {frames.PLAY: "<BBBBH", frames.PRESS: "<HBBHHB", frames.SET_CONFIG: "<BH"}[kind]
     label = b"hug p2b" if to == "band" else b"hug b2p"
-    session_key = hmac.new(BAND_KEY, label + BAND_NONCE + PHONE_NONCE, "sha256").digest()
-    body = bytes((0x20 | kind,)) + struct.pack("<I", 1) + struct.pack(fmt, *values)
-    return body + hmac.new(session_key, body, "sha256").digest()[:4]
+    enc_key = hmac.new(BAND_KEY, label + b" enc" + BAND_NONCE + PHONE_NONCE, "sha256").digest()
+    mac_key = hmac.new(BAND_KEY, label + b" mac" + BAND_NONCE + PHONE_NONCE, "sha256").digest()
+    head = bytes((0x40 | kind,)) + struct.pack("<I", 1)
+    stream = hmac.new(enc_key, head, "sha256").digest()
+    plain = struct.pack(fmt, *values)
+    body = head + bytes(p ^ k for p, k in zip(plain, stream, strict=False))
+    return body + hmac.new(mac_key, body, "sha256").digest()[:4]
 
 
 ADV_ADDRESSES = ("3a:17:c0:55:02:9e", "01:02:03:04:05:06", "3f:ff:ff:ff:ff:fe")

@@ -3,7 +3,7 @@ under real MicroPython (tests/test_vectors.py runs both)."""
 
 from cases import load_json
 
-from hugproto import adv, frames, patterns
+from hugproto import adv, frames, pairing, patterns, x25519
 from hugproto.errors import ProtocolError
 
 V = load_json("tests/vectors/frames.json")
@@ -29,8 +29,10 @@ def _open_as(to, data, rx_counter=0):
         return frames.decode_state(data, KEY)
     if to == "auth":
         return frames.decode_auth(data, KEY, BAND_NONCE)
-    if to == "pair_key":
-        return frames.decode_pair_key(data, BAND_NONCE)
+    if to == "pair_confirm":
+        return pairing.check_confirm(data, bytes.fromhex(V["pairing"]["band_key"]), BAND_NONCE)
+    if to == "pair_pub":
+        return pairing.decode_pub(data, frames.PAIR_PUB)
     return _session(frames.BAND if to == "band" else frames.PHONE, rx_counter).open(data)
 
 
@@ -81,8 +83,9 @@ def case_handshake_frames():
             assert auth == data
             assert type(phone.open(band.seal(frames.AuthOk(1, 50, 0)))).__name__ == "AuthOk"
         else:
-            assert frames.encode_pair_key(key, BAND_NONCE) == data
-            assert frames.decode_pair_key(data, BAND_NONCE) == key
+            assert pairing.encode_confirm(key, BAND_NONCE, bytes.fromhex(f[0])) == data
+            assert pairing.confirm_nonce(data).hex() == f[0]
+            pairing.check_confirm(data, key, BAND_NONCE)
 
 
 def _flip_all(data, fn, name):
@@ -109,7 +112,7 @@ def case_every_flipped_bit_is_rejected():
         elif v["type"] == "Auth":
             flips += _flip_all(data, lambda d: frames.decode_auth(d, KEY, BAND_NONCE), v["name"])
         else:
-            flips += _flip_all(data, lambda d: frames.decode_pair_key(d, BAND_NONCE), v["name"])
+            flips += _flip_all(data, lambda d: _open_as("pair_confirm", d), v["name"])
     assert flips > 2000, flips
     print("flipped bits rejected:", flips)
 
@@ -147,7 +150,9 @@ def case_truncations_and_garbage_raise_only_protocol_errors():
         lambda d: frames.decode_state(d, KEY),
         lambda d: frames.decode_state(d, None),
         lambda d: frames.decode_auth(d, KEY, BAND_NONCE),
-        lambda d: frames.decode_pair_key(d, BAND_NONCE),
+        lambda d: _open_as("pair_confirm", d),
+        lambda d: _open_as("pair_pub", d),
+        lambda d: pairing.decode_pub(d, frames.BAND_PUB),
     )
     samples = []
     for v in V["valid"] + V["special"]:
@@ -196,3 +201,113 @@ def case_pattern_rendering():
         _expect_error(
             lambda a: patterns.render(a[0], a[1], a[2], a[3], buf), args, "render %r" % (args,), "Malformed"
         )
+
+
+def _h(text):
+    return bytes.fromhex(text)
+
+
+def case_x25519_rfc7748_vectors():
+    # RFC 7748 section 5.2
+    for scalar, u, out in (
+        (
+            "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+            "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+            "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552",
+        ),
+        (
+            "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+            "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+            "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957",
+        ),
+    ):
+        assert x25519.x25519(_h(scalar), _h(u)).hex() == out
+    # the iteration of section 5.2, once
+    k = u = x25519.BASE
+    k, u = x25519.x25519(k, u), k
+    assert k.hex() == "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079"
+    # section 6.1: Diffie-Hellman
+    a = _h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    b = _h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+    pub_a, pub_b = x25519.public_key(a), x25519.public_key(b)
+    assert pub_a.hex() == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    assert pub_b.hex() == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
+    shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    assert x25519.x25519(a, pub_b).hex() == shared and x25519.x25519(b, pub_a).hex() == shared
+
+
+def case_pairing_vector():
+    p = V["pairing"]
+    phone_pub, band_pub = x25519.public_key(_h(p["phone_secret"])), x25519.public_key(_h(p["band_secret"]))
+    assert (phone_pub.hex(), band_pub.hex()) == (p["phone_pub"], p["band_pub"])
+    shared = x25519.x25519(_h(p["phone_secret"]), band_pub)
+    assert shared.hex() == p["shared"]
+    key = pairing.band_key(shared, BAND_NONCE, PHONE_NONCE, phone_pub, band_pub)
+    assert key.hex() == p["band_key"] and frames.pairing_code(key) == p["code"]
+    f = [_h(x) for x in p["frames"]]
+    assert [len(x) for x in f] == [18, 18, 18, 18]
+    got = [
+        pairing.encode_pub(frames.PAIR_PUB, 0, phone_pub),
+        pairing.encode_pub(frames.PAIR_PUB, 1, phone_pub),
+        pairing.encode_pub(frames.BAND_PUB, 0, band_pub),
+        pairing.encode_pub(frames.BAND_PUB, 1, band_pub),
+    ]
+    assert got == f
+    # the band's side: both halves in either order, then the phone's PairConfirm
+    secret = _h(p["band_secret"])
+    band = pairing.BandPairing(secret)
+    assert not band.on_pub(f[1]) and band.on_pub(f[0])
+    steps = 0
+    while not band.work(40):
+        steps += 1
+    assert steps == 13, steps  # two ladders of 255 steps, 40 at a time
+    assert list(band.frames()) == f[2:]
+    confirm = next(v for v in V["special"] if v["type"] == "PairConfirm")
+    assert band.finish(_h(confirm["hex"]), BAND_NONCE) == (key, PHONE_NONCE)
+    _expect_error(band.on_pub, f[0], "a third PubPair", "Malformed")
+
+
+def case_low_order_public_keys_are_refused():
+    zero = bytes(32)
+    band = pairing.BandPairing(bytes(range(1, 33)))
+    band.on_pub(pairing.encode_pub(frames.PAIR_PUB, 0, zero))
+    assert band.on_pub(pairing.encode_pub(frames.PAIR_PUB, 1, zero))
+
+    def finish(n):
+        while not band.work(n):
+            pass
+
+    _expect_error(finish, 600, "u = 0", "Malformed")
+    assert not band.band_pub
+    _expect_error(
+        lambda s: pairing.band_key(s, BAND_NONCE, PHONE_NONCE, zero, zero), zero, "S = 0", "Malformed"
+    )
+
+
+def case_payloads_are_not_readable():
+    """Two identical messages never look alike, and no field appears in clear."""
+    import struct
+
+    band = _session(frames.BAND)
+    seen = []
+    for _ in range(8):
+        data = band.seal(frames.Press(7, frames.GESTURE_TAP, 3, 0, 0, 50))
+        clear = struct.pack("<HBBHHB", 7, frames.GESTURE_TAP, 3, 0, 0, 50)
+        assert data[5:14] != clear
+        seen.append(data[5:14])
+    assert len(set(seen)) == len(seen)
+    for v in V["valid"]:
+        if v["fields"]:
+            data = _h(v["hex"])
+            fmt = {
+                "AuthOk": "<BBB",
+                "Press": "<HBBHHB",
+                "Felt": "<H",
+                "Status": "<BBHH",
+                "Play": "<BBBBH",
+                "Ack": "<H",
+                "SetTime": "<Ih",
+                "SetConfig": "<BH",
+                "Identify": "<B",
+            }[v["type"]]
+            assert data[5:-4] != struct.pack(fmt, *v["fields"]), v["name"]

@@ -1,7 +1,7 @@
 """The phone's side of the BLE link to a band, on bleak's public API only.
 
     scan_bands()  find bands nearby (signal, pairing window open?, which of ours it is)
-    pair_band()   write a fresh band key inside the band's 5 s-hold pairing window and prove it
+    pair_band()   agree a band key with the band (X25519) inside its 5 s-hold pairing window
     BandLink      keep one paired band connected: authenticate, store and acknowledge presses
                   exactly once, send Play / SetTime / Identify, follow battery and link state
 
@@ -34,9 +34,10 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from hugapp.core.store import Band, Store
-from hugproto import adv, frames, gatt
+from hugproto import adv, frames, gatt, pairing
 from hugproto.errors import ProtocolError
 from hugproto.mac import Hmac
 
@@ -59,8 +60,28 @@ class PairingWindowClosed(BandLinkError):
     pass
 
 
+class PairingTaken(BandLinkError):
+    """Another device completed a pairing with this band in the same window."""
+
+
 class BandUnavailable(BandLinkError):
     pass
+
+
+class ProtocolMismatch(BandLinkError):
+    pass
+
+
+TAKEN_MESSAGE = (
+    "another device paired with this band just now: hold the heart 10 s to reset it, then pair again"
+)
+# A band stops advertising while a device is connected to it: a stranger that paired and stays
+# connected makes it silent, so "not in range" would not be the whole truth.
+_UNHEARD = (
+    "the band at {} is silent: it is out of range, or another device is connected to it. If it buzzed"
+    " a wave and pulses without your phone pairing, another device paired with it: hold the heart 10 s"
+    " to reset it, then pair again"
+)
 
 
 class HandshakeFailed(BandLinkError):
@@ -92,6 +113,7 @@ class FoundBand:
     pairing_open: bool
     paired: bool
     band_id: str = ""
+    code: int = 0  # after pair_band: how many times the band buzzed to confirm (2..5)
 
 
 class LinkState(enum.Enum):
@@ -222,6 +244,12 @@ class _Channel:
         data = bytes(await self.client.read_gatt_char(self.state))
         if not data:  # the band writes it (and notifies) once it has handled the connection
             data = await asyncio.wait_for(self.states.get(), HANDSHAKE_TIMEOUT_S)
+        if data[0] >> 5 != frames.VERSION:
+            older = data[0] >> 5 < frames.VERSION
+            raise ProtocolMismatch(
+                f"the band speaks protocol {data[0] >> 5}, this app {frames.VERSION}: "
+                + ("update the band's firmware (hugbutton band flash)" if older else "update this app")
+            )
         return frames.decode_state(data, key)
 
     async def write(self, data: bytes) -> None:
@@ -230,6 +258,9 @@ class _Channel:
     async def authenticate(self, key: bytes, nonce: bytes) -> tuple[frames.Session, frames.AuthOk]:
         auth, session = frames.phone_session(key, nonce, os.urandom(frames.NONCE_LEN))
         await self.write(auth)
+        return session, await self.await_auth_ok(session)
+
+    async def await_auth_ok(self, session: frames.Session) -> frames.AuthOk:
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
         while True:
             remaining = deadline - time.monotonic()
@@ -242,7 +273,7 @@ class _Channel:
                 log.warning("ignoring a frame before AuthOk: %s", exc)
                 continue
             if isinstance(msg, frames.AuthOk):
-                return session, msg
+                return msg
 
 
 async def find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice | None:
@@ -291,33 +322,97 @@ async def pair_band(
     timeout: float = 15.0,
 ) -> FoundBand:
     """Pair (or re-pair) the band advertising at `address` (as a scan found it), whose pairing window
-    the wearer has opened. A band this companion had already keeps its id (and history)."""
+    the wearer has opened. A band this companion had already keeps its id (and history).
+
+    The key is agreed by X25519 and never crosses the air. The band buzzes ``code`` times after a
+    rising wave to confirm; show the number so the parent can check it was their band that buzzed.
+    Raises PairingTaken when another device paired with the band in this window first.
+    """
+    deadline = time.monotonic() + timeout
     found = await _find_at(config, address, timeout)
     if found is None:
-        raise BandNotFound(f"no band at {address} is in range: bring it closer and try again")
+        raise BandNotFound(_UNHEARD.format(address))
     before = _ours(store, *found)
     device = found[0]
+    while True:
+        try:
+            return await _pair_once(config, store, device, before, name, timeout)
+        except (BleakError, TimeoutError, OSError) as exc:
+            # the band serves one connection at a time: another device may hold it right now
+            if time.monotonic() > deadline:
+                raise BandUnavailable(f"could not pair with the band: {exc}") from None
+            log.info("pairing %s: %s; trying again", address, exc)
+            await asyncio.sleep(0.5)
+            again = await _find_at(config, address, max(0.5, deadline - time.monotonic()))
+            if again is None:
+                raise BandNotFound(_UNHEARD.format(address)) from None
+            device = again[0]
+
+
+async def _pair_once(
+    config: BleConfig, store: Store, device: BLEDevice, before: Band | None, name: str | None, timeout: float
+) -> FoundBand:
     async with BleakClient(device, timeout=timeout, **config.client_kwargs()) as client:
         channel = _Channel(client)
         await channel.subscribe()
         state = await channel.read_state(None)
         if not state.flags & frames.FLAG_PAIRING_OPEN:
+            if state.flags & frames.FLAG_JUST_PAIRED:
+                raise PairingTaken(TAKEN_MESSAGE)
             raise PairingWindowClosed("hold your band's heart for 5 seconds until it buzzes, then try again")
-        key = os.urandom(frames.KEY_LEN)
-        await channel.write(frames.encode_pair_key(key, state.nonce))
+        secret = X25519PrivateKey.generate()
+        phone_pub = secret.public_key().public_bytes_raw()
+        for half in (0, 1):
+            await channel.write(pairing.encode_pub(frames.PAIR_PUB, half, phone_pub))
+        band_pub = await _band_pub(channel)
+        if band_pub is None:
+            raise await _why_not_paired(channel)
         try:
-            await channel.authenticate(key, state.nonce)
+            shared = secret.exchange(X25519PublicKey.from_public_bytes(band_pub))
+            nonce = os.urandom(frames.NONCE_LEN)
+            key = pairing.band_key(shared, state.nonce, nonce, phone_pub, band_pub)
+        except (ValueError, ProtocolError):
+            raise HandshakeFailed("the band sent an invalid public key: is it a Hug band?") from None
+        await channel.write(pairing.encode_confirm(key, state.nonce, nonce))
+        session = frames.Session(key, state.nonce, nonce, frames.PHONE)
+        try:
+            await channel.await_auth_ok(session)
         except (TimeoutError, HandshakeFailed):
-            raise PairingWindowClosed(
-                "the band did not take the new key: hold its heart for 5 seconds again"
-            ) from None
+            raise await _why_not_paired(channel) from None
         bid = before.band_id if before is not None else band_id(key)
         band_name = name or (before.name if before is not None else NEW_BAND_NAME)
         store.save_band(bid, band_name, key)
         battery = await _read_battery(client)
         store.band_seen(bid, battery)
-        log.info("paired band %s (%s) at %s", band_name, bid, address)
-        return FoundBand(address, band_name, 0, False, True, bid)
+        code = frames.pairing_code(key)
+        log.info("paired band %s (%s) at %s; it buzzed %d times", band_name, bid, device.address, code)
+        return FoundBand(device.address, band_name, 0, False, True, bid, code)
+
+
+async def _band_pub(channel: _Channel) -> bytes | None:
+    """The band's public key from its two BandPub notifications; None if it does not send them."""
+    halves = pairing.PubHalves()
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            data = await asyncio.wait_for(channel.events.get(), remaining)
+        except TimeoutError:
+            return None
+        try:
+            if halves.add(*pairing.decode_pub(data, frames.BAND_PUB)):
+                return bytes(halves.pub)
+        except ProtocolError as exc:
+            log.warning("ignoring a frame while pairing: %s", exc)
+    return None
+
+
+async def _why_not_paired(channel: _Channel) -> BandLinkError:
+    """The band refused: say why, from its state now."""
+    with contextlib.suppress(BleakError, TimeoutError, ProtocolError, BandLinkError):
+        state = await channel.read_state(None)
+        if state.flags & frames.FLAG_JUST_PAIRED:
+            return PairingTaken(TAKEN_MESSAGE)
+    return PairingWindowClosed("the band did not take the new key: hold its heart for 5 seconds again")
 
 
 async def _read_battery(client: BleakClient) -> int | None:
@@ -517,6 +612,7 @@ class BandLink:
         return token
 
     async def identify(self, seconds: int = 3) -> None:
+        """The band buzzes a rising wave and its pairing code's pulses (as when it paired) and blinks."""
         await self._send(frames.Identify(seconds))
 
     async def forget(self) -> None:

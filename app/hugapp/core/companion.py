@@ -1,7 +1,7 @@
 """One companion (a phone, or a home gateway): its bands, its circles, the relay and the router.
 
     async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
-        band_id = await phone.pair_band(address)   # as a scan found it; the wearer held the heart 5 s
+        band_id = (await phone.pair_band(address)).band_id   # as a scan found it; the wearer held the heart 5 s
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
@@ -218,9 +218,10 @@ class Companion:
     ) -> list[bandlink.FoundBand]:
         return await bandlink.scan_bands(self.ble, timeout, progress, self.store.bands())
 
-    async def pair_band(self, address: str, name: str | None = None) -> str:
+    async def pair_band(self, address: str, name: str | None = None) -> bandlink.FoundBand:
         """Pair the band advertising at ``address`` (as a scan found it) whose heart was held for 5 s;
-        keeps it connected from then on. Returns its band id."""
+        keeps it connected from then on. Returns it: its band id, and how many times it buzzed to
+        confirm (2..5), for the parent to check it was theirs."""
         ours = await bandlink.recognise(self.ble, self.store, address)
         link = await self._stop_link(ours) if ours else None  # re-pairing one of ours: off the air first
         try:
@@ -230,7 +231,7 @@ class Companion:
                 self._start_link(link.band_id)
         self._start_link(found.band_id)
         self._changed()
-        return found.band_id
+        return found
 
     async def forget_band(self, band_id: str) -> None:
         link = self.links.get(band_id)

@@ -103,7 +103,7 @@ async def _setup(day: Day, people: dict[str, Person]) -> None:
         day.say("07:40", f"{p.name} holds the heart of her new band for 5 seconds: the pairing window opens")
         await day.control.hold(p.band.address, PAIR_HOLD_MS)
         on_air = await day.control.air_address(p.band.address)  # what the phone's scan shows
-        p.band_id = await p.phone.pair_band(on_air, f"{p.name}'s band")
+        p.band_id = (await p.phone.pair_band(on_air, f"{p.name}'s band")).band_id
         day.say(
             "07:41", f"{p.name}'s phone pairs it (band {p.band_id}, on the air at {on_air}) with a fresh key"
         )

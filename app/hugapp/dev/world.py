@@ -124,7 +124,7 @@ class World:
         """The wearer holds the heart for 5 s (the pairing window opens), then the phone pairs it."""
         await self.control.hold(person.band.address, PAIR_HOLD_MS)
         on_air = await self.control.air_address(person.band.address)  # what the phone's scan shows
-        person.band_id = await person.phone.pair_band(on_air, f"{person.name}'s band")
+        person.band_id = (await person.phone.pair_band(on_air, f"{person.name}'s band")).band_id
 
     async def link(self, offerer: Person, joiner: Person) -> None:
         """One phone shows a link code, the other types it; both end up in one family."""

@@ -112,14 +112,17 @@ class BandsActions:
                 deadline = asyncio.get_running_loop().time() + PAIR_RETRY_SECONDS
                 while True:
                     try:
-                        await s.api.pair_band(address, label)
+                        paired = await s.api.pair_band(address, label)
                         break
                     except bandlink.PairingWindowClosed:
                         if asyncio.get_running_loop().time() > deadline:
                             raise
                         await asyncio.sleep(1.0)
                 self.pair_message = ""
-                s.notice = f"{label} is paired"
+                s.notice = (
+                    f"{label} is paired: it buzzed {paired.code} times after a wave. "
+                    "If it did not, another band took the pairing: hold its heart 10 s and pair again"
+                )
                 self.found = {k: b for k, b in self.found.items() if b.address != address}
             finally:
                 self.pairing = ""

@@ -148,6 +148,8 @@ ERRORS: dict[str, type[Exception]] = {
         bandlink.BandLinkError,
         bandlink.BandNotFound,
         bandlink.PairingWindowClosed,
+        bandlink.PairingTaken,
+        bandlink.ProtocolMismatch,
         bandlink.BandUnavailable,
         bandlink.HandshakeFailed,
         linking.LinkError,

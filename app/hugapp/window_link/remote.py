@@ -142,7 +142,7 @@ class RemoteCompanion:
     ) -> list[FoundBand]:
         return await self._act("scan", progress, timeout=timeout)
 
-    async def pair_band(self, address: str, name: str | None = None) -> str:
+    async def pair_band(self, address: str, name: str | None = None) -> FoundBand:
         return await self._act("pair_band", address=address, name=name)
 
     async def forget_band(self, band_id: str) -> None:

@@ -258,9 +258,10 @@ async def two_phones(w: World) -> None:
     async def scenario(app: HugApp) -> None:
         await asyncio.gather(w.control.hold(mum_band, PAIR_HOLD_MS), w.control.hold(mia_band, PAIR_HOLD_MS))
         on_air = [await w.control.air_address(b) for b in (mum_band, mia_band)]
-        ids = await asyncio.gather(
+        paired = await asyncio.gather(
             mum.pair_band(on_air[0], "Mum's band"), mia.pair_band(on_air[1], "Mia's band")
         )
+        ids = [p.band_id for p in paired]
 
         await go(app, "link")
         await frames(4)
@@ -342,7 +343,7 @@ async def sim_band_window(w: World) -> None:
         Window.dispatch("on_key_down", 32, 0, " ", [])  # space bar held 5.3 s: the pairing window
         await asyncio.sleep(PAIR_HOLD_MS / 1000)
         Window.dispatch("on_key_up", 32, 0)
-        band_id = await phone.pair_band(await w.control.air_address(address), "Mia's band")
+        band_id = (await phone.pair_band(await w.control.air_address(address), "Mia's band")).band_id
         await until(lambda: phone.connected(band_id), 30, "connected")
         await asyncio.sleep(1.5)
         buzzes = app.buzzes

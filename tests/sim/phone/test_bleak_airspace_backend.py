@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 
+import pairkit
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -28,7 +29,7 @@ from bleak.exc import (
 )
 
 from hugapp.core.bandlink import BleConfig, find_band
-from hugproto import frames, gatt
+from hugproto import frames, gatt, pairing
 from hugproto.adv import COMPANY_ID, TOKEN_LEN
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
@@ -185,8 +186,10 @@ def test_gatt_notify_errors_and_dropped_link(tmp_path: Path) -> None:
             assert len(st.nonce) == frames.NONCE_LEN
             assert not st.flags & frames.FLAG_PAIRED
 
-            # a write the band accepts at the GATT level (a key outside the pairing window: ignored)
-            await client.write_gatt_char(command, frames.encode_pair_key(os.urandom(16), st.nonce), True)
+            # a write the band accepts at the GATT level (a key exchange outside the pairing window: ignored)
+            await client.write_gatt_char(
+                command, pairing.encode_pub(frames.PAIR_PUB, 0, os.urandom(32)), True
+            )
             # ATT errors come back as bleak's own
             with pytest.raises(BleakGATTProtocolError) as refused:
                 await client.write_gatt_char(gatt.uuid16_str(gatt.BATTERY_LEVEL_UUID), b"\x05", True)
@@ -297,7 +300,6 @@ def test_two_bands_and_a_scan_on_one_radio(tmp_path: Path) -> None:
 
 def test_pairing_handshake_through_bleak(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(frames.KEY_LEN)
         await w.control.hold(w.address, PAIR_HOLD_MS)
         device = None
         async with BleakScanner(backend=w.scanner, service_uuids=[gatt.HUG_SERVICE_UUID]) as scanner:
@@ -318,9 +320,13 @@ def test_pairing_handshake_through_bleak(tmp_path: Path) -> None:
             await client.start_notify(gatt.EVENT_CHAR_UUID, lambda _c, d: events.put_nowait(bytes(d)))
             st = await _state(client, states)
             assert st.flags & frames.FLAG_PAIRING_OPEN
-            await client.write_gatt_char(gatt.COMMAND_CHAR_UUID, frames.encode_pair_key(key, st.nonce), True)
-            auth, session = frames.phone_session(key, st.nonce, os.urandom(frames.NONCE_LEN))
-            await client.write_gatt_char(gatt.COMMAND_CHAR_UUID, auth, True)
+
+            async def write(data: bytes) -> None:
+                await client.write_gatt_char(gatt.COMMAND_CHAR_UUID, data, True)
+
+            key, session = await pairkit.pair(
+                write, lambda: asyncio.wait_for(events.get(), STEP_TIMEOUT), st.nonce
+            )
             ok = session.open(await asyncio.wait_for(events.get(), STEP_TIMEOUT))
             assert isinstance(ok, frames.AuthOk)
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import pairkit
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -196,7 +197,6 @@ async def read_state(client: BleakClient, notes: Notifications, key: bytes | Non
 
 def test_pairing_handshake_link_drop_and_reconnect_through_bluez(tmp_path: Path) -> None:
     async def scenario(w: World) -> None:
-        key = os.urandom(frames.KEY_LEN)
         await w.control.hold(w.address, PAIR_HOLD_MS)  # opens the pairing window
         dropped = asyncio.Event()
         client = BleakClient(w.seen_at, disconnected_callback=lambda _c: dropped.set(), timeout=10)
@@ -205,11 +205,11 @@ def test_pairing_handshake_link_drop_and_reconnect_through_bluez(tmp_path: Path)
             notes = await subscribed(client)
             state = await read_state(client, notes, None)
             assert state.flags & frames.FLAG_PAIRING_OPEN
-            await client.write_gatt_char(
-                gatt.COMMAND_CHAR_UUID, frames.encode_pair_key(key, state.nonce), response=True
-            )
-            auth, session = frames.phone_session(key, state.nonce, os.urandom(frames.NONCE_LEN))
-            await client.write_gatt_char(gatt.COMMAND_CHAR_UUID, auth, response=True)
+
+            async def write(data: bytes) -> None:
+                await client.write_gatt_char(gatt.COMMAND_CHAR_UUID, data, response=True)
+
+            key, session = await pairkit.pair(write, lambda: notes.next(gatt.EVENT_CHAR_UUID), state.nonce)
             rejected: list[str] = []
             while True:
                 try:
