@@ -1,10 +1,9 @@
 """A listener and a thief in radio range, against the real firmware on a virtual band.
 
 Every byte the simulated radio carries between the band and any phone (reads, writes and
-notifications, as a sniffer would see them) is captured by a hook on the airspace in this test
-(not in product code). Protocol 1 failed all three: the band key crossed the air in clear at
-pairing, payloads were readable, and a stranger who paired first left the parent's app saying
-"no band ... is in range" and nothing else.
+notifications, as a sniffer would see them) comes from the airspace's passive recorder. Protocol 1
+failed all three: the band key crossed the air in clear at pairing, payloads were readable, and a
+stranger who paired first left the parent's app saying "no band ... is in range" and nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import asyncio
 import hmac
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from minimal_phone import Phone
@@ -22,49 +22,29 @@ from hugapp.core import bandlink
 from hugapp.core.store import Store
 from hugproto import frames, patterns
 from hugproto.errors import ProtocolError
-from hugsim.airspace import Airspace
 from hugsim.phone.bleak_backend import airspace_backend
 
 RESET_HOLD_MS = 10_300
 
 
-class Sniffer:
-    """Every value read, written or notified over the airspace, in order."""
+_CARRIED = ("read_rsp", "write", "write_cmd", "notify", "indicate")
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.air: list[tuple[str, bytes]] = []
-        read, write, notify = Airspace._read, Airspace._write, Airspace._notify  # pyright: ignore[reportPrivateUsage]
 
-        async def on_read(srv: Airspace, conn: object, handle: int) -> bytes:
-            value = await read(srv, conn, handle)  # pyright: ignore[reportArgumentType]
-            self.air.append(("read", bytes(value)))
-            return value
+def _sniffed(entries: list[dict[str, Any]]) -> list[bytes]:
+    """Every value read, written or notified, in order, from the airspace's passive recorder."""
+    return [bytes.fromhex(e["value"]) for e in entries if e["kind"] in _CARRIED]
 
-        async def on_write(srv: Airspace, conn: object, handle: int, value: bytes, response: bool) -> None:
-            self.air.append(("write", bytes(value)))
-            await write(srv, conn, handle, value, response)  # pyright: ignore[reportArgumentType]
 
-        def on_notify(srv: Airspace, conn: object, handle: int, value: bytes, indicate: bool) -> None:
-            self.air.append(("notify", bytes(value)))
-            notify(srv, conn, handle, value, indicate)  # pyright: ignore[reportArgumentType]
-
-        monkeypatch.setattr(Airspace, "_read", on_read)
-        monkeypatch.setattr(Airspace, "_write", on_write)
-        monkeypatch.setattr(Airspace, "_notify", on_notify)
-
-    def values(self) -> list[bytes]:
-        return [v for _, v in self.air]
-
-    def session_frames(self) -> list[bytes]:
-        out: list[bytes] = []
-        for v in self.values():
-            try:
-                kind = frames.frame_kind(v)
-            except ProtocolError:
-                continue
-            if kind not in (frames.STATE, frames.AUTH, frames.PAIR_PUB, frames.BAND_PUB, frames.PAIR_CONFIRM):
-                out.append(v)
-        return out
+def _session_frames(values: list[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for v in values:
+        try:
+            kind = frames.frame_kind(v)
+        except ProtocolError:
+            continue
+        if kind not in (frames.STATE, frames.AUTH, frames.PAIR_PUB, frames.BAND_PUB, frames.PAIR_CONFIRM):
+            out.append(v)
+    return out
 
 
 def _windows(data: bytes, n: int) -> list[bytes]:
@@ -113,21 +93,20 @@ class Recording:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     """A pairing and a short day on one band, as a sniffer in range recorded them."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        sniffer = Sniffer(monkeypatch)
-        result: list[Recording] = []
+    result: list[Recording] = []
 
-        async def scenario(w: World) -> None:
-            owner = await w.paired_phone()
-            await asyncio.sleep(2.5)
-            got = await _day(w, owner)
-            result.append(Recording(sniffer.values(), sniffer.session_frames(), owner.key, got))
+    async def scenario(w: World) -> None:
+        owner = await w.paired_phone()
+        await asyncio.sleep(2.5)
+        got = await _day(w, owner)
+        captured = _sniffed(await w.control.recording())
+        result.append(Recording(captured, _session_frames(captured), owner.key, got))
 
-        async def main() -> None:
-            async with world(tmp_path_factory.mktemp("band")) as w:
-                await asyncio.wait_for(scenario(w), 120)
+    async def main() -> None:
+        async with world(tmp_path_factory.mktemp("band")) as w:
+            await asyncio.wait_for(scenario(w), 120)
 
-        asyncio.run(main())
+    asyncio.run(main())
     rec = result[0]
     presses = [m for m in rec.got if isinstance(m, frames.Press)]
     assert [(p.gesture, p.value) for p in presses][:2] == [(frames.GESTURE_TAP, 1), (frames.GESTURE_TAP, 3)]
@@ -189,7 +168,7 @@ def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> Non
         await w.control.hold(w.address, PAIR_HOLD_MS)  # the parent opens the window
         await asyncio.sleep(1.0)  # the window's own buzz is over
         buzzes = await w.motor_on_count()
-        stranger = Phone(w.central, w.address)  # ... and a stranger in range is quicker
+        stranger = Phone(w.central, w.on_air)  # ... and a stranger in range is quicker
         await stranger.connect()
         stolen = await stranger.pair()
         await asyncio.sleep(3.0)
@@ -197,14 +176,15 @@ def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> Non
         assert await w.motor_on_count() - buzzes == 1 + stranger.code
         # while it stays connected the band is silent: the app does not blame the range alone
         with pytest.raises(bandlink.BandNotFound, match="another device is connected to it"):
-            await bandlink.pair_band(config, parent, w.address, timeout=3)
+            await bandlink.pair_band(config, parent, await w.on_air(), timeout=3)
         await stranger.disconnect()
+        await asyncio.sleep(1.0)  # once the link is gone the band moves to a new address (its key changed)
         # the parent's app says what happened (it said "no band ... in range" before)
         with pytest.raises(bandlink.PairingTaken, match="another device paired with this band just now"):
-            await bandlink.pair_band(config, parent, w.address)
+            await bandlink.pair_band(config, parent, await w.control.wait_advertising(w.address))
         assert parent.bands() == []
         # a second try by the stranger in the same window is refused too (one pairing per window)
-        again = Phone(w.central, w.address)
+        again = Phone(w.central, w.on_air)
         await again.connect()
         state = await again.state(stolen)
         assert state.flags & frames.FLAG_JUST_PAIRED
@@ -214,10 +194,10 @@ def test_a_stranger_who_pairs_first_is_noticed_and_undone(tmp_path: Path) -> Non
         await w.control.hold(w.address, RESET_HOLD_MS)
         await asyncio.sleep(3.0)  # the band resets and boots
         await w.control.hold(w.address, PAIR_HOLD_MS)
-        found = await bandlink.pair_band(config, parent, w.address)
+        found = await bandlink.pair_band(config, parent, await w.control.wait_advertising(w.address))
         assert 2 <= found.code <= 5
-        assert parent.band(w.address).key != stolen
-        thief = Phone(w.central, w.address)
+        assert parent.band(found.band_id).key != stolen
+        thief = Phone(w.central, w.on_air)
         await thief.connect()
         with pytest.raises(ProtocolError):
             await thief.state(stolen)  # the band's State is MACed under the parent's key now

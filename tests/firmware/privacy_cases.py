@@ -11,7 +11,7 @@ from hugproto.mac import Hmac
 
 MP_LIBS = ["tests/firmware/bandday.py"]
 
-KEY = b"0123456789abcdef"
+KEY = b"0123456789abcdef"  # the phone's placeholder until pairing agrees the band key
 ROTATE_S = 60
 
 
@@ -34,8 +34,7 @@ def _pair(h, rng):
     h.run(1000)
     phone = FakePhone(KEY, rng)
     h.connect(phone)
-    phone.pair(h)
-    phone.auth(h)
+    assert phone.pair(h)  # the session is open under the agreed key (phone.key)
     assert phone.authed
     h.run(1500)
     return phone
@@ -57,27 +56,26 @@ def case_the_first_advert_comes_from_a_fresh_address_with_its_token():
 
 def case_address_and_token_change_together_every_period():
     h, rng = _band()
-    phone = _pair(h, rng)
+    key = _pair(h, rng).key
     h.disconnect()
     h.run(100)
     seen = [(h.addresses[-1], adv.hug_token(h.advert))]
-    assert seen[0][1] == _expect(h, KEY)  # the owner recognises it
-    del phone
+    assert seen[0][1] == _expect(h, key)  # the owner recognises it
     for _ in range(4):
         _wait(h, ROTATE_S * 1000)
         seen.append((h.addresses[-1], adv.hug_token(h.advert)))
-        assert seen[-1][1] == _expect(h, KEY)
+        assert seen[-1][1] == _expect(h, key)
     assert len({a for a, _ in seen}) == 5 and len({t for _, t in seen}) == 5
 
 
 def case_pairing_moves_to_a_new_address_and_the_new_keys_token():
     h, rng = _band()
     before = h.addresses[-1]
-    _pair(h, rng)
+    key = _pair(h, rng).key
     h.disconnect()
     h.run(100)
     assert h.addresses[-1] != before
-    assert adv.hug_token(h.advert) == _expect(h, KEY)
+    assert adv.hug_token(h.advert) == _expect(h, key)
     assert adv.hug_state(h.advert) == frames.FLAG_PAIRED
 
 

@@ -70,7 +70,9 @@ def test_window_is_a_client_of_the_one_companion_the_service_owns(tmp_path: Path
                 assert world.broker_url is not None
                 service = await start_service(world.air, world.broker_url, tmp_path / "mum")
                 await control.hold(mia_band.address, PAIR_HOLD_MS)
-                mia_id = (await mia.pair_band(await control.air_address(mia_band.address), "Mia's band")).band_id
+                mia_id = (
+                    await mia.pair_band(await control.air_address(mia_band.address), "Mia's band")
+                ).band_id
 
                 remote = await RemoteCompanion.connect(tmp_path / "mum", on_change=changed.set, timeout=30)
                 async with remote:

@@ -1,7 +1,7 @@
 """One companion (a phone, or a home gateway): its bands, its circles, the relay and the router.
 
     async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
-        band_id = (await phone.pair_band(address)).band_id   # as a scan found it; the wearer held the heart 5 s
+        band = await phone.pair_band(address)  # as a scan found it; the wearer held the heart 5 s
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
