@@ -9,7 +9,9 @@ The shell (hugband.app / ble) owns the radio and the pins. It feeds events in an
         a = core.pop_action()
         while a is not None: perform(a); a = core.pop_action()
     from the (queued, not IRQ-context) BLE events:
-        core.on_connect(conn, now) / core.on_disconnect(conn, now) / core.on_command(conn, data, now)
+        core.on_connect(conn, now, addr) / core.on_disconnect(conn, now) / core.on_command(conn, data, now)
+    every second: check that ``core.link`` (if not None) is still a link of the BLE stack, report it
+        with on_disconnect if not, and disconnect it again if ``core.link_dropped``
     every ~60 s: core.on_battery(millivolts, now)
 
 Actions are tuples whose first item is one of the A_* kinds:
@@ -36,9 +38,18 @@ Security rules enforced here:
 - Nothing but AUTH and PAIR_KEY is accepted before AUTH succeeds; an unpaired band refuses AUTH.
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
 - A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
-  frame disconnects it; a connection not authenticated after ``_AUTH_TIMEOUT_MS`` (5 s) is dropped.
+  frame disconnects it. Strangers cost the owner little:
+  - a connection not authenticated ``_AUTH_TIMEOUT_MS`` (1 s) after it came is dropped (the owner's
+    phone sends Auth within ~0.1 s); a central dropped so comes back with ``_AUTH_SECOND_MS`` (4 s)
+    once, so a slow phone still gets in (the last ``_LATE_SLOTS`` such addresses are kept);
+  - a failed Auth drops the connection at once (one guess per connection), and the band stops
+    advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
+    until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
 - Events (AuthOk, Press, Felt, Status) are sent only on an authenticated connection. One connection
-  at a time: another central connecting meanwhile is disconnected at once.
+  at a time: another central connecting meanwhile is disconnected at once, and so is one that writes
+  while the band never heard it connect (its connect IRQ was lost).
+- With no link the band advertises, and says so again every ``_ADV_REFRESH_MS``: a connect the stack
+  made but never reported (it stops advertising) cannot leave the band silent.
 """
 
 import struct
@@ -81,7 +92,15 @@ FIRMWARE = const(1)
 
 _ACTIONS = const(32)
 _PAIRING_WINDOW_MS = const(60000)
-_AUTH_TIMEOUT_MS = const(5000)
+_AUTH_TIMEOUT_MS = const(1000)
+_AUTH_SECOND_MS = const(4000)
+_LATE_SLOTS = const(8)
+_LATE_WAITING = const(1)  # timed out once: the next connection from there gets _AUTH_SECOND_MS
+_LATE_USED = const(2)  # had its second window: short ones again until its slot is reused
+_ADDR_LEN = const(6)
+_PAUSE_MS = const(125)
+_PAUSE_MAX_MS = const(500)
+_ADV_REFRESH_MS = const(3000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
 _SEND_BURST = const(4)
@@ -100,10 +119,12 @@ _KEY_FILE = const(25)
 
 
 class _Conn:
-    def __init__(self, handle, nonce: bytes, now_ms: int) -> None:
+    def __init__(self, handle, nonce: bytes, now_ms: int, addr, window_ms: int) -> None:
         self.handle = handle
         self.nonce = nonce
+        self.addr = addr  # the central's address (bytes) or None
         self.t0 = now_ms
+        self.window_ms = window_ms  # to authenticate in
         self.session: "frames.Session | None" = None
         self.dead = False  # we asked the shell to disconnect it
         self.bad = 0
@@ -126,6 +147,8 @@ class BandLogic:
         self.storage_errors = 0
         self.felt_lost = 0
         self.presses = 0
+        self.auth_failures = 0  # wrong Auth tags (guesses), each dropped its connection
+        self.auth_timeouts = 0
         # parts
         self.gestures = button.Gestures()
         self.touch = None
@@ -158,6 +181,12 @@ class BandLogic:
         self.tz_minutes = 0
         self._resetting = False
         self._asleep = False
+        self._fails = 0  # failed Auths since the last good one
+        self._adv_after = now_ms  # no advertising before this (the pause after a failed Auth)
+        self._adv_at = now_ms  # when advertising was last (re)started
+        self._late = bytearray(_LATE_SLOTS * _ADDR_LEN)
+        self._late_state = bytearray(_LATE_SLOTS)
+        self._late_next = 0
         self._flags_sent = -1
         self._battery_sent = -1
         # boot
@@ -189,6 +218,16 @@ class BandLogic:
     @property
     def connected(self) -> bool:
         return self._conn is not None
+
+    @property
+    def link(self):
+        """The connection handle the band holds (to check against the BLE stack), or None."""
+        return None if self._conn is None else self._conn.handle
+
+    @property
+    def link_dropped(self) -> bool:
+        """The band asked to drop its link and still holds it: ask again."""
+        return self._conn is not None and self._conn.dead
 
     @property
     def busy(self) -> bool:
@@ -247,13 +286,20 @@ class BandLogic:
             self._push(A_BATTERY, self.battery.percent, 0)
         self._flags_changed(now_ms)
 
-    def on_connect(self, conn, now_ms: int) -> None:
+    def on_connect(self, conn, now_ms: int, addr=None) -> None:
+        """A central connected; ``addr`` is its address (6 bytes), if the stack told it."""
         self.policy.activity(now_ms)
         if self._conn is not None:
             self.rejected += 1
             self._push(A_DISCONNECT, conn, 0)
             return
-        c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms)
+        addr = None if addr is None else bytes(addr)
+        window = _AUTH_TIMEOUT_MS
+        i = self._late_slot(addr)
+        if i >= 0 and self._late_state[i] == _LATE_WAITING:
+            self._late_state[i] = _LATE_USED
+            window = _AUTH_SECOND_MS
+        c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms, addr, window)
         self._conn = c
         self.led.connected = True
         self.meter.set_state(power.CONNECTED, now_ms)
@@ -268,7 +314,10 @@ class BandLogic:
         self.led.connected = False
         self.policy.activity(now_ms)
         self.backoff.kick(now_ms)
-        self._advertise(now_ms)
+        if diff(now_ms, self._adv_after) >= 0:
+            self._advertise(now_ms)
+        else:
+            self._adv_at = add(now_ms, -_ADV_REFRESH_MS)  # poll starts it once the pause is over
         self.meter.set_state(power.ADVERTISING, now_ms)
 
     def on_command(self, conn, data, now_ms: int) -> None:
@@ -276,6 +325,8 @@ class BandLogic:
         c = self._conn
         if c is None or c.handle != conn or c.dead:
             self.rejected += 1
+            if c is None or c.handle != conn:  # a link the band never heard connect: drop it
+                self._push(A_DISCONNECT, conn, 0)
             return
         data = bytes(data)
         try:
@@ -323,15 +374,19 @@ class BandLogic:
             if c.dead:
                 pass
             elif c.session is None:
-                if diff(now_ms, c.t0) >= _AUTH_TIMEOUT_MS:
+                if diff(now_ms, c.t0) >= c.window_ms:
                     self.rejected += 1
+                    self.auth_timeouts += 1
+                    if c.window_ms == _AUTH_TIMEOUT_MS:
+                        self._remember_late(c.addr)
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
                 self._send_presses(c, now_ms)
-        else:
+        elif not self._asleep and diff(now_ms, self._adv_after) >= 0:
             interval = self.backoff.poll(now_ms)
-            if interval is not None and not self._asleep:
-                self._push(A_ADVERTISE, interval, encode_advertising(self.flags))
+            if interval is not None or diff(now_ms, self._adv_at) >= _ADV_REFRESH_MS:
+                self._adv_at = now_ms
+                self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(self.flags))
         self._flags_changed(now_ms)
         colour = self.led.poll(now_ms)
         if colour is not None:
@@ -362,7 +417,15 @@ class BandLogic:
             raise ProtocolError("unpaired band refuses Auth")
         if c.session is not None:
             raise ProtocolError("already authenticated")
-        c.session = frames.band_session(self._key, c.nonce, data)
+        try:
+            c.session = frames.band_session(self._key, c.nonce, data)
+        except ProtocolError:
+            self._auth_failed(c, now_ms)
+            return
+        self._fails = 0
+        i = self._late_slot(c.addr)
+        if i >= 0:
+            self._late_state[i] = 0
         c.progress_ms = now_ms
         # presses carry their age; after a reboot that needs the wall clock, which the phone sends
         # (SetTime) right after AuthOk: give it a moment before the first Press goes out
@@ -379,6 +442,33 @@ class BandLogic:
             self._notify(c, frames.Felt(token))
         if self._epoch_s:
             self._send_presses(c, now_ms)
+
+    def _auth_failed(self, c: _Conn, now_ms: int) -> None:
+        """A wrong guess: no second one on this link, and no new link for a while."""
+        self.rejected += 1
+        self.auth_failures += 1
+        self._drop(c)
+        pause = _PAUSE_MS << (self._fails if self._fails < 8 else 8)
+        self._fails += 1
+        self._adv_after = add(now_ms, pause if pause < _PAUSE_MAX_MS else _PAUSE_MAX_MS)
+
+    def _late_slot(self, addr) -> int:
+        if addr is None:
+            return -1
+        for i in range(_LATE_SLOTS):
+            a = i * _ADDR_LEN
+            if self._late_state[i] and self._late[a : a + _ADDR_LEN] == addr:
+                return i
+        return -1
+
+    def _remember_late(self, addr) -> None:
+        """A central too slow to authenticate in the short window gets a longer one next time."""
+        if addr is None or self._late_slot(addr) >= 0:  # known: waiting already, or had its chance
+            return
+        i = self._late_next
+        self._late_next = (i + 1) % _LATE_SLOTS
+        self._late[i * _ADDR_LEN : (i + 1) * _ADDR_LEN] = addr
+        self._late_state[i] = _LATE_WAITING
 
     def _on_pair_key(self, c: _Conn, data: bytes, now_ms: int) -> None:
         if not self._pairing:
@@ -567,11 +657,15 @@ class BandLogic:
         c = self._conn
         if c is not None:
             self._push(A_STATE, self._state_frame(c), 0)
-        elif not self._asleep:
+        elif not self._asleep and diff(now_ms, self._adv_after) >= 0:
+            self._adv_at = now_ms
             self._push(A_ADVERTISE, self.backoff.interval_ms, encode_advertising(f))
+        else:
+            self._adv_at = add(now_ms, -_ADV_REFRESH_MS)
 
     def _advertise(self, now_ms: int) -> None:
         self._asleep = False
+        self._adv_at = now_ms
         self.backoff.poll(now_ms)
         self._flags_sent = self.flags
         self.led.paired = self._key is not None

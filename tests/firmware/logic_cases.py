@@ -164,15 +164,104 @@ def case_out_of_range_play_is_rejected_not_played():
     assert h.motor_runs == runs and h.core.rejected == 1
 
 
-def case_unauthenticated_central_is_dropped_after_five_seconds():
+def case_unauthenticated_central_is_dropped_after_a_second():
     h, _ = paired()
     h.disconnect()
     idle = FakePhone(OTHER, Rng(3))
     h.connect(idle)
-    h.run(4900)
+    h.run(900)
     assert h.phone is idle
     h.run(200)
-    assert h.phone is None and h.disconnects == 1
+    assert h.phone is None and h.disconnects == 1 and h.core.auth_timeouts == 1
+
+
+ADDR_A = b"\x01\x02\x03\x04\x05\x06"
+ADDR_B = b"\x0a\x0b\x0c\x0d\x0e\x0f"
+
+
+def case_a_phone_too_slow_once_gets_a_longer_window_next_time():
+    h, phone = paired()
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(1100)  # its Auth did not come in the first second (a slow phone, a loaded machine)
+    assert h.phone is None
+    h.connect(FakePhone(OTHER, Rng(4)), ADDR_B)  # a stranger in between gets the short window
+    h.run(1100)
+    assert h.phone is None
+    h.connect(phone, ADDR_A)
+    h.run(3500)
+    assert h.phone is phone, "the second chance is longer"
+    phone.auth(h)
+    assert h.core.authenticated, "the slow owner gets in"
+
+
+def case_a_stranger_gets_one_longer_window_then_short_ones():
+    h, _ = paired()
+    h.disconnect()
+    idle = FakePhone(OTHER, Rng(3))
+    held = []
+    for _ in range(4):
+        h.connect(idle, ADDR_B)
+        t0 = h.now
+        while h.phone is idle:
+            h.run(100)
+        held.append(h.now - t0)
+    assert [ms // 1000 for ms in held] == [1, 4, 1, 1], held
+
+
+def case_a_wrong_auth_drops_the_link_and_pauses_advertising():
+    h, phone = paired()
+    h.disconnect()
+    rng = Rng(11)
+    notifies = h.notifies
+
+    def guess_and_pause():
+        h.connect(FakePhone(OTHER, rng))
+        stranger_auth(h, OTHER, rng)
+        assert h.phone is None, "one guess per connection"
+        before = h.adverts
+        t0 = h.now
+        while h.adverts == before:
+            h.run(5)
+        return h.now - t0
+
+    pauses = [guess_and_pause() for _ in range(5)]
+    assert h.core.auth_failures == 5 and h.notifies == notifies
+    assert pauses == [125, 250, 500, 500, 500], pauses
+    h.connect(phone)
+    phone.auth(h)
+    assert h.core.authenticated, "the owner is not locked out"
+    h.disconnect()
+    assert guess_and_pause() == 125, "a good Auth ends the longer pauses"
+
+
+def case_a_write_from_a_link_the_band_never_saw_connect_drops_it():
+    h, phone = paired()
+    h.disconnect()
+    h.core.on_command(42, b"\x10" + bytes(12), h.now)  # its connect IRQ was lost
+    assert h.core.pop_action() == (logic.A_DISCONNECT, 42, 0)
+    assert h.core.link is None
+
+
+def case_with_no_link_the_band_keeps_saying_it_advertises():
+    h, phone = paired()
+    h.disconnect()
+    h.run(10)
+    before = h.adverts
+    h.run(10000)
+    assert h.adverts - before >= 3, "advertising is restarted every few seconds"
+
+
+def case_the_link_the_band_holds_is_named_for_the_shell_check():
+    h, _ = paired()
+    conn = h.phone.conn
+    assert h.core.link == conn and not h.core.link_dropped
+    h.core.on_disconnect(conn, h.now)  # the shell found the link gone on the stack
+    assert h.core.link is None and not h.core.connected
+    h.core.on_connect(7, h.now)
+    for _ in range(3):
+        h.core.on_command(7, b"\xff", h.now)
+    assert h.core.link == 7 and h.core.link_dropped, "dropped, until the stack says it is gone"
 
 
 def case_second_central_is_refused_while_connected():
