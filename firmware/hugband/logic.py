@@ -39,9 +39,12 @@ Security rules enforced here:
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
 - A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
   frame disconnects it. Strangers cost the owner little:
-  - a connection not authenticated ``_AUTH_TIMEOUT_MS`` (1 s) after it came is dropped (the owner's
-    phone sends Auth within ~0.1 s); a central dropped so comes back with ``_AUTH_SECOND_MS`` (4 s)
-    once, so a slow phone still gets in (the last ``_LATE_SLOTS`` such addresses are kept);
+  - a connection not authenticated in its window is dropped. The window is ``_AUTH_TIMEOUT_MS``
+    (1 s; the owner's phone sends Auth a few ms after connecting in the airspace), or four times the
+    owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
+    is also the window while pairing). A central dropped so that comes back from the same address
+    gets twice its window once (the last ``_LATE_SLOTS`` addresses are kept; at most one such second
+    chance every ``_SECOND_EVERY_MS``, so strangers gain little from it): a slow phone still gets in;
   - a failed Auth drops the connection at once (one guess per connection), and the band stops
     advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
     until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
@@ -93,7 +96,8 @@ FIRMWARE = const(1)
 _ACTIONS = const(32)
 _PAIRING_WINDOW_MS = const(60000)
 _AUTH_TIMEOUT_MS = const(1000)
-_AUTH_SECOND_MS = const(4000)
+_AUTH_SLOW_MS = const(4000)
+_SECOND_EVERY_MS = const(30000)
 _LATE_SLOTS = const(8)
 _LATE_WAITING = const(1)  # timed out once: the next connection from there gets _AUTH_SECOND_MS
 _LATE_USED = const(2)  # had its second window: short ones again until its slot is reused
@@ -125,6 +129,7 @@ class _Conn:
         self.addr = addr  # the central's address (bytes) or None
         self.t0 = now_ms
         self.window_ms = window_ms  # to authenticate in
+        self.second = False  # the window is a second chance
         self.session: "frames.Session | None" = None
         self.dead = False  # we asked the shell to disconnect it
         self.bad = 0
@@ -187,6 +192,8 @@ class BandLogic:
         self._late = bytearray(_LATE_SLOTS * _ADDR_LEN)
         self._late_state = bytearray(_LATE_SLOTS)
         self._late_next = 0
+        self._auth_window = _AUTH_TIMEOUT_MS  # learnt from the owner's Auth delays
+        self._second_at = add(now_ms, -_SECOND_EVERY_MS)  # the last second chance
         self._flags_sent = -1
         self._battery_sent = -1
         # boot
@@ -294,12 +301,16 @@ class BandLogic:
             self._push(A_DISCONNECT, conn, 0)
             return
         addr = None if addr is None else bytes(addr)
-        window = _AUTH_TIMEOUT_MS
+        window = _AUTH_SLOW_MS if self._pairing else self._auth_window
+        second = False
         i = self._late_slot(addr)
-        if i >= 0 and self._late_state[i] == _LATE_WAITING:
+        if i >= 0 and self._late_state[i] == _LATE_WAITING and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
             self._late_state[i] = _LATE_USED
-            window = _AUTH_SECOND_MS
+            self._second_at = now_ms
+            window = 2 * window if window < _AUTH_SLOW_MS // 2 else _AUTH_SLOW_MS
+            second = True
         c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms, addr, window)
+        c.second = second
         self._conn = c
         self.led.connected = True
         self.meter.set_state(power.CONNECTED, now_ms)
@@ -377,7 +388,7 @@ class BandLogic:
                 if diff(now_ms, c.t0) >= c.window_ms:
                     self.rejected += 1
                     self.auth_timeouts += 1
-                    if c.window_ms == _AUTH_TIMEOUT_MS:
+                    if not c.second:
                         self._remember_late(c.addr)
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
@@ -426,6 +437,7 @@ class BandLogic:
         i = self._late_slot(c.addr)
         if i >= 0:
             self._late_state[i] = 0
+        self._learn_auth_delay(diff(now_ms, c.t0))
         c.progress_ms = now_ms
         # presses carry their age; after a reboot that needs the wall clock, which the phone sends
         # (SetTime) right after AuthOk: give it a moment before the first Press goes out
@@ -451,6 +463,13 @@ class BandLogic:
         pause = _PAUSE_MS << (self._fails if self._fails < 8 else 8)
         self._fails += 1
         self._adv_after = add(now_ms, pause if pause < _PAUSE_MAX_MS else _PAUSE_MAX_MS)
+
+    def _learn_auth_delay(self, ms: int) -> None:
+        """The window follows the owner's phone: four times its delay, slowly down, at once up."""
+        w = 4 * ms
+        if w < self._auth_window:
+            w = (self._auth_window + w) // 2
+        self._auth_window = _AUTH_TIMEOUT_MS if w < _AUTH_TIMEOUT_MS else (_AUTH_SLOW_MS if w > _AUTH_SLOW_MS else w)
 
     def _late_slot(self, addr) -> int:
         if addr is None:

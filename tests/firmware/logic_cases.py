@@ -189,24 +189,51 @@ def case_a_phone_too_slow_once_gets_a_longer_window_next_time():
     h.run(1100)
     assert h.phone is None
     h.connect(phone, ADDR_A)
-    h.run(3500)
+    h.run(1700)
     assert h.phone is phone, "the second chance is longer"
     phone.auth(h)
     assert h.core.authenticated, "the slow owner gets in"
 
 
-def case_a_stranger_gets_one_longer_window_then_short_ones():
+def case_strangers_get_few_second_chances():
     h, _ = paired()
     h.disconnect()
     idle = FakePhone(OTHER, Rng(3))
     held = []
-    for _ in range(4):
+    for addr in (ADDR_A, ADDR_B) * 4:  # two addresses in turn: one second chance in 30 s
+        h.connect(idle, addr)
+        t0 = h.now
+        while h.phone is idle:
+            h.run(100)
+        held.append((h.now - t0) // 1000)
+    assert held == [1, 1, 2, 1, 1, 1, 1, 1], held
+    for _ in range(40):  # later the other one has its second chance, and then none again
         h.connect(idle, ADDR_B)
         t0 = h.now
         while h.phone is idle:
             h.run(100)
-        held.append(h.now - t0)
-    assert [ms // 1000 for ms in held] == [1, 4, 1, 1], held
+        held.append((h.now - t0) // 1000)
+    assert held[8:].count(2) == 1 and held[8:].count(1) == 39, held
+
+
+def case_the_window_follows_a_slow_owner_phone():
+    h, phone = paired()
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(600)  # slow, but within the window
+    phone.auth(h)
+    assert h.core.authenticated
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(2200)  # slower still: four times the last delay is allowed
+    assert h.phone is phone
+    phone.auth(h)
+    assert h.core.authenticated
+    h.disconnect()
+    idle = FakePhone(OTHER, Rng(3))
+    h.connect(idle, ADDR_B)
+    h.run(4100)
+    assert h.phone is None, "never more than four seconds"
 
 
 def case_a_wrong_auth_drops_the_link_and_pauses_advertising():

@@ -37,6 +37,7 @@ from hugproto.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_S = 10.0
+BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
 MICROPYTHON_EPOCH = 946_684_800  # 2000-01-01 UTC, the band's epoch
 _BATTERY_UUID = gatt.uuid16_str(gatt.BATTERY_LEVEL_UUID)
 
@@ -320,6 +321,10 @@ class BandLink:
                         if self.stats.connects > connects:  # it dropped after working: look again at once
                             backoff = 1.0
                             continue
+                        if _band_busy(exc):  # in range, but someone else had the link: try again soon
+                            backoff = 1.0
+                            await asyncio.sleep(random.uniform(*BUSY_RETRY_S))
+                            continue
                         self._set_state(LinkState.OUT_OF_RANGE)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.max_backoff)
@@ -428,6 +433,13 @@ class BandLink:
         with contextlib.suppress(BandLinkError, BleakError):
             await self._send(frames.Unpair())
         self.store.forget_band(self.address)
+
+
+def _band_busy(exc: BaseException) -> bool:
+    """A failed attempt on a band that was advertising: the link went to, or was held by, another
+    central (a stranger in range; the band drops them within a second or so), not a wrong key or
+    a band out of range."""
+    return not isinstance(exc, (HandshakeFailed, ProtocolError))
 
 
 def _tz_minutes() -> int:
