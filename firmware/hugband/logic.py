@@ -43,8 +43,9 @@ Security rules enforced here:
     (1 s; the owner's phone sends Auth a few ms after connecting in the airspace), or four times the
     owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
     is also the window while pairing). A central dropped so that comes back from the same address
-    gets twice its window once (the last ``_LATE_SLOTS`` addresses are kept; at most one such second
-    chance every ``_SECOND_EVERY_MS``, so strangers gain little from it): a slow phone still gets in;
+    gets a second chance: twice its window, then four times, up to ``_AUTH_SLOW_MS`` (the last
+    ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
+    strangers gain little from it): a slow phone still gets in, whatever strangers do;
   - a failed Auth drops the connection at once (one guess per connection), and the band stops
     advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
     until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
@@ -99,8 +100,7 @@ _AUTH_TIMEOUT_MS = const(1000)
 _AUTH_SLOW_MS = const(4000)
 _SECOND_EVERY_MS = const(30000)
 _LATE_SLOTS = const(8)
-_LATE_WAITING = const(1)  # timed out once: the next connection from there gets _AUTH_SECOND_MS
-_LATE_USED = const(2)  # had its second window: short ones again until its slot is reused
+_LATE_WAITING = const(0x80)  # timed out: its next connection gets a second chance; low bits: chances had
 _ADDR_LEN = const(6)
 _PAUSE_MS = const(125)
 _PAUSE_MAX_MS = const(500)
@@ -129,7 +129,6 @@ class _Conn:
         self.addr = addr  # the central's address (bytes) or None
         self.t0 = now_ms
         self.window_ms = window_ms  # to authenticate in
-        self.second = False  # the window is a second chance
         self.session: "frames.Session | None" = None
         self.dead = False  # we asked the shell to disconnect it
         self.bad = 0
@@ -302,15 +301,13 @@ class BandLogic:
             return
         addr = None if addr is None else bytes(addr)
         window = _AUTH_SLOW_MS if self._pairing else self._auth_window
-        second = False
         i = self._late_slot(addr)
-        if i >= 0 and self._late_state[i] == _LATE_WAITING and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
-            self._late_state[i] = _LATE_USED
+        if i >= 0 and self._late_state[i] & _LATE_WAITING and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
+            level = (self._late_state[i] & 3) + 1 if self._late_state[i] & 3 < 2 else 2
+            self._late_state[i] = level
             self._second_at = now_ms
-            window = 2 * window if window < _AUTH_SLOW_MS // 2 else _AUTH_SLOW_MS
-            second = True
+            window = window << level if window << level < _AUTH_SLOW_MS else _AUTH_SLOW_MS
         c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms, addr, window)
-        c.second = second
         self._conn = c
         self.led.connected = True
         self.meter.set_state(power.CONNECTED, now_ms)
@@ -388,8 +385,7 @@ class BandLogic:
                 if diff(now_ms, c.t0) >= c.window_ms:
                     self.rejected += 1
                     self.auth_timeouts += 1
-                    if not c.second:
-                        self._remember_late(c.addr)
+                    self._remember_late(c.addr)
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
                 self._send_presses(c, now_ms)
@@ -481,8 +477,12 @@ class BandLogic:
         return -1
 
     def _remember_late(self, addr) -> None:
-        """A central too slow to authenticate in the short window gets a longer one next time."""
-        if addr is None or self._late_slot(addr) >= 0:  # known: waiting already, or had its chance
+        """A central too slow to authenticate in its window gets a longer one next time."""
+        if addr is None:
+            return
+        i = self._late_slot(addr)
+        if i >= 0:
+            self._late_state[i] |= _LATE_WAITING
             return
         i = self._late_next
         self._late_next = (i + 1) % _LATE_SLOTS

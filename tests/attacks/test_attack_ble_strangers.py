@@ -14,14 +14,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from minimal_phone import Phone
 from test_bandlink import Rig, rig
 
-from hugapp.core.bandlink import BandLink, LinkState
-from hugproto import frames
-from hugsim.airspace import AirspaceCentral, wire
+from hugapp.core.bandlink import BandLink, BleConfig, LinkState
+from hugproto import frames, gatt
+from hugsim.airspace import Advert, AirspaceCentral, Connection, wire
 from hugsim.phone.bleak_backend import airspace_backend
-from hugapp.core.bandlink import BleConfig
 
 OWNER = "owner-phone"
 PRESS_P99_S = 5.0  # the issue's promise: the owner's presses arrive within this, strangers or not
@@ -34,9 +32,10 @@ def p99(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-async def owner_rig(r: Rig) -> tuple[BandLink, list[tuple[int, float]]]:
+async def owner_rig(r: Rig, pair: bool = True) -> tuple[BandLink, list[tuple[int, float]]]:
     """The owner's phone, paired, running the companion's BandLink with its product defaults."""
-    await r.pair()
+    if pair:
+        await r.pair()
     scanner, client = airspace_backend(r.air, OWNER)
     stored: list[tuple[int, float]] = []
 
@@ -117,3 +116,202 @@ def test_three_strangers_reconnecting_cannot_hold_off_the_owner(tmp_path: Path) 
             await asyncio.wait_for(scenario(r), 600)
 
     asyncio.run(main())
+
+
+async def owner_press_latencies(r: Rig, link: BandLink, stored: list[tuple[int, float]], rounds: int) -> list[float]:
+    """Each round the owner's link drops, the wearer presses at once; seconds until it is stored."""
+    latencies: list[float] = []
+    for _ in range(rounds):
+        await r.control.drop_link(r.address, central=OWNER)
+        before = len(stored)
+        t0 = time.monotonic()
+        await r.tap()
+        try:
+            await r.until(lambda before=before: len(stored) > before, 3 * PRESS_P99_S)
+        except TimeoutError:
+            latencies.append(float("inf"))
+            break
+        latencies.append(stored[-1][1] - t0)
+        await r.until(lambda: link.state is LinkState.CONNECTED, 30)
+        await asyncio.sleep(0.3)
+    return latencies
+
+
+async def guesser(air: str, address: str, guesses: list[float]) -> None:
+    """Connect from a new random address, write one Auth with a random tag at once (no need to read
+    the nonce for a blind guess), and again as soon as the band lets go: the fastest guessing the
+    airspace allows."""
+    while True:
+        async with AirspaceCentral(air, address=random_address()) as central:
+            try:
+                conn = await central.connect(address, timeout=30)
+                command = conn.get_characteristic(gatt.COMMAND_CHAR_UUID)
+                assert command is not None
+                auth = bytes([frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[0]]) + os.urandom(12)
+                await conn.write(command.handle, auth, response=True)
+                guesses.append(time.monotonic())
+                await conn.wait_disconnected(30)
+            except wire.AirspaceError:
+                continue
+
+
+def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path: Path) -> None:
+    """Three strangers guess Auth tags as fast as the airspace lets them, each connection from a new
+    address; meanwhile the owner's presses still arrive within 5 s. The guess rate gives the time to
+    forge a tag: each guess is right with chance 2**-32 (a 4-byte tag under a fresh band nonce)."""
+    seconds = 20.0
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        guesses: list[float] = []
+        tasks = [asyncio.ensure_future(guesser(r.air, r.address, guesses)) for _ in range(3)]
+        async with strangers(tasks):
+            await asyncio.sleep(seconds)  # the owner's phone away: the band is theirs to try
+            n = len(guesses)
+            link, stored = await owner_rig(r, pair=False)
+            latencies = await owner_press_latencies(r, link, stored, 5)
+        rate = n / seconds
+        tag_bits = 8 * frames.MAC_LEN
+        mean_years = 2**tag_bits / max(rate, 1e-9) / YEAR_S
+        half_years = 2 ** (tag_bits - 1) / max(rate, 1e-9) / YEAR_S
+        print(
+            f"\nAuth guessing, 3 strangers, new address each time: {n} guesses in {seconds:.0f} s = {rate:.2f}/s;"
+            f" a {tag_bits}-bit tag: {half_years:.0f} years to a 1-in-2 chance, {mean_years:.0f} years mean;"
+            f" owner's presses meanwhile: max {max(latencies):.2f} s"
+        )
+        assert half_years >= 1.0, f"{rate:.0f} guesses/s forge a tag in {half_years * 365:.0f} days"
+        assert p99(latencies) <= PRESS_P99_S, latencies
+
+    async def main() -> None:
+        async with rig("airspace", tmp_path) as r:
+            await asyncio.wait_for(scenario(r), 300)
+
+    asyncio.run(main())
+
+
+async def advertising_again(air: str, address: str, since: float, timeout: float = 30.0) -> float:
+    """Seconds from ``since`` until ``address`` is heard advertising."""
+    heard = asyncio.Event()
+
+    def seen(advert: Advert) -> None:
+        if advert.address == address:
+            heard.set()
+
+    async with AirspaceCentral(air, name="scanner") as central:
+        await central.start_scan(seen)
+        try:
+            await asyncio.wait_for(heard.wait(), timeout)
+        except TimeoutError:
+            return float("inf")
+        finally:
+            await central.stop_scan()
+    return time.monotonic() - since
+
+
+async def stranger_link(air: str, address: str) -> tuple[AirspaceCentral, Connection, int]:
+    central = await AirspaceCentral(air, address=random_address()).start()
+    conn = await central.connect(address, timeout=10)
+    command = conn.get_characteristic(gatt.COMMAND_CHAR_UUID)
+    assert command is not None
+    return central, conn, command.handle
+
+
+async def burst(conn: Connection, handle: int, frames_: list[bytes]) -> None:
+    """Write every frame at once (no waiting for each), then drop the link before they are all in."""
+    writes = [asyncio.ensure_future(conn.write(handle, f, response=False)) for f in frames_]
+    await asyncio.sleep(0)
+    await conn.disconnect()
+    await asyncio.gather(*writes, return_exceptions=True)
+
+
+def lost_irq_scenarios() -> list[str]:
+    return ["burst_then_gone", "owner_link_gone", "silent_unseen_link"]
+
+
+async def silence_attempt(r: Rig, kind: str) -> float:
+    """One way a band's link events go missing; -> seconds until the band advertises again."""
+    if kind == "burst_then_gone":
+        # a stranger writes more frames than the band's event ring and write buffer hold (Auth
+        # headers, a long write, garbage) and leaves at once; its disconnect IRQ is lost on the way
+        central, conn, handle = await stranger_link(r.air, r.address)
+        await asyncio.sleep(0.05)
+        await r.control.lose_irq(r.address, "disconnect")
+        auth_head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
+        junk = [auth_head + os.urandom(12) for _ in range(30)] + [os.urandom(20) for _ in range(30)]
+        junk.append(auth_head * 120)
+        t0 = time.monotonic()
+        await burst(conn, handle, junk)
+        await central.close()
+        return await advertising_again(r.air, r.address, t0)
+    if kind == "owner_link_gone":
+        # the owner's own link drops (out of range) and the band never hears of it
+        scanner, client = airspace_backend(r.air, OWNER)
+        link = BandLink(r.store, r.address, BleConfig(scanner, client), on_state=lambda _s: r.poke())
+        task = asyncio.ensure_future(link.run())
+        try:
+            await r.until(lambda: link.state is LinkState.CONNECTED, 30)
+            await r.control.lose_irq(r.address, "disconnect")
+            t0 = time.monotonic()
+            await r.control.drop_link(r.address, central=OWNER)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            task.cancel()
+        return await advertising_again(r.air, r.address, t0)
+    # a stranger connects, the band never hears of it, and the stranger says nothing (the stack
+    # stopped advertising when it connected)
+    await r.control.lose_irq(r.address, "connect")
+    t0 = time.monotonic()
+    central, conn, handle = await stranger_link(r.air, r.address)
+    try:
+        return await advertising_again(r.air, r.address, t0, 15.0)
+    finally:
+        await conn.write(handle, b"\xff", response=True)  # when it does speak, the band drops it
+        with contextlib.suppress(wire.AirspaceError):
+            await conn.wait_disconnected(3)
+        assert not conn.is_connected, "a link the band never saw connect is dropped when it writes"
+        await central.close()
+
+
+def test_lost_link_events_never_silence_the_band(tmp_path: Path) -> None:
+    """Link IRQs the BLE stack loses (its ring full: the airspace's lose_irq), after bursts past
+    every bound in the firmware's shell: each time the band advertises again within seconds and
+    its owner reconnects and gets the press made meanwhile. (Before the band checked its link
+    against the stack, the first left it neither connected nor advertising until power-cycled.)"""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        figures = []
+        for kind in lost_irq_scenarios():
+            back = await silence_attempt(r, kind)
+            figures.append(f"{kind}: advertising again after {back:.2f} s")
+            assert back <= 5.0, f"{kind}: the band was silent for {back:.1f} s"
+            link, stored = await owner_reconnects(r)
+            assert stored, f"{kind}: the owner did not get the press"
+        print("\nlost link IRQs: " + "; ".join(figures))
+
+    async def main() -> None:
+        async with rig("airspace", tmp_path) as r:
+            await asyncio.wait_for(scenario(r), 300)
+
+    asyncio.run(main())
+
+
+async def owner_reconnects(r: Rig) -> tuple[BandLink, list[int]]:
+    """The wearer presses; the owner's phone comes, connects and stores the press."""
+    await r.tap()
+    scanner, client = airspace_backend(r.air, OWNER)
+    stored: list[int] = []
+
+    async def on_press(_address: str, seq: int) -> None:
+        stored.append(seq)
+        r.poke()
+
+    link = BandLink(r.store, r.address, BleConfig(scanner, client), on_press=on_press, on_state=lambda _s: r.poke())
+    task = asyncio.ensure_future(link.run())
+    try:
+        await r.until(lambda: bool(stored), 20)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return link, stored

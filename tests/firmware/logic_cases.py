@@ -195,6 +195,22 @@ def case_a_phone_too_slow_once_gets_a_longer_window_next_time():
     assert h.core.authenticated, "the slow owner gets in"
 
 
+def case_a_phone_slower_still_gets_a_longer_chance_later():
+    h, phone = paired()
+    h.disconnect()
+    held = []
+    for _ in range(3):  # a phone that needs 3.5 s (the learnt window lost in a reboot, say)
+        h.run(30000)  # it tries again a while later
+        h.connect(phone, ADDR_A)
+        t0 = h.now
+        while h.phone is phone and h.now - t0 < 3500:
+            h.run(100)
+        held.append((h.now - t0) // 1000)
+    assert held == [1, 2, 3], held
+    phone.auth(h)
+    assert h.core.authenticated, "never locked out"
+
+
 def case_strangers_get_few_second_chances():
     h, _ = paired()
     h.disconnect()
