@@ -321,3 +321,26 @@ async def owner_reconnects(r: Rig) -> tuple[BandLink, list[int]]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return link, stored
+
+
+def test_a_slow_honest_phone_is_never_locked_out(tmp_path: Path) -> None:
+    """The owner's phone on a slow radio (every airspace message 250 ms late: its Auth comes ~1.5 s
+    after the link, past the 1 s window) and a band that just rebooted (its learnt window lost):
+    the phone still gets in, through its second chance, and its presses flow."""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        await r.control.set_latency(250)
+        await r.band.restart()
+        t0 = time.monotonic()
+        link, stored = await owner_rig(r, pair=False)
+        took = time.monotonic() - t0
+        await r.tap()
+        await r.until(lambda: bool(stored), 20)
+        print(f"\nslow phone (250 ms a message) after a band reboot: in after {took:.1f} s, {link.stats.last_error!r}")
+
+    async def main() -> None:
+        async with rig("airspace", tmp_path) as r:
+            await asyncio.wait_for(scenario(r), 300)
+
+    asyncio.run(main())
