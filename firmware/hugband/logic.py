@@ -302,7 +302,8 @@ class BandLogic:
         addr = None if addr is None else bytes(addr)
         window = _AUTH_SLOW_MS if self._pairing else self._auth_window
         i = self._late_slot(addr)
-        if i >= 0 and self._late_state[i] & _LATE_WAITING and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
+        waiting = i >= 0 and self._late_state[i] & _LATE_WAITING
+        if waiting and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
             level = (self._late_state[i] & 3) + 1 if self._late_state[i] & 3 < 2 else 2
             self._late_state[i] = level
             self._second_at = now_ms
@@ -465,7 +466,9 @@ class BandLogic:
         w = 4 * ms
         if w < self._auth_window:
             w = (self._auth_window + w) // 2
-        self._auth_window = _AUTH_TIMEOUT_MS if w < _AUTH_TIMEOUT_MS else (_AUTH_SLOW_MS if w > _AUTH_SLOW_MS else w)
+        if w < _AUTH_TIMEOUT_MS:
+            w = _AUTH_TIMEOUT_MS
+        self._auth_window = w if w < _AUTH_SLOW_MS else _AUTH_SLOW_MS
 
     def _late_slot(self, addr) -> int:
         if addr is None:

@@ -279,7 +279,7 @@ def case_a_wrong_auth_drops_the_link_and_pauses_advertising():
 
 
 def case_a_write_from_a_link_the_band_never_saw_connect_drops_it():
-    h, phone = paired()
+    h, _ = paired()
     h.disconnect()
     h.core.on_command(42, b"\x10" + bytes(12), h.now)  # its connect IRQ was lost
     assert h.core.pop_action() == (logic.A_DISCONNECT, 42, 0)
@@ -287,7 +287,7 @@ def case_a_write_from_a_link_the_band_never_saw_connect_drops_it():
 
 
 def case_with_no_link_the_band_keeps_saying_it_advertises():
-    h, phone = paired()
+    h, _ = paired()
     h.disconnect()
     h.run(10)
     before = h.adverts

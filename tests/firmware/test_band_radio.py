@@ -131,6 +131,7 @@ def test_a_link_whose_disconnect_irq_was_lost_is_found_gone(monkeypatch: pytest.
     assert p.next_event() is None
     assert not p.alive(7)
     assert p.next_event() == (ble_module.EV_DISCONNECT, 7, None)
-    assert p.conn == -1 and p.links_found_gone == 1
+    assert p.conn == -1
+    assert p.links_found_gone == 1
     p.disconnect(7)  # asked to drop a link the stack no longer has: reported gone as well
     assert p.next_event() == (ble_module.EV_DISCONNECT, 7, None)

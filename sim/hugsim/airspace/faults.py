@@ -6,7 +6,7 @@ from . import wire
 from .sessions import Node
 from .wire import AirspaceError
 
-FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency", "lose_irq")  # control requests handled here
+FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency", "lose_irq")  # control requests here
 
 
 class Faults:
