@@ -304,10 +304,13 @@ class BandLink:
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff after any drop, until cancelled."""
         backoff = 1.0
+        again: BLEDevice | None = None  # a band whose working link just dropped: no scan first
         try:
             while True:
-                self._set_state(LinkState.SCANNING)
-                device = await _find(self.config, self.address, self.scan_timeout)
+                device, again = again, None
+                if device is None:
+                    self._set_state(LinkState.SCANNING)
+                    device = await _find(self.config, self.address, self.scan_timeout)
                 if device is None:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:
@@ -318,8 +321,9 @@ class BandLink:
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.address, self.stats.last_error)
-                        if self.stats.connects > connects:  # it dropped after working: look again at once
-                            backoff = 1.0
+                        if self.stats.connects > connects:  # it dropped after working: at once, and
+                            backoff = 1.0  # straight to the band (a scan would wait for its next advert)
+                            again = device
                             continue
                         if _band_busy(exc):  # in range, but someone else had the link: try again soon
                             backoff = 1.0
