@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from test_bandlink import Rig, rig
@@ -55,18 +55,26 @@ def random_address() -> str:
     return ":".join(f"{b:02X}" for b in bytes([0xC0 | os.urandom(1)[0] & 0x3F]) + os.urandom(5))
 
 
-async def idle_holder(air: str, address: str, holds: list[float]) -> None:
-    """Connect from a new random address each time, say nothing, and connect again as soon as the
-    band lets go."""
+async def stranger(air: str, address: str, act: Callable[[Connection], Awaitable[None]]) -> None:
+    """Connect from a new random address each time, ``act``, and connect again at once."""
     while True:
         async with AirspaceCentral(air, address=random_address()) as central:
             try:
                 conn = await central.connect(address, timeout=30)
             except wire.AirspaceError:
                 continue
-            t0 = time.monotonic()
-            await conn.wait_disconnected(60)
-            holds.append(time.monotonic() - t0)
+            await act(conn)
+
+
+def idle_holder(air: str, address: str, holds: list[float]) -> Awaitable[None]:
+    """A stranger that says nothing and holds the band as long as the band lets it."""
+
+    async def hold(conn: Connection) -> None:
+        t0 = time.monotonic()
+        await conn.wait_disconnected(60)
+        holds.append(time.monotonic() - t0)
+
+    return stranger(air, address, hold)
 
 
 @contextlib.asynccontextmanager
@@ -129,27 +137,25 @@ async def owner_press_latencies(
     return latencies
 
 
-async def guesser(air: str, address: str, guesses: list[float]) -> None:
-    """Connect from a new random address, write three Auths with random tags at once (a blind
-    guess needs no nonce; three is what a link allowed before), leave, and come back at once: the
-    fastest guessing the airspace allows. Every Auth that reached the band counts as a guess."""
-    while True:
-        async with AirspaceCentral(air, address=random_address()) as central:
+def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
+    """A stranger that writes three Auths with random tags at once (a blind guess needs no nonce;
+    three is what a link allowed before) and leaves: the fastest guessing the airspace allows.
+    Every Auth that reached the band counts as a guess."""
+
+    async def guess(conn: Connection) -> None:
+        command = conn.get_characteristic(gatt.COMMAND_CHAR_UUID)
+        assert command is not None
+        head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
+        for _ in range(3):
             try:
-                conn = await central.connect(address, timeout=30)
+                await conn.write(command.handle, head + os.urandom(12), response=True)
             except wire.AirspaceError:
-                continue
-            command = conn.get_characteristic(gatt.COMMAND_CHAR_UUID)
-            assert command is not None
-            head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
-            for _ in range(3):
-                try:
-                    await conn.write(command.handle, head + os.urandom(12), response=True)
-                except wire.AirspaceError:
-                    break
-                guesses.append(time.monotonic())
-            with contextlib.suppress(wire.AirspaceError):
-                await conn.disconnect()
+                break
+            guesses.append(time.monotonic())
+        with contextlib.suppress(wire.AirspaceError):
+            await conn.disconnect()
+
+    return stranger(air, address, guess)
 
 
 def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path: Path) -> None:
