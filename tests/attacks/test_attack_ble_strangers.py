@@ -148,7 +148,7 @@ def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
         head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
         for _ in range(3):
             try:
-                await conn.write(command.handle, head + os.urandom(12), response=True)
+                await conn.write(command.handle, head + os.urandom(frames.AUTH_LEN - 1), response=True)
             except wire.AirspaceError:
                 break
             guesses.append(time.monotonic())
@@ -172,7 +172,7 @@ def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path
             await asyncio.sleep(seconds)  # the owner's phone away: the band is theirs to try
             n = len(guesses)
             rate = n / seconds
-            tag_bits = 8 * frames.MAC_LEN
+            tag_bits = 8 * (frames.AUTH_LEN - 1 - frames.NONCE_LEN)  # the Auth frame's tag
             mean_years = 2**tag_bits / max(rate, 1e-9) / YEAR_S
             half_years = 2 ** (tag_bits - 1) / max(rate, 1e-9) / YEAR_S
             print(
@@ -240,7 +240,8 @@ async def silence_attempt(r: Rig, kind: str) -> float:
         await asyncio.sleep(0.05)
         await r.control.lose_irq(r.address, "disconnect")
         auth_head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
-        junk = [auth_head + os.urandom(12) for _ in range(30)] + [os.urandom(20) for _ in range(30)]
+        junk = [auth_head + os.urandom(frames.AUTH_LEN - 1) for _ in range(30)]
+        junk += [os.urandom(20) for _ in range(30)]
         junk.append(auth_head * 120)
         t0 = time.monotonic()
         await burst(conn, handle, junk)
