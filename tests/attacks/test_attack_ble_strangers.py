@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from test_bandlink import Rig, rig
 
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
@@ -87,6 +88,7 @@ async def strangers(tasks: list[asyncio.Future[None]]) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.mark.alone  # its p99 is a timing figure: nothing else runs beside it
 def test_three_strangers_reconnecting_cannot_hold_off_the_owner(tmp_path: Path) -> None:
     """Three strangers connect over and over and say nothing. Each round the owner's link drops
     (out of range for a moment), the wearer presses at once, and the press must be stored on the
@@ -158,6 +160,7 @@ def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
     return stranger(air, address, guess)
 
 
+@pytest.mark.alone  # the guess rate is a timing figure
 def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path: Path) -> None:
     """Three strangers guess Auth tags as fast as the airspace lets them, each connection from a new
     address; meanwhile the owner's presses still arrive within 5 s. The guess rate gives the time to
