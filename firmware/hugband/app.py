@@ -147,8 +147,7 @@ class App:
     def perform(self, action) -> None:
         kind, a, b = action
         if kind == A_NOTIFY:
-            if a == self.radio.conn:
-                self.radio.notify_event(b)
+            self.radio.notify_event(a, b)
         elif kind == A_STATE:
             self.radio.set_state(a)
         elif kind == A_MOTOR:

@@ -192,18 +192,17 @@ class Peripheral:
             return
         self._ble.gap_advertise(interval_ms * 1000, payload, resp_data=self._resp)
 
-    def notify_event(self, frame: bytes) -> bool:
-        """Notify the Event characteristic; False if it did not go out: no link, or the link went
-        before its disconnect event was drained (OSError), or the controller is out of buffers.
-        Unacknowledged presses go out again on the next link, so this is not an error."""
-        if self.conn == _NO_CONN:
-            return False
+    def notify_event(self, conn: int, frame: bytes) -> bool:
+        """Notify the Event characteristic to ``conn``; False if it did not go out: the link went
+        before its disconnect event was drained (OSError ENOTCONN: reported gone), or the
+        controller is out of buffers. Unacknowledged presses go out again on the next link, so
+        this is not an error."""
         try:
-            self._ble.gatts_notify(self.conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
+            self._ble.gatts_notify(conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
         except OSError as e:
             self.notify_failures += 1
             if e.args[0] == errno.ENOTCONN:
-                self._found_gone(self.conn)
+                self._found_gone(conn)
             return False
         return True
 

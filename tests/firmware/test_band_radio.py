@@ -80,9 +80,9 @@ def test_a_notify_on_a_link_that_just_went_is_not_a_crash(monkeypatch: pytest.Mo
     assert radio.handler is not None
     radio.handler(_IRQ_CENTRAL_CONNECT, (7, 0, b"\x00" * 6))
     assert p.next_event() == (ble_module.EV_CONNECT, 7, None)
-    assert p.notify_event(b"press 1") is True
+    assert p.notify_event(7, b"press 1") is True
     radio.connected = False  # the central went; its disconnect IRQ has not been drained yet
-    assert p.notify_event(b"press 2") is False
+    assert p.notify_event(7, b"press 2") is False
     assert p.notify_failures == 1
     assert radio.notified == [b"press 1"]
 
