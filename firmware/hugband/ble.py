@@ -3,9 +3,10 @@
 The IRQ handler only records events in a bounded ring and sets a flag; the application drains
 them in its loop. Commands may fill at most half the ring (``overflows`` counts the ones dropped);
 the other half is kept for connects and disconnects, more than can come between two loop steps
-(a connect stops advertising, so one new link per step, plus the disconnects of NimBLE's few
-links). The BLE stack itself may still lose an IRQ (its own ring full): the shell reconciles with
-it (``alive``, ``disconnect``), and a link found gone is reported as a disconnect like any other.
+(a connect stops advertising, so one new link per step, plus the disconnects of NimBLE's links:
+4 at most in MicroPython's ESP32 build, CONFIG_BT_NIMBLE_MAX_CONNECTIONS). The BLE stack itself may
+still lose an IRQ (its own ring full): the shell reconciles with it (``alive``, ``disconnect``),
+and a link found gone is reported as a disconnect like any other.
 GATT: the Hug service from hugproto, plus Battery and Device Information.
 """
 
