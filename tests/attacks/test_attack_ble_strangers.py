@@ -164,7 +164,9 @@ def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
 def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path: Path) -> None:
     """Three strangers guess Auth tags as fast as the airspace lets them, each connection from a new
     address; meanwhile the owner's presses still arrive within 5 s. The guess rate gives the time to
-    forge a tag: each guess is right with chance 2**-32 (a 4-byte tag under a fresh band nonce)."""
+    forge a tag: each guess is right with chance 2**-32 (a 4-byte tag under a fresh band nonce). The
+    bound whatever the machine: one guess per link and, from the third failure in a row, 0.5 s of no
+    advertising after each: at most 2 guesses/s, 2**31 / 2 s = 34 years to a 1-in-2 chance."""
     seconds = 20.0
 
     async def scenario(r: Rig) -> None:
