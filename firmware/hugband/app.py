@@ -35,6 +35,7 @@ from hugband.store import FileBlob
 _FAST_MS = const(5)  # loop period while something is going on
 _IDLE_MS = const(200)  # otherwise: sleep until an IRQ or this long
 _BATTERY_EVERY_MS = const(60000)
+_LINK_CHECK_MS = const(1000)  # how often the link the logic holds is checked against the stack
 _WDT_MS = const(8000)
 _DRV2605 = const(0x5A)
 
@@ -136,12 +137,13 @@ class App:
         )
         self.wdt = machine.WDT(timeout=_WDT_MS)
         self._battery_at = ticks.add(now, -_BATTERY_EVERY_MS)
+        self._checked_at = now
+        self._events_lost = 0
 
     def perform(self, action) -> None:
         kind, a, b = action
         if kind == A_NOTIFY:
-            if a == self.radio.conn:
-                self.radio.notify_event(b)
+            self.radio.notify_event(a, b)
         elif kind == A_STATE:
             self.radio.set_state(a)
         elif kind == A_MOTOR:
@@ -182,12 +184,13 @@ class App:
         while event is not None:
             kind, conn, data = event
             if kind == EV_CONNECT:
-                core.on_connect(conn, now)
+                core.on_connect(conn, now, self.radio.addr)
             elif kind == EV_DISCONNECT:
                 core.on_disconnect(conn, now)
             elif kind == EV_COMMAND:
                 core.on_command(conn, data, now)
             event = self.radio.next_event()
+        self.check_link(now)
         if ticks.diff(now, self._battery_at) >= _BATTERY_EVERY_MS:
             self._battery_at = now
             core.on_battery(self.hw.battery_mv(), now)
@@ -197,6 +200,20 @@ class App:
             self.perform(action)
             action = core.pop_action()
         self.wdt.feed()
+
+    def check_link(self, now: int) -> None:
+        """Reconcile the logic's link with the BLE stack (which may have lost a link IRQ): every
+        second, or at once when the radio lost a link event. A link the stack no longer has comes
+        back from the radio as a disconnect; one the logic dropped is asked to go again."""
+        radio = self.radio
+        lost = radio.link_events_lost != self._events_lost
+        if not lost and ticks.diff(now, self._checked_at) < _LINK_CHECK_MS:
+            return
+        self._checked_at = now
+        self._events_lost = radio.link_events_lost
+        conn = self.core.link
+        if conn is not None and radio.alive(conn) and self.core.link_dropped:
+            radio.disconnect(conn)
 
     async def run(self) -> None:
         while True:

@@ -1,12 +1,18 @@
 """The band's BLE peripheral on MicroPython's `bluetooth` module.
 
-One central at a time. The IRQ handler only records events in a bounded ring and sets a
-flag; the application drains them in its loop. A full ring drops command frames (counted in
-``overflows``), never a connect or disconnect: a link event takes the place of the newest command.
+One central at a time. The IRQ handler only records events in a bounded ring and sets a flag; the
+application drains them in its loop. Commands may fill at most half the ring (``overflows`` counts the
+ones dropped); the other half is kept for connects and disconnects, more than can come between two
+loop steps (a connect stops advertising, so one new link per step, plus the disconnects of NimBLE's
+links: 4 at most in MicroPython's ESP32 build, CONFIG_BT_NIMBLE_MAX_CONNECTIONS). The BLE stack itself
+may still lose an IRQ (its own ring full): the shell reconciles with it (``alive``, ``disconnect``),
+and a link found gone is reported as a disconnect like any other.
 GATT: the Hug service from hugproto, plus Battery and Device Information. Nothing on the air names
 one band: the GAP name is the product's, there is no scan response, and ``new_address`` takes a
 fresh non-resolvable private address (the advert's token goes with it, see ``hugband.logic``).
 """
+
+import errno
 
 import bluetooth
 from micropython import const
@@ -22,8 +28,10 @@ EV_CONNECT = const(1)
 EV_DISCONNECT = const(2)
 EV_COMMAND = const(3)
 
-_RING = const(8)  # pending events; when full a command is dropped and counted, never a link event
+_RING = const(16)  # pending events
+_COMMANDS = const(8)  # of which commands at most: the rest is for link events
 _FRAME = const(20)
+_ADDR = const(6)
 _WRITE_BUFFER = const(80)  # writes arriving before the IRQ reads them queue up here
 _NO_CONN = const(-1)
 _ADDR_NRPA = const(3)  # config(addr_mode=): a fresh non-resolvable private address per call
@@ -43,12 +51,18 @@ class Peripheral:
         self.conn = _NO_CONN
         self.overflows = 0
         self.notify_failures = 0
+        self.link_events_lost = 0  # only if links come and go faster than any stack allows
+        self.links_found_gone = 0  # links the stack no longer had, its disconnect IRQ lost
         self._kinds = bytearray(_RING)
         self._conns = [0] * _RING
         self._data = [bytearray(_FRAME) for _ in range(_RING)]
         self._lens = bytearray(_RING)
+        self._addrs = bytearray(_RING * _ADDR)
         self._head = 0
         self._count = 0
+        self._commands = 0
+        self._gone = []  # links found gone (main loop only, never the IRQ): reported first
+        self.addr = bytearray(_ADDR)  # the central's address of the last connect next_event returned
         ble.active(True)
         ble.config(gap_name=GAP_NAME)
         ble.irq(self._irq)
@@ -82,7 +96,7 @@ class Peripheral:
 
     def _irq(self, event, data) -> None:
         if event == _IRQ_CENTRAL_CONNECT:
-            self._push(EV_CONNECT, data[0], None)
+            self._push(EV_CONNECT, data[0], data[2])
         elif event == _IRQ_CENTRAL_DISCONNECT:
             self._push(EV_DISCONNECT, data[0], None)
         elif event == _IRQ_GATTS_WRITE:
@@ -102,42 +116,37 @@ class Peripheral:
             i += n
 
     def _push(self, kind: int, conn: int, payload) -> None:
-        if self._count == _RING:
-            self.overflows += 1
-            if kind == EV_COMMAND or not self._drop_newest_command():
-                return
+        """Queue an event (IRQ context: allocates nothing). A connect's payload is the central's
+        address (copied: the stack reuses its buffer), a command's the frame."""
+        if self._count == _RING or (kind == EV_COMMAND and self._commands == _COMMANDS):
+            if kind == EV_COMMAND:
+                self.overflows += 1
+            else:
+                self.link_events_lost += 1  # the shell's next check with the stack recovers
+            return
         i = (self._head + self._count) % _RING
         self._kinds[i] = kind
         self._conns[i] = conn
         n = 0
-        if payload is not None:  # the command buffer is set to one frame, so nothing longer arrives
+        if kind == EV_CONNECT:
+            a = i * _ADDR
+            for j in range(_ADDR):
+                self._addrs[a + j] = payload[j] if j < len(payload) else 0
+        elif payload is not None:  # the command buffer is set to one frame, so nothing longer arrives
             n = min(len(payload), _FRAME)
             self._data[i][:n] = payload[:n]
+            self._commands += 1
         self._lens[i] = n
         self._count += 1
         self._flag.set()
 
-    def _drop_newest_command(self) -> bool:
-        """Free the last slot by removing the newest pending command (IRQ: allocates nothing);
-        False if every pending event is a link event."""
-        n = self._count
-        j = n - 1
-        while j >= 0 and self._kinds[(self._head + j) % _RING] != EV_COMMAND:
-            j -= 1
-        if j < 0:
-            return False
-        while j < n - 1:  # the link events behind it move up one slot
-            a = (self._head + j) % _RING
-            b = (self._head + j + 1) % _RING
-            self._kinds[a] = self._kinds[b]
-            self._conns[a] = self._conns[b]
-            self._lens[a] = self._lens[b]
-            j += 1
-        self._count = n - 1
-        return True
-
     def next_event(self):
-        """(kind, conn, bytes or None) for the oldest pending event, or None."""
+        """(kind, conn, bytes or None) for the oldest pending event, or None. For a connect,
+        ``addr`` holds the central's address until the next call."""
+        if self._gone:
+            conn = self._gone.pop(0)
+            self._link_gone(conn)
+            return EV_DISCONNECT, conn, None
         if self._count == 0:
             return None
         i = self._head
@@ -146,12 +155,38 @@ class Peripheral:
         self._count -= 1
         if kind == EV_CONNECT:
             self.conn = conn
-        elif kind == EV_DISCONNECT and conn == self.conn:
-            self.conn = _NO_CONN
-            self._ble.gatts_write(self.h_state, b"")  # the next central must not see this nonce
+            a = i * _ADDR
+            self.addr[:] = self._addrs[a : a + _ADDR]
+        elif kind == EV_DISCONNECT:
+            self._link_gone(conn)
         if kind != EV_COMMAND:
             return kind, conn, None
+        self._commands -= 1
         return kind, conn, bytes(self._data[i][:n])
+
+    def _link_gone(self, conn: int) -> None:
+        if conn == self.conn:
+            self.conn = _NO_CONN
+            self._ble.gatts_write(self.h_state, b"")  # the next central must not see this nonce
+
+    def _found_gone(self, conn: int) -> None:
+        """The stack has no such link: report its disconnect (its IRQ was lost) once."""
+        if conn not in self._gone:
+            self.links_found_gone += 1
+            self._gone.append(conn)
+            self._flag.set()
+
+    def alive(self, conn: int) -> bool:
+        """Ask the stack whether ``conn`` is still a link, by notifying the battery level (a
+        standard value any central may ignore). A link it no longer has is reported gone."""
+        try:
+            self._ble.gatts_notify(conn, self.h_battery)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
+        except OSError as e:
+            if e.args[0] != errno.ENOTCONN:
+                return True  # out of buffers, say: the link is there
+            self._found_gone(conn)
+            return False
+        return True
 
     def advertise(self, interval_ms: int, payload: bytes) -> None:
         """Advertise `payload` every interval_ms, or stop when interval_ms is 0."""
@@ -170,16 +205,17 @@ class Peripheral:
             pass
         return bytes(self._ble.config("mac")[1])
 
-    def notify_event(self, frame: bytes) -> bool:
-        """Notify the Event characteristic; False if it did not go out: no link, or the link went
-        before its disconnect event was drained (OSError), or the controller is out of buffers.
-        Unacknowledged presses go out again on the next link, so this is not an error."""
-        if self.conn == _NO_CONN:
-            return False
+    def notify_event(self, conn: int, frame: bytes) -> bool:
+        """Notify the Event characteristic to ``conn``; False if it did not go out: the link went
+        before its disconnect event was drained (OSError ENOTCONN: reported gone), or the
+        controller is out of buffers. Unacknowledged presses go out again on the next link, so
+        this is not an error."""
         try:
-            self._ble.gatts_notify(self.conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
-        except OSError:
+            self._ble.gatts_notify(conn, self.h_event, frame)  # pyright: ignore[reportCallIssue]  (stub omits conn_handle)
+        except OSError as e:
             self.notify_failures += 1
+            if e.args[0] == errno.ENOTCONN:
+                self._found_gone(conn)
             return False
         return True
 
@@ -191,4 +227,11 @@ class Peripheral:
         self._ble.gatts_write(self.h_battery, bytes((percent,)), notify)
 
     def disconnect(self, conn: int) -> None:
-        self._ble.gap_disconnect(conn)
+        """Drop a link; one the stack no longer has is reported gone (its disconnect IRQ was lost)."""
+        try:
+            if self._ble.gap_disconnect(conn):
+                return
+        except OSError as e:  # EALREADY: a disconnect is under way; the check asks again later
+            if e.args[0] != errno.ENOTCONN:
+                return
+        self._found_gone(conn)

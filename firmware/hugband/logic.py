@@ -9,7 +9,9 @@ The shell (hugband.app / ble) owns the radio and the pins. It feeds events in an
         a = core.pop_action()
         while a is not None: perform(a); a = core.pop_action()
     from the (queued, not IRQ-context) BLE events:
-        core.on_connect(conn, now) / core.on_disconnect(conn, now) / core.on_command(conn, data, now)
+        core.on_connect(conn, now, addr) / core.on_disconnect(conn, now) / core.on_command(conn, data, now)
+    every second: check that ``core.link`` (if not None) is still a link of the BLE stack, report it
+        with on_disconnect if not, and disconnect it again if ``core.link_dropped``
     every ~60 s: core.on_battery(millivolts, now)
 
 Actions are tuples whose first item is one of the A_* kinds:
@@ -48,9 +50,22 @@ Security rules enforced here:
   refuses AUTH.
 - Every later frame must open under this connection's session (MAC, rising counter, well-formed).
 - A rejected frame changes nothing and never buzzes; ``rejected`` counts it; a connection's 3rd bad
-  frame disconnects it; a connection not authenticated after ``_AUTH_TIMEOUT_MS`` (5 s) is dropped.
+  frame disconnects it. Strangers cost the owner little:
+  - a connection not authenticated in its window is dropped. The window is ``_AUTH_TIMEOUT_MS``
+    (1 s; the owner's phone sends Auth a few ms after connecting in the airspace), or four times the
+    owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
+    is also the window while pairing). A central dropped so that comes back from the same address
+    gets a second chance: twice its window, then four times, up to ``_AUTH_SLOW_MS`` (the last
+    ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
+    strangers gain little from it): a slow phone still gets in, whatever strangers do;
+  - a failed Auth drops the connection at once (one guess per connection), and the band stops
+    advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
+    until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
 - Events (AuthOk, Press, Felt, Status) are sent only on an authenticated connection. One connection
-  at a time: another central connecting meanwhile is disconnected at once.
+  at a time: another central connecting meanwhile is disconnected at once, and so is one that writes
+  while the band never heard it connect (its connect IRQ was lost).
+- With no link the band advertises, and says so again every ``_ADV_REFRESH_MS``: a connect the stack
+  made but never reported (it stops advertising) cannot leave the band silent.
 """
 
 import struct
@@ -101,7 +116,15 @@ _PAIRED_BLINK_MS = const(3000)
 _LADDER_STEPS = const(4)  # X25519 ladder steps per poll while pairing (~16 ms on a C3 at 160 MHz)
 _PAIRING_CPU_MHZ = const(160)  # the clock while the pairing window is open (X25519 takes ~1 s)
 _PAIRING_AUTH_TIMEOUT_MS = const(10000)  # once its whole public key is in, a pairing may take this long
-_AUTH_TIMEOUT_MS = const(5000)
+_AUTH_TIMEOUT_MS = const(1000)
+_AUTH_SLOW_MS = const(4000)
+_SECOND_EVERY_MS = const(30000)
+_LATE_SLOTS = const(8)
+_LATE_WAITING = const(0x80)  # timed out: its next connection gets a second chance; low bits: chances had
+_ADDR_LEN = const(6)
+_PAUSE_MS = const(125)
+_PAUSE_MAX_MS = const(500)
+_ADV_REFRESH_MS = const(3000)
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
 _SEND_BURST = const(4)
@@ -120,10 +143,12 @@ _KEY_FILE = const(25)
 
 
 class _Conn:
-    def __init__(self, handle, nonce: bytes, now_ms: int) -> None:
+    def __init__(self, handle, nonce: bytes, now_ms: int, addr, window_ms: int) -> None:
         self.handle = handle
         self.nonce = nonce
+        self.addr = addr  # the central's address (bytes) or None
         self.t0 = now_ms
+        self.window_ms = window_ms  # to authenticate in
         self.session: "frames.Session | None" = None
         self.dead = False  # we asked the shell to disconnect it
         self.bad = 0
@@ -153,6 +178,8 @@ class BandLogic:
         self.storage_errors = 0
         self.felt_lost = 0
         self.presses = 0
+        self.auth_failures = 0  # wrong Auth tags (guesses), each dropped its connection
+        self.auth_timeouts = 0
         # parts
         self.gestures = button.Gestures()
         self.touch = None
@@ -187,6 +214,14 @@ class BandLogic:
         self.tz_minutes = 0
         self._resetting = False
         self._asleep = False
+        self._fails = 0  # failed Auths since the last good one
+        self._adv_after = now_ms  # no advertising before this (the pause after a failed Auth)
+        self._adv_at = now_ms  # when advertising was last (re)started
+        self._late = bytearray(_LATE_SLOTS * _ADDR_LEN)
+        self._late_state = bytearray(_LATE_SLOTS)
+        self._late_next = 0
+        self._auth_window = _AUTH_TIMEOUT_MS  # learnt from the owner's Auth delays
+        self._second_at = add(now_ms, -_SECOND_EVERY_MS)  # the last second chance
         self._flags_sent = -1
         self._battery_sent = -1
         self._rotate_ms = board.get("address_rotate_s", 900) * 1000
@@ -223,6 +258,16 @@ class BandLogic:
     @property
     def connected(self) -> bool:
         return self._conn is not None
+
+    @property
+    def link(self):
+        """The connection handle the band holds (to check against the BLE stack), or None."""
+        return None if self._conn is None else self._conn.handle
+
+    @property
+    def link_dropped(self) -> bool:
+        """The band asked to drop its link and still holds it: ask again."""
+        return self._conn is not None and self._conn.dead
 
     @property
     def busy(self) -> bool:
@@ -291,13 +336,23 @@ class BandLogic:
         if self._conn is None and not self._asleep:
             self._advertise(now_ms)
 
-    def on_connect(self, conn, now_ms: int) -> None:
+    def on_connect(self, conn, now_ms: int, addr=None) -> None:
+        """A central connected; ``addr`` is its address (6 bytes), if the stack told it."""
         self.policy.activity(now_ms)
         if self._conn is not None:
             self.rejected += 1
             self._push(A_DISCONNECT, conn, 0)
             return
-        c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms)
+        addr = None if addr is None else bytes(addr)
+        window = _AUTH_SLOW_MS if self._pairing else self._auth_window
+        i = self._late_slot(addr)
+        waiting = i >= 0 and self._late_state[i] & _LATE_WAITING
+        if waiting and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
+            level = (self._late_state[i] & 3) + 1 if self._late_state[i] & 3 < 2 else 2
+            self._late_state[i] = level
+            self._second_at = now_ms
+            window = window << level if window << level < _AUTH_SLOW_MS else _AUTH_SLOW_MS
+        c = _Conn(conn, bytes(self._random(frames.NONCE_LEN)), now_ms, addr, window)
         self._conn = c
         self.led.connected = True
         self.meter.set_state(power.CONNECTED, now_ms)
@@ -315,7 +370,10 @@ class BandLogic:
         self.led.connected = False
         self.policy.activity(now_ms)
         self.backoff.kick(now_ms)
-        self._advertise(now_ms)
+        if diff(now_ms, self._adv_after) >= 0:
+            self._advertise(now_ms)
+        else:
+            self._adv_at = add(now_ms, -_ADV_REFRESH_MS)  # poll starts it once the pause is over
         self.meter.set_state(power.ADVERTISING, now_ms)
 
     def on_command(self, conn, data, now_ms: int) -> None:
@@ -323,6 +381,8 @@ class BandLogic:
         c = self._conn
         if c is None or c.handle != conn or c.dead:
             self.rejected += 1
+            if c is None or c.handle != conn:  # a link the band never heard connect: drop it
+                self._push(A_DISCONNECT, conn, 0)
             return
         data = bytes(data)
         try:
@@ -379,15 +439,17 @@ class BandLogic:
                 pass
             elif c.session is None:
                 keyed = c.pairing is not None and c.pairing.keyed
-                limit = _PAIRING_AUTH_TIMEOUT_MS if keyed else _AUTH_TIMEOUT_MS
-                if diff(now_ms, c.t0) >= limit:
+                if diff(now_ms, c.t0) >= (_PAIRING_AUTH_TIMEOUT_MS if keyed else c.window_ms):
                     self.rejected += 1
+                    self.auth_timeouts += 1
+                    self._remember_late(c.addr)
                     self._drop(c)
             elif self._epoch_s or diff(now_ms, c.send_after) >= 0:
                 self._send_presses(c, now_ms)
-        else:
+        elif not self._asleep and diff(now_ms, self._adv_after) >= 0:
             interval = self.backoff.poll(now_ms)
-            if not self._asleep and (interval is not None or self._rotation_due(now_ms)):
+            refresh = diff(now_ms, self._adv_at) >= _ADV_REFRESH_MS
+            if interval is not None or refresh or self._rotation_due(now_ms):
                 self._push_advert(self.backoff.interval_ms, now_ms)
         self._flags_changed(now_ms)
         colour = self.led.poll(now_ms)
@@ -419,7 +481,17 @@ class BandLogic:
             raise ProtocolError("unpaired band refuses Auth")
         if c.session is not None:
             raise ProtocolError("already authenticated")
-        self._start_session(c, frames.band_session(self._key, c.nonce, data), now_ms)
+        try:
+            session = frames.band_session(self._key, c.nonce, data)
+        except ProtocolError:
+            self._auth_failed(c, now_ms)
+            return
+        self._fails = 0
+        i = self._late_slot(c.addr)
+        if i >= 0:
+            self._late_state[i] = 0
+        self._learn_auth_delay(diff(now_ms, c.t0))
+        self._start_session(c, session, now_ms)
 
     def _start_session(self, c: _Conn, session, now_ms: int) -> None:
         c.session = session
@@ -439,6 +511,46 @@ class BandLogic:
             self._notify(c, frames.Felt(token))
         if self._epoch_s:
             self._send_presses(c, now_ms)
+
+    def _auth_failed(self, c: _Conn, now_ms: int) -> None:
+        """A wrong guess: no second one on this link, and no new link for a while."""
+        self.rejected += 1
+        self.auth_failures += 1
+        self._drop(c)
+        pause = _PAUSE_MS << (self._fails if self._fails < 8 else 8)
+        self._fails += 1
+        self._adv_after = add(now_ms, pause if pause < _PAUSE_MAX_MS else _PAUSE_MAX_MS)
+
+    def _learn_auth_delay(self, ms: int) -> None:
+        """The window follows the owner's phone: four times its delay, slowly down, at once up."""
+        w = 4 * ms
+        if w < self._auth_window:
+            w = (self._auth_window + w) // 2
+        if w < _AUTH_TIMEOUT_MS:
+            w = _AUTH_TIMEOUT_MS
+        self._auth_window = w if w < _AUTH_SLOW_MS else _AUTH_SLOW_MS
+
+    def _late_slot(self, addr) -> int:
+        if addr is None:
+            return -1
+        for i in range(_LATE_SLOTS):
+            a = i * _ADDR_LEN
+            if self._late_state[i] and self._late[a : a + _ADDR_LEN] == addr:
+                return i
+        return -1
+
+    def _remember_late(self, addr) -> None:
+        """A central too slow to authenticate in its window gets a longer one next time."""
+        if addr is None:
+            return
+        i = self._late_slot(addr)
+        if i >= 0:
+            self._late_state[i] |= _LATE_WAITING
+            return
+        i = self._late_next
+        self._late_next = (i + 1) % _LATE_SLOTS
+        self._late[i * _ADDR_LEN : (i + 1) * _ADDR_LEN] = addr
+        self._late_state[i] = _LATE_WAITING
 
     def _on_pair_pub(self, c: _Conn, data: bytes) -> None:
         if not self._pairing:
@@ -669,11 +781,14 @@ class BandLogic:
         c = self._conn
         if c is not None:
             self._push(A_STATE, self._state_frame(c), 0)
-        elif not self._asleep:
+        elif not self._asleep and diff(now_ms, self._adv_after) >= 0:
             self._push_advert(self.backoff.interval_ms, now_ms)
+        else:
+            self._adv_at = add(now_ms, -_ADV_REFRESH_MS)
 
     def _advertise(self, now_ms: int) -> None:
         self._asleep = False
+        self._adv_at = now_ms
         self.backoff.poll(now_ms)
         self._flags_sent = self.flags
         self.led.paired = self._key is not None
@@ -692,6 +807,7 @@ class BandLogic:
                 self._addr_pending = True
                 self._push(A_ADDRESS, 0, 0)
             return
+        self._adv_at = now_ms
         self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, self._token))
 
     def _key_changed(self, now_ms: int) -> None:

@@ -58,18 +58,19 @@ def test_replayed_ble_frames_are_rejected_by_the_real_firmware(tmp_path: Path) -
         assert await w.motor_on_count() == buzzes
         await owner.disconnect()
 
-        # 2. a stranger replays the owner's captured PairConfirm + Play on a new connection (new band nonce)
+        # 2. a stranger replays the owner's captured Play, Ack and PairConfirm on a new connection (new band
+        # nonce): each is a bad frame, and the third drops the link
         stranger = Phone(w.central, w.on_air)
         await stranger.connect()
         await stranger.state(None)
-        await stranger.write(auth_frame)
         await stranger.write(play_frame)
         for f in captured:
             if frames.frame_kind(f) == frames.ACK:
                 await stranger.write(f)
                 break
+        await stranger.write(auth_frame)
         assert stranger.conn is not None
-        assert await stranger.conn.wait_disconnected(3) is not None, "three bad frames drop the link"
+        assert await stranger.conn.wait_disconnected(3) is not None, "the third bad frame drops the link"
         assert stranger.raw.empty(), "the band answered replayed frames"
         assert await w.motor_on_count() == buzzes
 

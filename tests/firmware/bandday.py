@@ -177,11 +177,11 @@ class Harness:
         self.drain()
 
     # the link
-    def connect(self, phone) -> None:
+    def connect(self, phone, addr=None) -> None:
         self.conn += 1
         self.phone = phone
         phone.conn = self.conn
-        self.core.on_connect(self.conn, self.now)
+        self.core.on_connect(self.conn, self.now, addr)
         self.drain()
 
     def disconnect(self) -> None:

@@ -243,15 +243,147 @@ def case_out_of_range_play_is_rejected_not_played():
     assert h.motor_runs == runs and h.core.rejected == 1
 
 
-def case_unauthenticated_central_is_dropped_after_five_seconds():
+def case_unauthenticated_central_is_dropped_after_a_second():
     h, _ = paired()
     h.disconnect()
     idle = FakePhone(OTHER, Rng(3))
     h.connect(idle)
-    h.run(4900)
+    h.run(900)
     assert h.phone is idle
     h.run(200)
-    assert h.phone is None and h.disconnects == 1
+    assert h.phone is None and h.disconnects == 1 and h.core.auth_timeouts == 1
+
+
+ADDR_A = b"\x01\x02\x03\x04\x05\x06"
+ADDR_B = b"\x0a\x0b\x0c\x0d\x0e\x0f"
+
+
+def case_a_phone_too_slow_once_gets_a_longer_window_next_time():
+    h, phone = paired()
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(1100)  # its Auth did not come in the first second (a slow phone, a loaded machine)
+    assert h.phone is None
+    h.connect(FakePhone(OTHER, Rng(4)), ADDR_B)  # a stranger in between gets the short window
+    h.run(1100)
+    assert h.phone is None
+    h.connect(phone, ADDR_A)
+    h.run(1700)
+    assert h.phone is phone, "the second chance is longer"
+    phone.auth(h)
+    assert h.core.authenticated, "the slow owner gets in"
+
+
+def case_a_phone_slower_still_gets_a_longer_chance_later():
+    h, phone = paired()
+    h.disconnect()
+    held = []
+    for _ in range(3):  # a phone that needs 3.5 s (the learnt window lost in a reboot, say)
+        h.run(30000)  # it tries again a while later
+        h.connect(phone, ADDR_A)
+        t0 = h.now
+        while h.phone is phone and h.now - t0 < 3500:
+            h.run(100)
+        held.append((h.now - t0) // 1000)
+    assert held == [1, 2, 3], held
+    phone.auth(h)
+    assert h.core.authenticated, "never locked out"
+
+
+def case_strangers_get_few_second_chances():
+    h, _ = paired()
+    h.disconnect()
+    idle = FakePhone(OTHER, Rng(3))
+    held = []
+    for addr in (ADDR_A, ADDR_B) * 4:  # two addresses in turn: one second chance in 30 s
+        h.connect(idle, addr)
+        t0 = h.now
+        while h.phone is idle:
+            h.run(100)
+        held.append((h.now - t0) // 1000)
+    assert held == [1, 1, 2, 1, 1, 1, 1, 1], held
+    for _ in range(40):  # later the other one has its second chance, and then none again
+        h.connect(idle, ADDR_B)
+        t0 = h.now
+        while h.phone is idle:
+            h.run(100)
+        held.append((h.now - t0) // 1000)
+    assert held[8:].count(2) == 1 and held[8:].count(1) == 39, held
+
+
+def case_the_window_follows_a_slow_owner_phone():
+    h, phone = paired()
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(600)  # slow, but within the window
+    phone.auth(h)
+    assert h.core.authenticated
+    h.disconnect()
+    h.connect(phone, ADDR_A)
+    h.run(2200)  # slower still: four times the last delay is allowed
+    assert h.phone is phone
+    phone.auth(h)
+    assert h.core.authenticated
+    h.disconnect()
+    idle = FakePhone(OTHER, Rng(3))
+    h.connect(idle, ADDR_B)
+    h.run(4100)
+    assert h.phone is None, "never more than four seconds"
+
+
+def case_a_wrong_auth_drops_the_link_and_pauses_advertising():
+    h, phone = paired()
+    h.disconnect()
+    rng = Rng(11)
+    notifies = h.notifies
+
+    def guess_and_pause():
+        h.connect(FakePhone(OTHER, rng))
+        stranger_auth(h, OTHER, rng)
+        assert h.phone is None, "one guess per connection"
+        before = h.adverts
+        t0 = h.now
+        while h.adverts == before:
+            h.run(5)
+        return h.now - t0
+
+    pauses = [guess_and_pause() for _ in range(5)]
+    assert h.core.auth_failures == 5 and h.notifies == notifies
+    assert pauses == [125, 250, 500, 500, 500], pauses
+    h.connect(phone)
+    phone.auth(h)
+    assert h.core.authenticated, "the owner is not locked out"
+    h.disconnect()
+    assert guess_and_pause() == 125, "a good Auth ends the longer pauses"
+
+
+def case_a_write_from_a_link_the_band_never_saw_connect_drops_it():
+    h, _ = paired()
+    h.disconnect()
+    h.core.on_command(42, b"\x10" + bytes(12), h.now)  # its connect IRQ was lost
+    assert h.core.pop_action() == (logic.A_DISCONNECT, 42, 0)
+    assert h.core.link is None
+
+
+def case_with_no_link_the_band_keeps_saying_it_advertises():
+    h, _ = paired()
+    h.disconnect()
+    h.run(10)
+    before = h.adverts
+    h.run(10000)
+    assert h.adverts - before >= 3, "advertising is restarted every few seconds"
+
+
+def case_the_link_the_band_holds_is_named_for_the_shell_check():
+    h, _ = paired()
+    conn = h.phone.conn
+    assert h.core.link == conn and not h.core.link_dropped
+    h.core.on_disconnect(conn, h.now)  # the shell found the link gone on the stack
+    assert h.core.link is None and not h.core.connected
+    h.core.on_connect(7, h.now)
+    for _ in range(3):
+        h.core.on_command(7, b"\xff", h.now)
+    assert h.core.link == 7 and h.core.link_dropped, "dropped, until the stack says it is gone"
 
 
 def case_second_central_is_refused_while_connected():

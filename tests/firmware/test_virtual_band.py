@@ -128,15 +128,14 @@ def test_stranger_cannot_buzz_read_or_repair(tmp_path: Path) -> None:
         state = await stranger.state(None)
         assert state.flags & frames.FLAG_PAIRED
         assert not state.flags & frames.FLAG_PAIRING_OPEN
-        # a guessed key: Auth fails, no AuthOk, no presses
+        # a key exchange outside the pairing window, a Play under a guessed key, then an Auth with it
         wrong_key = os.urandom(16)
         auth, stranger.session = frames.phone_session(wrong_key, stranger.band_nonce, os.urandom(8))
-        await stranger.write(auth)
-        # a key exchange outside the pairing window, then a Play under the guessed key
         await stranger.write(pairing.encode_pub(frames.PAIR_PUB, 0, os.urandom(32)))
         await stranger.write(stranger.session.seal(frames.Play(patterns.BIG_HUG, 0, 255, 5, 1)))
+        await stranger.write(auth)
         assert stranger.conn is not None
-        assert await stranger.conn.wait_disconnected(3) is not None, "three bad frames must drop the link"
+        assert await stranger.conn.wait_disconnected(3) is not None, "a wrong Auth must drop the link"
         await w.control.hold(w.address, TAP_MS)  # a press while the stranger tried: only for the owner
         await asyncio.sleep(1.0)
         assert stranger.raw.empty(), "the stranger received event frames"

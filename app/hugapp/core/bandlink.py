@@ -44,6 +44,7 @@ from hugproto.mac import Hmac
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_S = 10.0
+BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
 MICROPYTHON_EPOCH = 946_684_800  # 2000-01-01 UTC, the band's epoch
 _BATTERY_UUID = gatt.uuid16_str(gatt.BATTERY_LEVEL_UUID)
 
@@ -494,11 +495,14 @@ class BandLink:
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff after any drop, until cancelled."""
         backoff = 1.0
+        again: BLEDevice | None = None  # a band whose working link just dropped: no scan first
         try:
             while True:
-                self._set_state(LinkState.SCANNING)
                 key = self.store.band(self.band_id).key
-                device = await find_band(self.config, key, self.scan_timeout)
+                device, again = again, None
+                if device is None:
+                    self._set_state(LinkState.SCANNING)
+                    device = await find_band(self.config, key, self.scan_timeout)
                 if device is None:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:
@@ -509,8 +513,13 @@ class BandLink:
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.band_id, self.stats.last_error)
-                        if self.stats.connects > connects:  # it dropped after working: look again at once
+                        if self.stats.connects > connects:  # it dropped after working: at once, and
+                            backoff = 1.0  # straight to the band (a scan would wait for its next advert)
+                            again = device
+                            continue
+                        if _band_busy(exc):  # in range, but someone else had the link: try again soon
                             backoff = 1.0
+                            await asyncio.sleep(random.uniform(*BUSY_RETRY_S))
                             continue
                         self._set_state(LinkState.OUT_OF_RANGE)
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
@@ -620,6 +629,13 @@ class BandLink:
         with contextlib.suppress(BandLinkError, BleakError):
             await self._send(frames.Unpair())
         self.store.forget_band(self.band_id)
+
+
+def _band_busy(exc: BaseException) -> bool:
+    """A failed attempt on a band that was advertising: the link went to, or was held by, another
+    central (a stranger in range; the band drops them within a second or so), not a wrong key or
+    a band out of range."""
+    return not isinstance(exc, (HandshakeFailed, ProtocolError))
 
 
 def _tz_minutes() -> int:

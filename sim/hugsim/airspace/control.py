@@ -122,6 +122,12 @@ class AirspaceControl(_AsyncSession):
         the link drops (for a write with response, before the response reaches the central)."""
         await self._request({"op": "drop_after", "address": address, "kind": op, "n": n, "when": when})
 
+    async def lose_irq(self, address: str, event: str = "disconnect", n: int = 1) -> None:
+        """The band's BLE stack loses the next ``n`` ``event`` IRQs ("connect", "disconnect" or
+        "write") on their way to the firmware, as a full IRQ ring does; its connection table stays
+        right (``gap_disconnect`` and ``gatts_notify`` see the truth)."""
+        await self._request({"op": "lose_irq", "address": address, "event": event, "n": n})
+
     async def set_latency(self, ms: float) -> None:
         """Delay every message the airspace delivers to a band or a phone by ``ms``."""
         await self._request({"op": "set_latency", "ms": ms})

@@ -1,11 +1,12 @@
 """Faults the airspace injects on request of a control session: range (RSSI), dropped links, a link
-lost around the next notify or write, latency."""
+lost around the next notify or write, latency, and link events a band's BLE stack loses on their way
+to the firmware (its IRQ ring full)."""
 
 from . import wire
 from .sessions import Node
 from .wire import AirspaceError
 
-FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency")  # control requests handled here
+FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency", "lose_irq")  # control requests here
 
 
 class Faults:
@@ -53,6 +54,15 @@ class Faults:
             if kind not in ("notify", "write") or when not in ("before", "after") or n < 1:
                 raise AirspaceError("drop_after needs op notify|write, when before|after, n >= 1")
             node.faults.append({"op": kind, "when": when, "left": n})
+            return None
+        if op == "lose_irq":
+            # the stack keeps its own connection table right; only the IRQ to Python is lost, as
+            # MicroPython's event ring drops an event that does not fit (``config(rxbuf=...)``)
+            node = self._node(msg["address"])
+            event, n = msg.get("event", "disconnect"), int(msg.get("n", 1))
+            if event not in ("connect", "disconnect", "write") or n < 1:
+                raise AirspaceError("lose_irq needs event connect|disconnect|write, n >= 1")
+            node.session.send({"ev": "lose_irq", "event": event, "n": n}, delayed=False)
             return None
         if op == "set_latency":
             self.latency_ms = max(0.0, float(msg["ms"]))

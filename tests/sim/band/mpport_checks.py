@@ -54,6 +54,7 @@ def fresh(board):
     simlink._current.clear()
     simlink.wake.clear()
     simlink.connections.clear()
+    simlink.lose.clear()
     simlink.store.clear()
     simlink.touched = False
     simlink._resetting = 0
@@ -330,3 +331,23 @@ def case_a_full_irq_ring_drops_events():
     for _ in range(6):
         ble._on_event("write", {"conn": 0, "handle": 15})
     assert ble.dropped == 2  # 4 writes of 5 bytes fit in 20
+
+
+def case_a_lost_irq_leaves_the_stack_right():
+    fresh(C3)
+    ble = bluetooth.BLE()
+    seen = []
+    ble.irq(lambda event, data: seen.append((event, data[0])))
+    activate(ble)
+    ble.gatts_register_services(_services())
+    addr = "aabbccddeeff"
+    simlink._handle({"ev": "lose_irq", "event": "disconnect", "n": 1})  # the airspace's lose_irq
+    simlink._handle({"ev": "connect", "conn": 3, "addr_type": 0, "addr": addr})
+    simlink._handle({"ev": "disconnect", "conn": 3, "addr_type": 0, "addr": addr, "reason": 19})
+    for _ in range(3):  # the scheduled drain runs between bytecodes
+        pass
+    assert seen == [(1, 3)], seen  # the disconnect IRQ never came
+    assert ble.dropped == 1
+    assert simlink.connections == {}  # but the stack knows the link is gone
+    assert raises(OSError, ble.gatts_notify, 3, 15, b"x").args[0] == 107  # ENOTCONN
+    assert ble.gap_disconnect(3) is False

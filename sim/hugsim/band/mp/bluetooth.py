@@ -350,6 +350,11 @@ class BLE:
         if kind is None or not self._active:
             return
         event, cost = kind
+        if simlink.lose.get(name):  # a fault injected by the airspace: as if the ring were full
+            simlink.lose[name] -= 1
+            self.dropped += 1
+            print("bluetooth: IRQ ring buffer full, event %d dropped" % event)
+            return
         if self._ring_bytes + cost > self._config["rxbuf"]:
             self.dropped += 1
             print("bluetooth: IRQ ring buffer full, event %d dropped" % event)

@@ -58,6 +58,7 @@ heap_peak = 0
 connections = {}  # conn handle -> (addr_type, addr bytes)
 store = {}  # value handle -> [bytes, alloc, append]
 on_event = None  # bluetooth's handler: on_event(name, data)
+lose = {}  # event name -> how many of the next ones the IRQ ring loses (the airspace's lose_irq fault)
 _sock = None
 _resetting = 0
 
@@ -303,6 +304,8 @@ def _handle(msg) -> None:
     ev = msg.get("ev")
     if ev == "input":
         apply_input(msg["name"], msg.get("value"))
+    elif ev == "lose_irq":
+        lose[msg["event"]] = lose.get(msg["event"], 0) + int(msg["n"])
     elif ev == "reset_done":
         _resetting = max(0, _resetting - 1)
     elif _resetting and ev in _LINK_EVENTS:
