@@ -19,7 +19,7 @@ from test_bandlink import Rig, rig
 
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugproto import frames, gatt
-from hugsim.airspace import Advert, AirspaceCentral, Connection, wire
+from hugsim.airspace import AirspaceCentral, Connection, wire
 from hugsim.phone.bleak_backend import airspace_backend
 
 OWNER = "owner-phone"
@@ -45,7 +45,7 @@ async def owner_rig(r: Rig, pair: bool = True) -> tuple[BandLink, list[tuple[int
         r.poke()
 
     link = BandLink(
-        r.store, r.address, BleConfig(scanner, client), on_press=on_press, on_state=lambda _s: r.poke()
+        r.store, r.band_id, BleConfig(scanner, client), on_press=on_press, on_state=lambda _s: r.poke()
     )
     r.links.append(asyncio.ensure_future(link.run()))
     await r.until(lambda: link.state is LinkState.CONNECTED, 30)
@@ -56,18 +56,25 @@ def random_address() -> str:
     return ":".join(f"{b:02X}" for b in bytes([0xC0 | os.urandom(1)[0] & 0x3F]) + os.urandom(5))
 
 
-async def stranger(air: str, address: str, act: Callable[[Connection], Awaitable[None]]) -> None:
+Locate = Callable[[], Awaitable[str]]  # where the band advertises now (its address changes)
+
+
+def on_air(r: Rig) -> Locate:
+    return lambda: r.control.air_address(r.address)
+
+
+async def stranger(air: str, locate: Locate, act: Callable[[Connection], Awaitable[None]]) -> None:
     """Connect from a new random address each time, ``act``, and connect again at once."""
     while True:
         async with AirspaceCentral(air, address=random_address()) as central:
             try:
-                conn = await central.connect(address, timeout=30)
+                conn = await central.connect(await locate(), timeout=30)
             except wire.AirspaceError:
                 continue
             await act(conn)
 
 
-def idle_holder(air: str, address: str, holds: list[float]) -> Awaitable[None]:
+def idle_holder(air: str, locate: Locate, holds: list[float]) -> Awaitable[None]:
     """A stranger that says nothing and holds the band as long as the band lets it."""
 
     async def hold(conn: Connection) -> None:
@@ -75,7 +82,7 @@ def idle_holder(air: str, address: str, holds: list[float]) -> Awaitable[None]:
         await conn.wait_disconnected(60)
         holds.append(time.monotonic() - t0)
 
-    return stranger(air, address, hold)
+    return stranger(air, locate, hold)
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +105,7 @@ def test_three_strangers_reconnecting_cannot_hold_off_the_owner(tmp_path: Path) 
     async def scenario(r: Rig) -> None:
         link, stored = await owner_rig(r)
         holds: list[float] = []
-        tasks = [asyncio.ensure_future(idle_holder(r.air, r.address, holds)) for _ in range(3)]
+        tasks = [asyncio.ensure_future(idle_holder(r.air, on_air(r), holds)) for _ in range(3)]
         async with strangers(tasks):
             await asyncio.sleep(1.0)
             latencies = await owner_press_latencies(r, link, stored, rounds)
@@ -139,7 +146,7 @@ async def owner_press_latencies(
     return latencies
 
 
-def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
+def guesser(air: str, locate: Locate, guesses: list[float]) -> Awaitable[None]:
     """A stranger that writes three Auths with random tags at once (a blind guess needs no nonce;
     three is what a link allowed before) and leaves: the fastest guessing the airspace allows.
     Every Auth that reached the band counts as a guess."""
@@ -157,7 +164,7 @@ def guesser(air: str, address: str, guesses: list[float]) -> Awaitable[None]:
         with contextlib.suppress(wire.AirspaceError):
             await conn.disconnect()
 
-    return stranger(air, address, guess)
+    return stranger(air, locate, guess)
 
 
 @pytest.mark.alone  # the guess rate is a timing figure
@@ -172,7 +179,7 @@ def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path
     async def scenario(r: Rig) -> None:
         await r.pair()
         guesses: list[float] = []
-        tasks = [asyncio.ensure_future(guesser(r.air, r.address, guesses)) for _ in range(3)]
+        tasks = [asyncio.ensure_future(guesser(r.air, on_air(r), guesses)) for _ in range(3)]
         async with strangers(tasks):
             await asyncio.sleep(seconds)  # the owner's phone away: the band is theirs to try
             n = len(guesses)
@@ -198,28 +205,18 @@ def test_auth_guessing_is_slowed_to_years_and_never_locks_out_the_owner(tmp_path
     asyncio.run(main())
 
 
-async def advertising_again(air: str, address: str, since: float, timeout: float = 30.0) -> float:
-    """Seconds from ``since`` until ``address`` is heard advertising."""
-    heard = asyncio.Event()
-
-    def seen(advert: Advert) -> None:
-        if advert.address == address:
-            heard.set()
-
-    async with AirspaceCentral(air, name="scanner") as central:
-        await central.start_scan(seen)
-        try:
-            await asyncio.wait_for(heard.wait(), timeout)
-        except TimeoutError:
-            return float("inf")
-        finally:
-            await central.stop_scan()
+async def advertising_again(r: Rig, since: float, timeout: float = 30.0) -> float:
+    """Seconds from ``since`` until the band advertises again (from whichever address)."""
+    try:
+        await r.control.wait_advertising(r.address, timeout)
+    except wire.AirspaceTimeoutError:
+        return float("inf")
     return time.monotonic() - since
 
 
-async def stranger_link(air: str, address: str) -> tuple[AirspaceCentral, Connection, int]:
-    central = await AirspaceCentral(air, address=random_address()).start()
-    conn = await central.connect(address, timeout=10)
+async def stranger_link(r: Rig) -> tuple[AirspaceCentral, Connection, int]:
+    central = await AirspaceCentral(r.air, address=random_address()).start()
+    conn = await central.connect(await r.control.air_address(r.address), timeout=10)
     command = conn.get_characteristic(gatt.COMMAND_CHAR_UUID)
     assert command is not None
     return central, conn, command.handle
@@ -241,7 +238,7 @@ async def silence_attempt(r: Rig, kind: str) -> float:
     if kind == "burst_then_gone":
         # a stranger writes more frames than the band's event ring and write buffer hold (Auth
         # headers, a long write, garbage) and leaves at once; its disconnect IRQ is lost on the way
-        central, conn, handle = await stranger_link(r.air, r.address)
+        central, conn, handle = await stranger_link(r)
         await asyncio.sleep(0.05)
         await r.control.lose_irq(r.address, "disconnect")
         auth_head = frames.encode_auth(os.urandom(16), bytes(8), bytes(8))[:1]
@@ -251,7 +248,7 @@ async def silence_attempt(r: Rig, kind: str) -> float:
         t0 = time.monotonic()
         await burst(conn, handle, junk)
         await central.close()
-        return await advertising_again(r.air, r.address, t0)
+        return await advertising_again(r, t0)
     if kind == "owner_link_gone":
         # the owner's own link drops (out of range) and the band never hears of it
         await owner_rig(r, pair=False)
@@ -259,14 +256,14 @@ async def silence_attempt(r: Rig, kind: str) -> float:
         t0 = time.monotonic()
         await r.control.drop_link(r.address, central=OWNER)
         await r.stop_links()
-        return await advertising_again(r.air, r.address, t0)
+        return await advertising_again(r, t0)
     # a stranger connects, the band never hears of it, and the stranger says nothing (the stack
     # stopped advertising when it connected)
     await r.control.lose_irq(r.address, "connect")
     t0 = time.monotonic()
-    central, conn, handle = await stranger_link(r.air, r.address)
+    central, conn, handle = await stranger_link(r)
     try:
-        return await advertising_again(r.air, r.address, t0, 15.0)
+        return await advertising_again(r, t0, 15.0)
     finally:
         await conn.write(handle, b"\xff", response=True)  # when it does speak, the band drops it
         with contextlib.suppress(wire.AirspaceError):
