@@ -54,7 +54,7 @@ Security rules enforced here:
   - a connection not authenticated in its window is dropped. The window is ``_AUTH_TIMEOUT_MS``
     (1 s; the owner's phone sends Auth a few ms after connecting in the airspace), or four times the
     owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
-    is also the window while pairing). A central dropped so that comes back from the same address
+    is also the window while pairing, and after boot until the first good Auth or pairing). A central dropped so that comes back from the same address
     gets a second chance: twice its window, then four times, up to ``_AUTH_SLOW_MS`` (the last
     ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
     strangers gain little from it): a slow phone still gets in, whatever strangers do;
@@ -220,7 +220,10 @@ class BandLogic:
         self._late = bytearray(_LATE_SLOTS * _ADDR_LEN)
         self._late_state = bytearray(_LATE_SLOTS)
         self._late_next = 0
-        self._auth_window = _AUTH_TIMEOUT_MS  # learnt from the owner's Auth delays
+        # learnt from the owner's Auth delays; until its phone has authenticated once since boot its
+        # delay is unknown, and a loaded phone must not be locked out: the longest window
+        self._auth_window = _AUTH_SLOW_MS
+        self._auth_learnt = False
         self._second_at = add(now_ms, -_SECOND_EVERY_MS)  # the last second chance
         self._flags_sent = -1
         self._battery_sent = -1
@@ -522,10 +525,12 @@ class BandLogic:
         self._adv_after = add(now_ms, pause if pause < _PAUSE_MAX_MS else _PAUSE_MAX_MS)
 
     def _learn_auth_delay(self, ms: int) -> None:
-        """The window follows the owner's phone: four times its delay, slowly down, at once up."""
+        """The window follows the owner's phone: four times its delay, slowly down, at once up (the
+        first good Auth since boot sets it)."""
         w = 4 * ms
-        if w < self._auth_window:
+        if w < self._auth_window and self._auth_learnt:
             w = (self._auth_window + w) // 2
+        self._auth_learnt = True
         if w < _AUTH_TIMEOUT_MS:
             w = _AUTH_TIMEOUT_MS
         self._auth_window = w if w < _AUTH_SLOW_MS else _AUTH_SLOW_MS
@@ -588,6 +593,8 @@ class BandLogic:
         self._just_paired = True
         self._just_paired_until = add(now_ms, _JUST_PAIRED_MS)
         self._play_code(now_ms, _PAIRED_BLINK_MS)
+        self._auth_window = _AUTH_TIMEOUT_MS  # the owner's phone is here now: its Auths will teach it
+        self._auth_learnt = True
         self._flags_changed(now_ms)
         self._start_session(c, frames.Session(key, c.nonce, phone_nonce, frames.BAND), now_ms)
 
