@@ -55,8 +55,8 @@ Security rules enforced here:
     (1 s; the owner's phone sends Auth a few ms after connecting in the airspace), or four times the
     owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
     is also the window while pairing, and after boot until the first good Auth or pairing). A
-    central dropped so that comes back from the same address gets a second chance: twice its window, then four times, up to ``_AUTH_SLOW_MS`` (the last
-    ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
+    central dropped so that comes back from the same address gets a second chance: twice its
+    window, then four times, up to ``_AUTH_SLOW_MS`` (the last ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
     strangers gain little from it): a slow phone still gets in, whatever strangers do;
   - a failed Auth drops the connection at once (one guess per connection), and the band stops
     advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)

@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,8 +92,7 @@ def firmware_image(board: str) -> Path:
     from hugapp import bandtools  # the product's own build, so the band runs exactly its output
 
     image.parent.mkdir(parents=True, exist_ok=True)
-    tmp = image.with_name(f"{image.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{image.name}.", suffix=".tmp", dir=image.parent))  # one per caller
     bandtools.build(board, tmp / "flash", progress=False)
     port = tmp / "port"
     port.mkdir()
