@@ -56,8 +56,10 @@ Security rules enforced here:
     owner's last Auth delay if that is longer (learnt from good Auths, up to ``_AUTH_SLOW_MS``, which
     is also the window while pairing, and after boot until the first good Auth or pairing). A
     central dropped so that comes back from the same address gets a second chance: twice its
-    window, then four times, up to ``_AUTH_SLOW_MS`` (the last ``_LATE_SLOTS`` addresses are kept; one second chance every ``_SECOND_EVERY_MS`` at most, so
-    strangers gain little from it): a slow phone still gets in, whatever strangers do;
+    window, then four times, up to ``_AUTH_SLOW_MS`` (the last ``_LATE_SLOTS`` addresses are kept;
+    one second chance every ``_SECOND_EVERY_MS`` at most, so strangers gain little from it, except
+    for the address of the last good Auth or pairing: the owner's phone, slowed by its own load, never
+    waits for one): a slow phone still gets in, whatever strangers do;
   - a failed Auth drops the connection at once (one guess per connection), and the band stops
     advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
     until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
@@ -225,6 +227,7 @@ class BandLogic:
         self._auth_window = _AUTH_SLOW_MS
         self._auth_learnt = False
         self._second_at = add(now_ms, -_SECOND_EVERY_MS)  # the last second chance
+        self._owner_addr = b""  # the address of the last good Auth or pairing
         self._flags_sent = -1
         self._battery_sent = -1
         self._rotate_ms = board.get("address_rotate_s", 900) * 1000
@@ -350,7 +353,8 @@ class BandLogic:
         window = _AUTH_SLOW_MS if self._pairing else self._auth_window
         i = self._late_slot(addr)
         waiting = i >= 0 and self._late_state[i] & _LATE_WAITING
-        if waiting and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
+        owner = addr is not None and addr == self._owner_addr  # the phone of the last good Auth
+        if waiting and (owner or diff(now_ms, self._second_at) >= _SECOND_EVERY_MS):
             level = (self._late_state[i] & 3) + 1 if self._late_state[i] & 3 < 2 else 2
             self._late_state[i] = level
             self._second_at = now_ms
@@ -490,6 +494,8 @@ class BandLogic:
             self._auth_failed(c, now_ms)
             return
         self._fails = 0
+        if c.addr is not None:
+            self._owner_addr = c.addr
         i = self._late_slot(c.addr)
         if i >= 0:
             self._late_state[i] = 0
@@ -595,6 +601,8 @@ class BandLogic:
         self._play_code(now_ms, _PAIRED_BLINK_MS)
         self._auth_window = _AUTH_TIMEOUT_MS  # the owner's phone is here now: its Auths will teach it
         self._auth_learnt = True
+        if c.addr is not None:
+            self._owner_addr = c.addr
         self._flags_changed(now_ms)
         self._start_session(c, frames.Session(key, c.nonce, phone_nonce, frames.BAND), now_ms)
 
