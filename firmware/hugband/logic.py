@@ -57,9 +57,10 @@ Security rules enforced here:
     is also the window while pairing, and after boot until the first good Auth or pairing). A
     central dropped so that comes back from the same address gets a second chance: twice its
     window, then four times, up to ``_AUTH_SLOW_MS`` (the last ``_LATE_SLOTS`` addresses are kept;
-    one second chance every ``_SECOND_EVERY_MS`` at most, so strangers gain little from it, except
-    for the address of the last good Auth or pairing: the owner's phone, slowed by its own load, never
-    waits for one): a slow phone still gets in, whatever strangers do;
+    one second chance every ``_SECOND_EVERY_MS`` at most, so strangers gain little from it): a slow
+    phone still gets in, whatever strangers do. The address of the last good Auth or pairing (the
+    owner's phone, whose own load can delay its Auth by seconds) always gets ``_AUTH_SLOW_MS``; a
+    stranger copying that address gets as much;
   - a failed Auth drops the connection at once (one guess per connection), and the band stops
     advertising for a pause that doubles with each failure in a row (``_PAUSE_MS`` .. ``_PAUSE_MAX_MS``)
     until an Auth succeeds: guesses come at most about twice a second, whatever their addresses.
@@ -350,11 +351,11 @@ class BandLogic:
             self._push(A_DISCONNECT, conn, 0)
             return
         addr = None if addr is None else bytes(addr)
-        window = _AUTH_SLOW_MS if self._pairing else self._auth_window
+        owner = addr is not None and addr == self._owner_addr  # the phone of the last good Auth
+        window = _AUTH_SLOW_MS if self._pairing or owner else self._auth_window
         i = self._late_slot(addr)
         waiting = i >= 0 and self._late_state[i] & _LATE_WAITING
-        owner = addr is not None and addr == self._owner_addr  # the phone of the last good Auth
-        if waiting and (owner or diff(now_ms, self._second_at) >= _SECOND_EVERY_MS):
+        if waiting and diff(now_ms, self._second_at) >= _SECOND_EVERY_MS:
             level = (self._late_state[i] & 3) + 1 if self._late_state[i] & 3 < 2 else 2
             self._late_state[i] = level
             self._second_at = now_ms
