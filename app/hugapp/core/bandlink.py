@@ -44,6 +44,7 @@ from hugproto.mac import Hmac
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_S = 10.0
+STRAIGHT_BACK_TIMEOUT_S = 2.0  # reconnecting without a scan: the band may have rebooted to a new address
 BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
 MICROPYTHON_EPOCH = 946_684_800  # 2000-01-01 UTC, the band's epoch
 _BATTERY_UUID = gatt.uuid16_str(gatt.BATTERY_LEVEL_UUID)
@@ -500,6 +501,7 @@ class BandLink:
             while True:
                 key = self.store.band(self.band_id).key
                 device, again = again, None
+                straight = device is not None
                 if device is None:
                     self._set_state(LinkState.SCANNING)
                     device = await find_band(self.config, key, self.scan_timeout)
@@ -509,7 +511,9 @@ class BandLink:
                     self._set_state(LinkState.CONNECTING)
                     connects = self.stats.connects
                     try:
-                        await self._serve(device, key)
+                        await self._serve(
+                            device, key, STRAIGHT_BACK_TIMEOUT_S if straight else HANDSHAKE_TIMEOUT_S
+                        )
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.band_id, self.stats.last_error)
@@ -527,12 +531,12 @@ class BandLink:
         finally:
             self._set_state(LinkState.STOPPED)
 
-    async def _serve(self, device: BLEDevice, key: bytes) -> None:
+    async def _serve(self, device: BLEDevice, key: bytes, connect_timeout: float) -> None:
         lost = asyncio.Event()
         async with BleakClient(
             device,
             disconnected_callback=lambda _c: lost.set(),
-            timeout=HANDSHAKE_TIMEOUT_S,
+            timeout=connect_timeout,
             **self.config.client_kwargs(),
         ) as client:
             channel = _Channel(client)
