@@ -44,7 +44,9 @@ from hugproto.mac import Hmac
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_S = 10.0
-STRAIGHT_BACK_TIMEOUT_S = 2.0  # reconnecting without a scan: the band may have rebooted to a new address
+# Reconnecting without a scan waits this long for the band to advertise: long enough to queue behind
+# three strangers' 1 s holds, short enough that a band which rebooted to a new address is soon scanned for.
+STRAIGHT_BACK_TIMEOUT_S = 5.0
 BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
 MICROPYTHON_EPOCH = 946_684_800  # 2000-01-01 UTC, the band's epoch
 _BATTERY_UUID = gatt.uuid16_str(gatt.BATTERY_LEVEL_UUID)
@@ -520,6 +522,8 @@ class BandLink:
                         if self.stats.connects > connects:  # it dropped after working: at once, and
                             backoff = 1.0  # straight to the band (a scan would wait for its next advert)
                             again = device
+                            continue
+                        if straight:  # not back at its old address: scan for it at once
                             continue
                         if _band_busy(exc):  # in range, but someone else had the link: try again soon
                             backoff = 1.0

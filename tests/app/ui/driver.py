@@ -409,6 +409,7 @@ async def service_client(w: World) -> None:
     hub = ChangeHub()
     remote = await RemoteCompanion.connect(data, on_change=hub, timeout=30)
     w.stack.push_async_callback(remote.close)
+    await remote.set_schedule(NO_QUIET_HOURS)  # the heart must buzz at any hour the test runs
 
     async def scenario(app: HugApp) -> None:
         await w.control.hold(address, PAIR_HOLD_MS)  # the wearer opens the pairing window first
