@@ -2,6 +2,8 @@
 
     async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
         await phone.pair_band(address)         # the wearer holds the heart for 5 s first
+        await phone.pair_band(address, new_wearer="Mia")   # a band for someone without a phone
+        await phone.share_band(address, gateway_id)        # the home gateway co-owns it
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
@@ -88,7 +90,9 @@ class Companion:
             tz=tz,
             outbox=self.outbox,
             on_change=self._changed,
+            on_bands=self._bands_changed,
         )
+        self.coowners = self.router.coowners
         self.hugstore = self.router.hugstore  # history, settings and counts for readers
         self.relay: Relay | None = None
         if broker_url is not None:
@@ -189,6 +193,19 @@ class Companion:
         self.router.wake()
         self._changed()
 
+    def _bands_changed(self) -> None:
+        """A co-owner shared a band with us or forgot one: links follow the store."""
+        here = {b.address for b in self.store.bands()}
+        for address in here - set(self.links):
+            self._start_link(address)
+        for address in set(self.links) - here:
+            self.links.pop(address, None)
+            task = self._tasks.pop("band:" + address, None)
+            if task is not None:
+                task.cancel()
+        self.coowners.sync_wearers()
+        self._changed()
+
     def _start_link(self, address: str) -> None:
         if address in self.links:
             return
@@ -210,8 +227,20 @@ class Companion:
     ) -> list[bandlink.FoundBand]:
         return await bandlink.scan_bands(self.ble, timeout, progress)
 
-    async def pair_band(self, address: str, name: str | None = None) -> None:
-        """Pair a band whose heart was held for 5 s; keeps it connected from then on."""
+    async def pair_band(
+        self,
+        address: str,
+        name: str | None = None,
+        wearer: str | None = None,
+        new_wearer: str | None = None,
+    ) -> None:
+        """Pair a band whose heart was held for 5 s; keeps it connected from then on. Whose band it
+        is: ``wearer`` (this companion's own member, the default, or a person without a phone in
+        its circles), or ``new_wearer``, the name of a person without a phone to add."""
+        if wearer is not None and new_wearer is not None:
+            raise StoreError("a band has one wearer: name an existing one or a new one")
+        if wearer is not None:
+            self.coowners.check_wearer(wearer)
         link = self.links.pop(address, None)
         task = self._tasks.pop("band:" + address, None)
         if task is not None:
@@ -219,12 +248,26 @@ class Companion:
             await asyncio.gather(task, return_exceptions=True)
         try:
             await bandlink.pair_band(self.ble, self.store, address, name)
+            if new_wearer is not None:
+                wearer = self.coowners.add_wearer(new_wearer)
+            if wearer is not None or link is None:
+                self.store.set_wearer(address, wearer or self.me.member_id)
+            self.coowners.sync_wearers()
+            self.coowners.send_band(address)  # a re-paired band's new key reaches its co-owners
         finally:
             if link is not None or any(b.address == address for b in self.store.bands()):
                 self._start_link(address)
         self._changed()
 
+    async def share_band(self, address: str, member_id: str) -> None:
+        """Let another companion of a circle (the family's home gateway) co-own a band here: it gets
+        the band's key sealed through the circle and serves the band whenever it is the one in range."""
+        self.coowners.share(address, member_id)
+        self._changed()
+
     async def forget_band(self, address: str) -> None:
+        """Unpair a band here; its co-owners forget it too."""
+        self.coowners.send_forget(address)
         link = self.links.pop(address, None)
         if link is not None:
             await link.forget()
@@ -250,12 +293,24 @@ class Companion:
         return self.broker_url
 
     async def offer_link(self, link_id: str | None = None) -> linking.LinkOffer:
-        return await linking.create_link_code(
+        offer = await linking.create_link_code(
             self.store, self.me, self._broker(), link_id=link_id, clock=self.clock, relay=self.relay
         )
+        task = asyncio.ensure_future(self._after_offer(offer))
+        self._tasks["offer:" + offer.code] = task
+        task.add_done_callback(lambda _t: self._tasks.pop("offer:" + offer.code, None))
+        return offer
+
+    async def _after_offer(self, offer: linking.LinkOffer) -> None:
+        """Once someone joined: the people without a phone we serve become members of the circle."""
+        with contextlib.suppress(Exception):  # an offer that ended without a joiner: nothing to do
+            await offer.wait()
+            self.coowners.sync_wearers()
+            self._changed()
 
     async def join_link(self, code: str) -> linking.LinkResult:
         result = await linking.join_with_code(code, self.store, self.me, self._broker())
+        self.coowners.sync_wearers()  # the people without a phone we serve join the circle too
         if self.relay is not None:
             with contextlib.suppress(Exception):
                 await self.relay.refresh()
@@ -301,8 +356,8 @@ class Companion:
     async def rename_band(self, address: str, name: str) -> None:
         self.store.rename_band(address, name)
 
-    async def set_schedule(self, schedule: Schedule) -> None:
-        self.router.set_schedule(schedule)
+    async def set_schedule(self, schedule: Schedule, wearer: str | None = None) -> None:
+        self.router.set_schedule(schedule, wearer)
 
     async def rename_me(self, name: str) -> None:
         rs.rename_identity(self.store, name)

@@ -131,6 +131,30 @@ MIGRATIONS: list[str] = [
     CREATE TABLE band_tokens (band TEXT PRIMARY KEY, next INTEGER NOT NULL);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)
     """,
+    # 4: wearers. A band is worn by one person of the circles ('' = this companion's own member; the
+    # bands a store had before are its own member's) and may be co-owned by other companions of a
+    # circle (band_owners: who else holds its key). A circle member may be a person with no companion
+    # of their own (link_members.served_by: the companions owning their band, comma-separated);
+    # wearers: such people this companion serves, kept even before it is in any circle. hugs.via: the
+    # companion that relayed a hug (receipts go back to it; '' = the sender itself).
+    """
+    ALTER TABLE bands ADD COLUMN wearer TEXT NOT NULL DEFAULT '';
+    UPDATE bands SET wearer = COALESCE((SELECT member_id FROM relay_identity WHERE id = 1), '');
+    CREATE TABLE band_owners (
+        address TEXT NOT NULL,
+        link_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        PRIMARY KEY (address, member_id)
+    );
+    ALTER TABLE link_members ADD COLUMN served_by TEXT NOT NULL DEFAULT '';
+    CREATE TABLE wearers (
+        member_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        signature INTEGER NOT NULL,
+        added_at REAL NOT NULL
+    );
+    ALTER TABLE hugs ADD COLUMN via TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 
@@ -143,6 +167,19 @@ class Band:
     added_at: float
     last_seen: float
     battery: int
+    wearer: str = ""  # the circle member who wears it; "" = this companion's own member
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Another companion of a circle holding a band's key (a co-owner)."""
+
+    address: str
+    link_id: str
+    member_id: str
+
+
+_BAND_COLS = "address, name, key, model, added_at, last_seen, battery, wearer"
 
 
 @dataclass(frozen=True)
@@ -205,33 +242,57 @@ class Store:
 
     # ---- bands
 
-    def save_band(self, address: str, name: str, key: bytes, model: str = "") -> Band:
-        """Add a band or replace its key (re-pairing)."""
+    def save_band(
+        self, address: str, name: str, key: bytes, model: str = "", wearer: str | None = None
+    ) -> Band:
+        """Add a band or replace its key (re-pairing); ``wearer`` None keeps the one it had."""
         if len(key) != 16:
             raise StoreError("a band key has 16 bytes")
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO bands (address, name, key, model, added_at) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO bands (address, name, key, model, added_at, wearer) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(address) DO UPDATE SET key = excluded.key, name = excluded.name, "
                 "model = excluded.model",
-                (address, name, key, model, self.now()),
+                (address, name, key, model, self.now(), wearer or ""),
             )
+            if wearer is not None:
+                db.execute("UPDATE bands SET wearer = ? WHERE address = ?", (wearer, address))
         return self.band(address)
 
     def band(self, address: str) -> Band:
-        row = self.db.execute(
-            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands WHERE address = ?",
-            (address,),
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_BAND_COLS} FROM bands WHERE address = ?", (address,)).fetchone()
         if row is None:
             raise StoreError(f"no band {address} is paired with this phone")
         return Band(*row)
 
     def bands(self) -> list[Band]:
-        rows = self.db.execute(
-            "SELECT address, name, key, model, added_at, last_seen, battery FROM bands ORDER BY added_at"
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_BAND_COLS} FROM bands ORDER BY added_at").fetchall()
         return [Band(*row) for row in rows]
+
+    def set_wearer(self, address: str, wearer: str) -> None:
+        with self.transaction() as db:
+            if db.execute("UPDATE bands SET wearer = ? WHERE address = ?", (wearer, address)).rowcount == 0:
+                raise StoreError(f"no band {address} is paired with this phone")
+
+    # ---- co-owners (other companions holding a band's key)
+
+    def owners(self, address: str | None = None) -> list[Owner]:
+        """The co-owners of ``address`` (of every band with None)."""
+        sql = "SELECT address, link_id, member_id FROM band_owners"
+        rows = (
+            self.db.execute(sql + " WHERE address = ? ORDER BY member_id", (address,))
+            if address is not None
+            else self.db.execute(sql + " ORDER BY address, member_id")
+        ).fetchall()
+        return [Owner(*r) for r in rows]
+
+    def add_owner(self, address: str, link_id: str, member_id: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO band_owners (address, link_id, member_id) VALUES (?, ?, ?) "
+                "ON CONFLICT(address, member_id) DO UPDATE SET link_id = excluded.link_id",
+                (address, link_id, member_id),
+            )
 
     def rename_band(self, address: str, name: str) -> None:
         if not name.strip():
@@ -246,6 +307,7 @@ class Store:
     def forget_band(self, address: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM bands WHERE address = ?", (address,))
+            db.execute("DELETE FROM band_owners WHERE address = ?", (address,))
 
     def band_seen(self, address: str, battery: int | None = None) -> None:
         with self.transaction() as db:
