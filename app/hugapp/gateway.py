@@ -19,6 +19,10 @@ from hugapp.core.store import Store, default_path
 
 log = logging.getLogger("hugapp.gateway")
 
+# Always on and on mains power: a band away (served by a co-owner, or out of range) is looked for at
+# least this often, so the gateway takes a co-owned band over soon after the phone goes.
+BAND_BACKOFF_MAX_S = 5.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -50,7 +54,7 @@ def _store(args: argparse.Namespace) -> Store:
 
 async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     store = _store(args)
-    companion = Companion(store, ble, args.broker, name=args.name)
+    companion = Companion(store, ble, args.broker, name=args.name, band_backoff_max=BAND_BACKOFF_MAX_S)
     command = args.gateway_command or "run"
     if command == "account":
         me = companion.me
@@ -60,8 +64,14 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
         print(acl_lines(me.mailbox, me.presence_key), end="")
         return 0
     if command == "status":
+        names = {m.member_id: m.name for m in companion.members()} | {
+            companion.me.member_id: companion.me.name
+        }
         for band in store.bands():
-            print(f"band   {band.address}  {band.name}  battery {band.battery}%")
+            owners = ", ".join(names.get(o.member_id, o.member_id[:8]) for o in store.owners(band.address))
+            wearer = names.get(band.wearer or companion.me.member_id, "?")
+            shared = f"  co-owned with {owners}" if owners else ""
+            print(f"band   {band.address}  {band.name}  worn by {wearer}  battery {band.battery}%{shared}")
         for member in companion.members():
             print(f"member {member.name}  signature {member.signature}")
         for entry in companion.router.history(20):

@@ -71,6 +71,7 @@ class Companion:
         tz: tzinfo | None = None,
         on_change: Callable[[], None] = lambda: None,
         relay_retry_interval: float = 60.0,
+        band_backoff_max: float = 30.0,
     ) -> None:
         self.store = store
         self.ble = ble
@@ -78,6 +79,7 @@ class Companion:
         self.clock = clock
         self.notifier = notifier or make_notifier()
         self.on_change = on_change
+        self.band_backoff_max = band_backoff_max  # the longest wait between looks for a band away
         self.me = rs.ensure_identity(store, name)
         self.links = BandLinks()
         self.outbox = Outbox(store, self.me)  # filled by the router, published by the relay
@@ -217,6 +219,7 @@ class Companion:
             on_felt=self._on_felt,
             on_state=functools.partial(self._on_band_state, address),
             clock=self.clock,
+            max_backoff=self.band_backoff_max,
             on_battery=functools.partial(self._battery_reading, address),
         )
         self.links[address] = link

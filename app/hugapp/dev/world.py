@@ -11,6 +11,11 @@ running the real firmware (each in its own process) and companions (the app's co
         await world.online(mia, mum)         # bands connected, relays online, pairing buzzes over
         await world.control.hold(mia.band.address, TAP_MS)
 
+A family with a child who has no phone (the demo's and the scenario tests')::
+
+    family = await world.family()            # Mum's phone owns Mum's and Mia's bands, Dad has his own;
+    await world.online_family(family)        # the home gateway co-owns Mia's band
+
 Every companion made here has no quiet hours (:data:`NO_QUIET_HOURS`), so a run plays every hug at
 whatever hour it happens; a test that is about quiet hours sets its own schedule.
 """
@@ -36,16 +41,39 @@ TAP_MS = 80  # a tap on the heart
 PAIR_HOLD_MS = 5300  # a hold that opens the band's pairing window (5 s)
 PAIRING_BUZZES_S = 1.5  # after pairing, the band's confirming buzzes, over before a test presses
 READY_TIMEOUT_S = 60.0
+GATEWAY_BAND_BACKOFF_S = 5.0  # as hugapp.gateway: the gateway looks for a band away this often
 
 
 class Person:
-    """One wearer: a virtual band and the companion it is paired with."""
+    """One wearer: a virtual band and the companion it is paired with (for a child without a phone,
+    a parent's phone); ``member_id`` is the wearer's id in the circles."""
 
     def __init__(self, name: str, band: BandProcess, phone: Companion, notifier: DesktopNotifier) -> None:
         self.name = name
         self.band = band
         self.phone = phone
         self.notifier = notifier
+
+    @property
+    def member_id(self) -> str:
+        return self.phone.store.band(self.band.address).wearer or self.phone.me.member_id
+
+
+class Family:
+    """Mia (a band, no phone), Mum (a phone owning her band and Mia's), Dad (a phone and a band) and
+    the family's home gateway co-owning Mia's band."""
+
+    def __init__(self, mia: Person, mum: Person, dad: Person, home: Companion) -> None:
+        self.mia = mia
+        self.mum = mum
+        self.dad = dad
+        self.home = home
+
+    def people(self) -> dict[str, Person]:
+        return {"Mia": self.mia, "Mum": self.mum, "Dad": self.dad}
+
+    def companions(self) -> list[Companion]:
+        return [self.mum.phone, self.dad.phone, self.home]
 
 
 class World:
@@ -87,6 +115,7 @@ class World:
         broker_url: str | None = None,
         notifier: DesktopNotifier | None = None,
         relay_retry_interval: float = 2.0,
+        band_backoff_max: float = 30.0,
     ) -> Companion:
         """A companion (store TMP/NAME.sqlite3) on the world's radio and broker (``broker_url`` if
         given, e.g. a cluster's nodes in another order; none with ``broker=False``), with no quiet
@@ -105,8 +134,10 @@ class World:
             notifier=notifier or DesktopNotifier(),
             on_change=changed,
             relay_retry_interval=relay_retry_interval,
+            band_backoff_max=band_backoff_max,
         )
-        phone.router.set_schedule(NO_QUIET_HOURS)
+        if phone.router.hugstore.setting("schedule") is None:  # a companion started again keeps its own
+            phone.router.set_schedule(NO_QUIET_HOURS)
         return phone
 
     async def person(
@@ -119,10 +150,66 @@ class World:
         await self.stack.enter_async_context(phone)
         return Person(name, band, phone, notifier)
 
-    async def pair(self, person: Person) -> None:
-        """The wearer holds the heart for 5 s (the pairing window opens), then the phone pairs it."""
+    async def pair(self, person: Person, *, phoneless: bool = False) -> None:
+        """The wearer holds the heart for 5 s (the pairing window opens), then the phone pairs it
+        (``phoneless``: as the band of a new person without a phone of their own)."""
         await self.control.hold(person.band.address, PAIR_HOLD_MS)
-        await person.phone.pair_band(person.band.address, f"{person.name}'s band")
+        await person.phone.pair_band(
+            person.band.address, f"{person.name}'s band", new_wearer=person.name if phoneless else None
+        )
+
+    async def family(
+        self,
+        on_change: Callable[[], None] | None = None,
+        broker_urls: tuple[str | None, str | None, str | None] = (None, None, None),
+    ) -> Family:
+        """Mum's phone pairs her band and Mia's (Mia has no phone); Dad pairs his; Mum and Dad link;
+        the home gateway joins the circle and co-owns Mia's band. ``broker_urls``: Mum's, Dad's and
+        the gateway's broker (a cluster's nodes in different orders), the world's by default."""
+        mum = await self.person("Mum", on_change, broker_urls[0])
+        mia = Person("Mia", await self.band("Mia"), mum.phone, mum.notifier)
+        dad = await self.person("Dad", on_change, broker_urls[1])
+        await self.pair(mum)
+        await self.pair(mia, phoneless=True)
+        await self.pair(dad)
+        await self.link(mum, dad)
+        home = await self.gateway("Home", on_change, broker_urls[2])
+        offer = await mum.phone.offer_link(mum.phone.members()[0].link_id)
+        await home.join_link(offer.code)
+        await offer.wait()
+        await mum.phone.share_band(mia.band.address, home.me.member_id)
+        return Family(mia, mum, dad, home)
+
+    async def gateway(
+        self, name: str = "Home", on_change: Callable[[], None] | None = None, broker_url: str | None = None
+    ) -> Companion:
+        """A started home gateway (a companion that looks for its bands every few seconds)."""
+        home = self.companion(name, on_change, broker_url=broker_url, band_backoff_max=GATEWAY_BAND_BACKOFF_S)
+        await self.stack.enter_async_context(home)
+        return home
+
+    async def online_family(self, family: Family, timeout: float = READY_TIMEOUT_S) -> None:
+        """Every band served (Mia's by one of its owners), every companion online, every companion
+        knowing Mia; then the pairing buzzes end."""
+        mia = family.mia.band.address
+
+        def ready() -> bool:
+            return (
+                family.mum.phone.connected(family.mum.band.address)
+                and family.dad.phone.connected(family.dad.band.address)
+                and (family.mum.phone.connected(mia) or family.home.connected(mia))
+                and any(b.address == mia for b in family.home.store.bands())
+                and all(
+                    any(m.member_id == family.mia.member_id and len(m.served_by) == 2 for m in c.members())
+                    for c in (family.dad.phone, family.home)
+                )
+            )
+
+        await self.until(ready, timeout)
+        for c in family.companions():
+            if c.relay is not None:
+                await asyncio.wait_for(c.relay.connected.wait(), timeout)
+        await asyncio.sleep(PAIRING_BUZZES_S)
 
     async def link(self, offerer: Person, joiner: Person) -> None:
         """One phone shows a link code, the other types it; both end up in one family."""
