@@ -27,6 +27,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
+from hugapp.core import relaystore as rs
 from hugapp.core.broker import EmbeddedBroker
 from hugapp.core.companion import Companion
 from hugapp.core.notify import DesktopNotifier
@@ -162,22 +163,35 @@ class World:
         self,
         on_change: Callable[[], None] | None = None,
         broker_urls: tuple[str | None, str | None, str | None] = (None, None, None),
+        say: Callable[[str, str], None] = lambda _clock, _text: None,
     ) -> Family:
         """Mum's phone pairs her band and Mia's (Mia has no phone); Dad pairs his; Mum and Dad link;
         the home gateway joins the circle and co-owns Mia's band. ``broker_urls``: Mum's, Dad's and
-        the gateway's broker (a cluster's nodes in different orders), the world's by default."""
+        the gateway's broker (a cluster's nodes in different orders), the world's by default; ``say``
+        (clock, text) narrates each step (the demo)."""
         mum = await self.person("Mum", on_change, broker_urls[0])
         mia = Person("Mia", await self.band("Mia"), mum.phone, mum.notifier)
         dad = await self.person("Dad", on_change, broker_urls[1])
+        say("07:40", "Mum holds the heart of her new band for 5 seconds: the pairing window opens")
         await self.pair(mum)
+        say("07:40", f"Mum's phone pairs it ({mum.band.address}) with a fresh key")
+        say("07:41", "Mia holds the heart of hers; Mum's phone asks whose band it is: Mia's, who has")
         await self.pair(mia, phoneless=True)
+        say("", f"no phone: Mum's phone owns Mia's band too ({mia.band.address})")
         await self.pair(dad)
-        await self.link(mum, dad)
+        say("07:42", f"Dad's phone pairs Dad's band ({dad.band.address})")
+        offer = await mum.phone.offer_link()
+        say("07:45", f"Mum's phone shows a link code {offer.code}; Dad's phone types it (SPAKE2, sealed)")
+        await dad.phone.join_link(offer.code)
+        await offer.wait()
         home = await self.gateway("Home", on_change, broker_urls[2])
-        offer = await mum.phone.offer_link(mum.phone.members()[0].link_id)
+        offer = await mum.phone.offer_link(rs.links(mum.phone.store)[0].link_id)
         await home.join_link(offer.code)
         await offer.wait()
+        say("07:46", f"the home gateway joins the circle with code {offer.code}")
         await mum.phone.share_band(mia.band.address, home.me.member_id)
+        say("07:46", "Mum's phone shares Mia's band with it (the band key, sealed through the circle):")
+        say("", "the gateway co-owns Mia's band and serves it whenever it is the one in range")
         return Family(mia, mum, dad, home)
 
     async def gateway(
