@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pair = sub.add_parser("pair", help="pair a band whose heart is being held for 5 s")
     pair.add_argument("address")
     pair.add_argument("--band-name")
+    pair.add_argument(
+        "--wearer",
+        metavar="NAME",
+        help="whose band it is: a person without a phone (default: this gateway's)",
+    )
     sub.add_parser("offer", help="show a code to link another phone, and wait for it")
     join = sub.add_parser("join", help="join another phone's circle with its code")
     join.add_argument("code")
@@ -92,7 +97,9 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     if command == "pair":
         print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
         await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
-        print("paired")
+        if args.wearer:  # a person without a phone: a member of the circles once this gateway is in one
+            store.set_wearer(args.address, companion.coowners.add_wearer(args.wearer))
+        print("paired" + (f" as {args.wearer}'s band" if args.wearer else ""))
         return 0
     async with companion:
         if command == "offer":
