@@ -212,7 +212,7 @@ class CoOwners:
     # ------------------------------------------------------------------ receiving
 
     def on_message(
-        self, incoming: Incoming, add_tick: Callable[[sqlite3.Connection, str, str], None]
+        self, incoming: Incoming, add_tick: Callable[[sqlite3.Connection, str, str], object]
     ) -> None:
         """A co-owner message. Bad input raises HugError (the relay drops it as a dead letter)."""
         p = incoming.payload

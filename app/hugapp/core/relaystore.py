@@ -259,7 +259,15 @@ _MEMBER_COLS = "link_id, member_id, name, mailbox, presence_key, signature, serv
 
 def _member(row: tuple[Any, ...]) -> Member:
     served = str(row[6])
-    return Member(*row[:6], tuple(served.split(",")) if served else ())
+    return Member(
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        bytes(row[4]),
+        int(row[5]),
+        tuple(served.split(",")) if served else (),
+    )
 
 
 def members(store: Store, link_id: str) -> list[Member]:
