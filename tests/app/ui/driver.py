@@ -136,6 +136,37 @@ async def with_app(
         raise outcome[0]
 
 
+def popup(kind: str) -> Any:
+    """The open popup of a kv class (popups sit on the window, not in the app's tree)."""
+    from kivy.core.window import Window
+
+    for child in Window.children:
+        if type(child).__name__ == kind:
+            return child
+    raise AssertionError(f"no {kind} open")
+
+
+async def pair_as(app: HugApp, choice: str, new_name: str = "") -> None:
+    """Tap Pair on the first band found, then answer whose band it is: a button (``choice``, e.g.
+    "Mine band"), or a new person without a phone (``new_name``)."""
+    await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+    whose = await until(lambda: _maybe(lambda: popup("WhosePopup")), 5, "whose band is it?")
+    await frames(4)
+    if new_name:
+        whose.ids.new_name.text = new_name
+        await frames()
+        await tap(find_text(whose, "Their band"))
+    else:
+        await tap(find_text(whose, choice))
+
+
+def _maybe(get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except AssertionError:
+        return None
+
+
 async def go(app: HugApp, name: str) -> None:
     await tap(app.root.ids[f"nav_{name}"])
 
@@ -169,7 +200,7 @@ async def pair_and_hug(w: World) -> None:
         assert row["status"] == "not paired", row
         await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
         await frames()
-        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await pair_as(app, "Mine band")
         await until(lambda: app.screen("bands").countdown == 5, 5, "the 5-second countdown")
         assert "Hold your band's heart" in app.screen("bands").pair_message
         hold = asyncio.ensure_future(w.control.hold(address, PAIR_HOLD_MS))  # the wearer holds the heart
@@ -323,6 +354,87 @@ async def two_phones(w: World) -> None:
         await with_app(mum, hub, scenario)
 
 
+async def phoneless_child(w: World) -> None:
+    """Mia has no phone: Mum pairs Mia's band on her phone as a new person's band; Home shows Mia with
+    her band's state; Mia's press is a hug from Mia, named so in History; the gateway co-owns it."""
+    mia_band = await w.band("Mia")
+    mum_band = await w.band("Mum")
+    hub = ChangeHub()
+    mum = w.companion("Mum", hub)
+    home_gw = w.world.companion("Home", lambda: None)
+
+    async def scenario(app: HugApp) -> None:
+        await w.control.hold(mum_band, PAIR_HOLD_MS)
+        await mum.pair_band(mum_band, "Mum's band")
+        await go(app, "bands")
+        await frames()
+        await w.control.out_of_range(mum_band)  # only Mia's band in the scan
+        await tap(app.screen("bands").ids.scan_button)
+        await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
+        await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
+        await w.control.in_range(mum_band)
+        await frames()
+        hold = asyncio.ensure_future(w.control.hold(mia_band, PAIR_HOLD_MS))
+        await pair_as(app, "", new_name="Mia")
+        await hold
+        await until(lambda: len(app.screen("bands").bands) == 2, 30, "Mia's band paired")
+        rows = {b["address"]: b for b in app.screen("bands").bands}
+        assert rows[mia_band]["wearer"] == "Mia", rows
+        assert rows[mum_band]["wearer"] == "you", rows
+        assert rows[mia_band]["name"] == "Mia's band", rows
+        await until(lambda: mum.connected(mia_band) and mum.connected(mum_band), 30, "both connected")
+
+        # the home gateway joins and co-owns Mia's band (Share on the Bands screen)
+        offer = await mum.offer_link()
+        await home_gw.join_link(offer.code)
+        await offer.wait()
+        await frames(4)
+        row = find(
+            app.screen("bands").ids.bands_box,
+            lambda x: getattr(x, "address", "") == mia_band and hasattr(x, "co_owners"),
+        )
+        await tap(find_text(row, "Share"))
+        share = await until(lambda: _maybe(lambda: popup("SharePopup")), 5, "the share popup")
+        await frames(4)
+        await tap(find_text(share, "Home"))
+        await until(
+            lambda: any(b.address == mia_band for b in home_gw.store.bands()), 30, "the gateway co-owns it"
+        )
+        await until(lambda: "Home" in {b["co_owners"] for b in app.screen("bands").bands}, 10)
+        w.shot(app, "bands-wearers")
+
+        # Home: Mia's card with her band's state
+        await go(app, "home")
+        home = app.screen("home")
+        await until(lambda: any(m["name"] == "Mia" for m in home.members), 10, "Mia on Home")
+        await until(
+            lambda: "connected via this phone" in next(m for m in home.members if m["name"] == "Mia")["band"],
+            30,
+            "Mia's band state on her card",
+        )
+        assert next(m for m in home.members if m["name"] == "Mia")["status"].startswith("no phone")
+        await asyncio.sleep(1.5)
+        # Mia presses: Mum's band buzzes; History names Mia
+        before = len(await w.control.motor_starts(mum_band))
+        await w.control.hold(mia_band, TAP_MS)
+        await w.control.wait_output(mum_band, "motor", lambda v: float(v) > 0, timeout=20)
+        assert len(await w.control.motor_starts(mum_band)) > before
+        await go(app, "history")
+        await until(lambda: app.screen("history").rows, 10)
+        await until(
+            lambda: app.screen("history").rows[0]["text"].startswith("Mia sent a hug"), 10, "Mia named"
+        )
+        await until(lambda: app.screen("history").rows[0]["receipt"] == "felt", 20)
+        await frames(4)
+        w.shot(app, "history-wearer")
+        await go(app, "home")
+        await frames(6)
+        w.shot(app, "home-wearers")
+
+    async with mum, home_gw:
+        await with_app(mum, hub, scenario)
+
+
 async def sim_band_window(w: World) -> None:
     """The virtual band's window: the space bar holds the band's heart (pairing), the mouse taps it
     (a press reaches the phone), and a buzz shows on the window."""
@@ -414,7 +526,7 @@ async def service_client(w: World) -> None:
         await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
         await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
         await frames()
-        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await pair_as(app, "Mine band")
         await until(lambda: app.screen("bands").bands, 30, "the band paired")
         await until(lambda: app.screen("bands").bands[0]["connected"], 30, "the band connected")
         await asyncio.sleep(1.5)  # the pairing buzz is over
@@ -434,6 +546,7 @@ SCENARIOS = {
     "pair_and_hug": pair_and_hug,
     "two_phones": two_phones,
     "sim_band_window": sim_band_window,
+    "phoneless_child": phoneless_child,
     "service_client": service_client,
 }
 
