@@ -156,6 +156,13 @@ class BandsActions:
 
         s.spawn(run(), "pair")
 
+    def pair_for_someone_new(self, address: str, name: str) -> None:
+        """Pair a band for a new person without a phone, named ``name``."""
+        if not name.strip():
+            self.shared.fail("Type the name of the person who will wear the band")
+        else:
+            self.pair(address, new_wearer=name)
+
     def wearers(self) -> list[Wearer]:
         """Whose a band paired now can be (the pairing popup's choices)."""
         api = self.shared.api

@@ -146,10 +146,13 @@ def popup(kind: str) -> Any:
     raise AssertionError(f"no {kind} open")
 
 
-async def pair_as(app: HugApp, choice: str, new_name: str = "") -> None:
-    """Tap Pair on the first band found, then answer whose band it is: a button (``choice``, e.g.
-    "Mine band"), or a new person without a phone (``new_name``)."""
-    await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+async def pair_as(app: HugApp, choice: str, new_name: str = "", address: str = "") -> None:
+    """Tap Pair on the band found (at ``address``, or the first), then answer whose band it is: a
+    button (``choice``, e.g. "Mine band"), or a new person without a phone (``new_name``)."""
+    found = app.screen("bands").ids.found_box
+    if address:
+        found = find(found, lambda x: getattr(x, "address", "") == address and hasattr(x, "can_pair"))
+    await tap(find_text(found, "Pair"))
     whose = await until(lambda: _maybe(lambda: popup("WhosePopup")), 5, "whose band is it?")
     await frames(4)
     if new_name:
@@ -368,14 +371,14 @@ async def phoneless_child(w: World) -> None:
         await mum.pair_band(mum_band, "Mum's band")
         await go(app, "bands")
         await frames()
-        await w.control.out_of_range(mum_band)  # only Mia's band in the scan
         await tap(app.screen("bands").ids.scan_button)
-        await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
+        await until(
+            lambda: any(f["address"] == mia_band for f in app.screen("bands").found), 15, "Mia's band found"
+        )
         await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
-        await w.control.in_range(mum_band)
         await frames()
         hold = asyncio.ensure_future(w.control.hold(mia_band, PAIR_HOLD_MS))
-        await pair_as(app, "", new_name="Mia")
+        await pair_as(app, "", new_name="Mia", address=mia_band)
         await hold
         await until(lambda: len(app.screen("bands").bands) == 2, 30, "Mia's band paired")
         rows = {b["address"]: b for b in app.screen("bands").bands}
