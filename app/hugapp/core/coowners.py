@@ -8,7 +8,9 @@ owners in step, over the circle's sealed relay (messages to each co-owner, durab
 - ``band``: a band's key, name and wearer, and its other owners (sharing, re-pairing), or
   ``forget``: every owner drops it;
 - ``played``: the band played these hugs (or felt ticks): the same plays waiting here are done;
-- ``tick``: a felt tick for the band's wearer, played by whichever owner serves the band.
+- ``tick``: a felt tick for the band's wearer, played by whichever owner serves the band;
+- ``schedule``: the wearer's quiet hours and School-day / Home-day calendar (also sent with the
+  band), so every owner holds and plays the wearer's hugs alike.
 
 Every owner of a band stores its own plays of the hugs to the wearer (each gets them through the
 circle); a co-owned band's Play token comes from the hug (hugstore.shared_token), so a Play resent
@@ -29,6 +31,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.hugs import HugError, check_id, message_id
 from hugapp.core.hugstore import HugStore
 from hugapp.core.relay import MEMBER_ADDED, Incoming, Outbox
+from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store, StoreError
 
 log = logging.getLogger("hugapp.coowners")
@@ -36,7 +39,8 @@ log = logging.getLogger("hugapp.coowners")
 BAND_TYPE = "band"
 PLAYED_TYPE = "played"
 TICK_TYPE = "tick"
-TYPES = frozenset({BAND_TYPE, PLAYED_TYPE, TICK_TYPE})
+SCHEDULE_TYPE = "schedule"
+TYPES = frozenset({BAND_TYPE, PLAYED_TYPE, TICK_TYPE, SCHEDULE_TYPE})
 MAX_PLAYED_IDS = 1_001  # a Play stands for one hug and its folded ones (hugs.MAX_FOLDED)
 
 
@@ -167,8 +171,31 @@ class CoOwners:
                     "wearer": wearer,
                     "wearer_name": person.name if person is not None else band.name,
                     "owners": sorted({self.me} | {x.member_id for x in owners} - {o.member_id}),
+                    "schedule": self.hugstore.schedule(self._key(wearer)).to_settings(),
                 }
                 self.outbox.to_member(db, rs.new_id(), o.link_id, o.member_id, BAND_TYPE, payload, now)
+        self.outbox.poke()
+
+    def _key(self, wearer: str) -> str:
+        """hugstore's schedule key of a wearer ("" for this companion's own member)."""
+        return "" if wearer == self.me else wearer
+
+    def send_schedule(self, wearer: str) -> None:
+        """A wearer's quiet hours changed here: to the co-owners of each band they wear."""
+        now = self.clock()
+        settings = self.hugstore.schedule(self._key(wearer)).to_settings()
+        owners = {
+            (o.link_id, o.member_id)
+            for band, w in self.wearers().items()
+            if w == wearer
+            for o in self.store.owners(band)
+        }
+        if not owners:
+            return
+        with self.store.transaction() as db:
+            for link_id, member_id in sorted(owners):
+                payload = {"wearer": wearer, "schedule": settings}
+                self.outbox.to_member(db, rs.new_id(), link_id, member_id, SCHEDULE_TYPE, payload, now)
         self.outbox.poke()
 
     def send_forget(self, address: str) -> None:
@@ -219,6 +246,18 @@ class CoOwners:
         if incoming.type == BAND_TYPE:
             self._on_band(incoming, p)
             return
+        if incoming.type == SCHEDULE_TYPE:
+            wearer = check_id("wearer", p.get("wearer"))
+            if not any(
+                w == wearer and any(o.member_id == incoming.sender for o in self.store.owners(band))
+                for band, w in self.wearers().items()
+            ):
+                log.warning("ignoring quiet hours for a wearer we do not serve with their sender")
+                return
+            self.hugstore.set_schedule(
+                Schedule.from_settings(p.get("schedule")), self.clock(), self._key(wearer)
+            )
+            return
         band = p.get("band")
         if not isinstance(band, str) or not any(
             o.member_id == incoming.sender for o in self.store.owners(band)
@@ -260,9 +299,12 @@ class CoOwners:
             owners = [check_id("owner", x) for x in owners_raw]
         except (KeyError, ValueError, TypeError) as e:
             raise HugError(f"a malformed band message ({e})") from None
+        schedule = Schedule.from_settings(p["schedule"]) if "schedule" in p else None
         if wearer != self.me:
             rs.add_wearer(self.store, wearer_name, wearer)
         self.store.save_band(address, name, key, str(p.get("model", "")), wearer=wearer)
+        if schedule is not None:
+            self.hugstore.set_schedule(schedule, self.clock(), self._key(wearer))
         for owner in owners:
             if owner != self.me:
                 self.store.add_owner(address, self._circle_of_or(owner, incoming.link_id), owner)

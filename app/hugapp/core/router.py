@@ -122,6 +122,7 @@ class Router:
         self.hugstore.set_schedule(
             schedule, self.clock(), "" if wearer in (None, self.me.member_id) else wearer or ""
         )
+        self.coowners.send_schedule(wearer or self.me.member_id)  # the band's other owners too
         self.wake()
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:

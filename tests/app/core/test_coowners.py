@@ -11,7 +11,7 @@ import pytest
 from test_router import TZ, Clock, FakeBands, at
 
 from hugapp.core import relaystore as rs
-from hugapp.core.coowners import BAND_TYPE, PLAYED_TYPE
+from hugapp.core.coowners import BAND_TYPE, PLAYED_TYPE, SCHEDULE_TYPE
 from hugapp.core.hugs import Hug, HugError
 from hugapp.core.hugstore import shared_token
 from hugapp.core.notify import DesktopNotifier
@@ -228,7 +228,7 @@ def test_quiet_hours_follow_the_wearer(family: tuple[Owner, Owner, Owner, str]) 
 
     from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
 
-    mum, _home, dad, mia = family
+    mum, home, dad, mia = family
     night = Schedule(windows={d: (QuietWindow(time(0, 0), time(23, 59), QuietMode.HOLD),) for d in DayType})
     mum.router.set_schedule(night, mia)  # Mia sleeps; Mum does not
     hug = hug_from(dad.me.member_id, 1, mum.clock.t)
@@ -237,6 +237,16 @@ def test_quiet_hours_follow_the_wearer(family: tuple[Owner, Owner, Owner, str]) 
     assert [b for b, _s, _t in mum.bands.played] == [MUM_BAND], "held on Mia's band only"
     assert mum.router.schedule(mia).to_settings() == night.to_settings()
     assert mum.router.schedule().to_settings() != night.to_settings()
+    # the gateway co-owning Mia's band gets her quiet hours, and holds the hug too
+    (sched,) = mum.outbox(SCHEDULE_TYPE, home.me.member_id)
+    home.receive(mum.me.member_id, SCHEDULE_TYPE, sched.payload)
+    assert home.router.schedule(mia).to_settings() == night.to_settings()
+    home.receive(dad.me.member_id, HUG_TYPE, hug.to_payload())
+    home.deliver()
+    assert home.bands.played == []
+    # only a co-owner of Mia's band may set them
+    home.receive(dad.me.member_id, SCHEDULE_TYPE, {"wearer": mia, "schedule": {}})
+    assert home.router.schedule(mia).to_settings() == night.to_settings()
 
 
 def test_a_wearer_is_you_or_someone_without_a_phone(family: tuple[Owner, Owner, Owner, str]) -> None:
