@@ -230,10 +230,13 @@ def test_co_owners_switching_mid_flight_lose_and_repeat_nothing(tmp_path: Path) 
             for b in (band, mum.band.address, dad.band.address):
                 plays = [e.value for e in await control.timeline(b) if e.kind == "play"]
                 assert len(plays) == len(set(plays)), f"a Play token buzzed twice on {b}"
-            # and each hug to Mia was played on her band by one owner or the other, once
+            # and each hug to Mia was played on her band by one owner or the other, once: both
+            # owners know every one as played, and each owner did play some of them itself
             home_plays = dict(plays_of(home, band))
             phone_plays = dict(plays_of(phone, band))
             assert set(home_plays) == set(phone_plays)
+            assert home.links[band].stats.felt > 0, "the gateway served Mia's band while the phone was off"
+            assert phone.links[band].stats.felt > 0, "the phone served it again once back"
 
     asyncio.run(asyncio.wait_for(main(), 300))
 
