@@ -242,7 +242,7 @@ def served_words(api: CompanionApi, reads: Reads, address: str) -> str:
     band = api.store.band(address)
     live = api.band_live(address)
     battery = live.battery if live.battery is not None else band.battery
-    charge = f", battery {battery}%" if battery is not None and battery > 0 else ""
+    charge = f", battery {battery}%" if battery > 0 else ""
     if live.state is LinkState.CONNECTED:
         return f"band connected via this phone{charge}"
     owners = api.store.owners(address)
