@@ -34,7 +34,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -747,6 +747,9 @@ class Relay:
                     new = rs.Member.from_wire(m.link_id, fields)
                 except StoreError as e:
                     raise Invalid(str(e), m.msg_id, m.sender) from None
+                old = rs.member(self.store, m.link_id, new.member_id)
+                if old is not None and old.phoneless and new.phoneless:  # records may arrive out of order:
+                    new = replace(new, served_by=tuple(sorted({*old.served_by, *new.served_by})))
                 if new.member_id != self.me.member_id:
                     rs.save_member(db, new, now)
             elif m.type == MEMBER_REMOVED:

@@ -244,9 +244,11 @@ class Router:
             log.warning("rejected a hug payload: %s", exc, extra={"reason": "bad_hug"})
             return
         if not self.coowners.may_speak_for(incoming.link_id, incoming.sender, hug.sender):
-            if rs.member(self.store, incoming.link_id, hug.sender) is None:
-                # a person this phone has not heard of yet (their record may be on its way): retried
-                raise UnknownSender(f"a hug from {hug.sender[:8]}, not (yet) a member of that circle")
+            person = rs.member(self.store, incoming.link_id, hug.sender)
+            if person is None or person.phoneless:
+                # a person this phone has not heard of yet, or not yet as served by that companion
+                # (their record may be on its way): not acknowledged, so the relay brings it again
+                raise UnknownSender(f"a hug from {hug.sender[:8]}, not (yet) served by its sender")
             log.warning("rejected a hug claiming another sender", extra={"reason": "sender_mismatch"})
             return
         now = self.clock()
