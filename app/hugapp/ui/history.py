@@ -45,7 +45,8 @@ def _row(h: HistoryEntry, names: dict[str, str], felt_here: set[str]) -> History
     if h.hug.count > 1:
         what += f" (×{h.hug.count})"
     if h.direction == "out" and h.hug.sender in names:  # from the band of someone without a phone
-        text = f"{names[h.hug.sender]} sent {what} from their band"
+        back = " back" if h.hug.hug_back_of else ""
+        text = f"{names[h.hug.sender]} sent {what}{back}"
         state = "missed" if h.missed else h.receipt.name.lower()
     elif h.direction == "out":
         source = "from the phone" if h.source_band == "screen" else "from your band"
