@@ -240,6 +240,37 @@ def test_co_owners_switching_mid_flight_lose_and_repeat_nothing(tmp_path: Path) 
     asyncio.run(asyncio.wait_for(main(), 300))
 
 
+def test_re_pairing_mias_band_reaches_the_gateway(tmp_path: Path) -> None:
+    """Mum's phone re-pairs Mia's band (a fresh key): the gateway gets the new key through the circle
+    and serves the band with it; a press from Mia then reaches Dad through the gateway."""
+
+    async def main() -> None:
+        async with open_world(tmp_path) as world:
+            family = await world.family()
+            await world.online_family(family)
+            mia, mum, dad, home = family.mia, family.mum, family.dad, family.home
+            control, band = world.control, mia.band.address
+            old_key = home.store.band(band).key
+            await control.out_of_range(band, central="home-phone")
+            await world.until(lambda: mum.phone.connected(band), 60)
+            await world.pair(mia)  # the pairing window again, and Mum's phone writes a new key
+            new_key = mum.phone.store.band(band).key
+            assert new_key != old_key
+            await world.until(lambda: home.store.band(band).key == new_key, 30)
+            assert home.store.band(band).wearer == mia.member_id
+            # the phone goes away; the gateway serves the band with the new key
+            await control.out_of_range(band, central="mum-phone")
+            await control.in_range(band, central="home-phone")
+            await world.until(lambda: home.connected(band), 60)
+            await asyncio.sleep(1.5)  # the pairing buzz is over
+            await control.hold(band, TAP_MS)
+            await world.until(lambda: bool(hugs_from(dad.phone, mia.member_id)), 30)
+            (hug_id,) = hugs_from(dad.phone, mia.member_id)
+            assert any(h.hug_id == hug_id and h.direction == "out" for h in home.router.history())
+
+    asyncio.run(asyncio.wait_for(main(), 240))
+
+
 def test_two_bands_on_one_companion_without_a_broker(tmp_path: Path) -> None:
     """A home gateway holding both bands routes hugs locally, with receipts, and needs no broker."""
 
