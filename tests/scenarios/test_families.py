@@ -249,19 +249,20 @@ def test_re_pairing_mias_band_reaches_the_gateway(tmp_path: Path) -> None:
             family = await world.family()
             await world.online_family(family)
             mia, mum, dad, home = family.mia, family.mum, family.dad, family.home
-            control, band = world.control, mia.band.address
-            old_key = home.store.band(band).key
+            control, band, bid = world.control, mia.band.address, mia.band_id  # on the air; the owners' id
+            old_key = home.store.band(bid).key
             await control.out_of_range(band, central="home-phone")
-            await world.until(lambda: mum.phone.connected(band), 60)
+            await world.until(lambda: mum.phone.connected(bid), 60)
             await world.pair(mia)  # the pairing window again, and Mum's phone writes a new key
-            new_key = mum.phone.store.band(band).key
+            assert mia.band_id == bid, "a re-paired band keeps its id"
+            new_key = mum.phone.store.band(bid).key
             assert new_key != old_key
-            await world.until(lambda: home.store.band(band).key == new_key, 30)
-            assert home.store.band(band).wearer == mia.member_id
+            await world.until(lambda: home.store.band(bid).key == new_key, 30)
+            assert home.store.band(bid).wearer == mia.member_id
             # the phone goes away; the gateway serves the band with the new key
             await control.out_of_range(band, central="mum-phone")
             await control.in_range(band, central="home-phone")
-            await world.until(lambda: home.connected(band), 60)
+            await world.until(lambda: home.connected(bid), 60)
             await asyncio.sleep(1.5)  # the pairing buzz is over
             await control.hold(band, TAP_MS)
             await world.until(lambda: bool(hugs_from(dad.phone, mia.member_id)), 30)

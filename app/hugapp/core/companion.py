@@ -51,6 +51,12 @@ class BandLinks(dict[str, BandLink]):
         link = self.get(band_id)
         return link is not None and link.state is LinkState.CONNECTED
 
+    def at(self, address: str) -> str:
+        """The id of the band connected here at ``address`` now, or "" (a connected band is silent)."""
+        return next(
+            (b for b, link in self.items() if link.address and link.address.upper() == address.upper()), ""
+        )
+
     async def play(self, band_id: str, spec: PlaySpec, token: int) -> None:
         link = self.get(band_id)
         if link is None:
@@ -254,7 +260,7 @@ class Companion:
             raise StoreError("a band has one wearer: name an existing one or a new one")
         if wearer is not None:
             self.coowners.check_wearer(wearer)
-        ours = await bandlink.recognise(self.ble, self.store, address)
+        ours = self.links.at(address) or await bandlink.recognise(self.ble, self.store, address)
         link = await self._stop_link(ours) if ours else None  # re-pairing one of ours: off the air first
         try:
             found = await bandlink.pair_band(self.ble, self.store, address, name)
