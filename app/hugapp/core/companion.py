@@ -264,6 +264,10 @@ class Companion:
         link = await self._stop_link(ours) if ours else None  # re-pairing one of ours: off the air first
         try:
             found = await bandlink.pair_band(self.ble, self.store, address, name)
+        finally:
+            if link is not None:
+                self._start_link(link.band_id)
+        try:  # whose it is, before its first press is routed
             if new_wearer is not None:
                 wearer = self.coowners.add_wearer(new_wearer)
             if wearer is not None or found.band_id != ours:
@@ -271,10 +275,8 @@ class Companion:
             self.coowners.sync_wearers()
             self.coowners.send_band(found.band_id)  # a re-paired band's new key reaches its co-owners
         finally:
-            if link is not None:
-                self._start_link(link.band_id)
-        self._start_link(found.band_id)
-        self._changed()
+            self._start_link(found.band_id)
+            self._changed()
         return found
 
     async def share_band(self, band_id: str, member_id: str) -> None:
