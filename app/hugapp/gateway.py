@@ -19,6 +19,10 @@ from hugapp.core.store import Store, default_path
 
 log = logging.getLogger("hugapp.gateway")
 
+# Always on and on mains power: a band away (served by a co-owner, or out of range) is looked for at
+# least this often, so the gateway takes a co-owned band over soon after the phone goes.
+BAND_BACKOFF_MAX_S = 5.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -37,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pair = sub.add_parser("pair", help="pair a band whose heart is being held for 5 s")
     pair.add_argument("address")
     pair.add_argument("--band-name")
+    pair.add_argument(
+        "--wearer",
+        metavar="NAME",
+        help="whose band it is: a person without a phone (default: this gateway's)",
+    )
     sub.add_parser("offer", help="show a code to link another phone, and wait for it")
     join = sub.add_parser("join", help="join another phone's circle with its code")
     join.add_argument("code")
@@ -50,7 +59,7 @@ def _store(args: argparse.Namespace) -> Store:
 
 async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     store = _store(args)
-    companion = Companion(store, ble, args.broker, name=args.name)
+    companion = Companion(store, ble, args.broker, name=args.name, band_backoff_max=BAND_BACKOFF_MAX_S)
     command = args.gateway_command or "run"
     if command == "account":
         me = companion.me
@@ -60,8 +69,14 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
         print(acl_lines(me.mailbox, me.presence_key), end="")
         return 0
     if command == "status":
+        names = {m.member_id: m.name for m in companion.members()} | {
+            companion.me.member_id: companion.me.name
+        }
         for band in store.bands():
-            print(f"band   {band.band_id}  {band.name}  battery {band.battery}%")
+            owners = ", ".join(names.get(o.member_id, o.member_id[:8]) for o in store.owners(band.band_id))
+            wearer = names.get(band.wearer or companion.me.member_id, "?")
+            shared = f"  co-owned with {owners}" if owners else ""
+            print(f"band   {band.band_id}  {band.name}  worn by {wearer}  battery {band.battery}%{shared}")
         for member in companion.members():
             print(f"member {member.name}  signature {member.signature}")
         for entry in companion.router.history(20):
@@ -82,8 +97,12 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     if command == "pair":
         print(f"pairing {args.address}: hold the band's heart for 5 seconds until it buzzes...", flush=True)
         found = await bandlink.pair_band(companion.ble, store, args.address, args.band_name)
+        if args.wearer:  # a person without a phone: a member of the circles once this gateway is in one
+            store.set_wearer(found.band_id, companion.coowners.add_wearer(args.wearer))
         print(
-            f"paired: band {found.band_id}; it buzzed {found.code} times after a wave "
+            f"paired: band {found.band_id}"
+            + (f" as {args.wearer}'s band" if args.wearer else "")
+            + f"; it buzzed {found.code} times after a wave "
             "(if it did not, another device took the pairing: hold its heart 10 s and pair again)"
         )
         return 0

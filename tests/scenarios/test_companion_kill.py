@@ -1,5 +1,6 @@
-"""A child's home gateway (its own process) is killed with SIGKILL again and again while the child
-keeps pressing; every press reaches Mum exactly once and is felt."""
+"""The home gateway (its own process) serving the band of a child who has no phone is killed with
+SIGKILL again and again while the child keeps pressing; every press reaches Mum exactly once, from
+the child, and is felt."""
 
 from __future__ import annotations
 
@@ -51,12 +52,12 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
                     "--airspace",
                     world.air,
                     "--name",
-                    "Mia",
+                    "Home",
                 ]
                 await control.hold(mum_band.address, PAIR_HOLD_MS)
                 await mum.pair_band(await control.air_address(mum_band.address))
                 await control.hold(child_band.address, PAIR_HOLD_MS)
-                await hugbutton(*gw, "pair", await control.air_address(child_band.address))
+                await hugbutton(*gw, "pair", await control.air_address(child_band.address), "--wearer", "Mia")
                 offer = await mum.offer_link()
                 await hugbutton(*gw, "join", offer.code)
                 await offer.wait()
@@ -88,6 +89,11 @@ def test_gateway_killed_at_any_point_loses_and_repeats_nothing(tmp_path: Path) -
                 await asyncio.sleep(3.0)  # anything duplicated would have arrived by now
                 assert len(incoming()) == PRESSES, "every press once, none twice"
                 assert len(set(incoming())) == PRESSES
+                # from Mia, a member of the circle without a phone, served by the gateway
+                (mia,) = [m for m in mum.members() if m.phoneless]
+                assert mia.name == "Mia"
+                assert len(mia.served_by) == 1
+                assert {h.hug.sender for h in mum.router.history() if h.direction == "in"} == {mia.member_id}
                 gateway.send_signal(signal.SIGTERM)
                 await gateway.wait()
                 gateway = None

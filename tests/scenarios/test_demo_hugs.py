@@ -24,5 +24,6 @@ def test_demo_hugs_json_reports_every_hug_once() -> None:
     assert figures["buzzes"] == 3, "three hugs in a minute are not yet a storm"
     assert figures["latency_ms"]["samples"] == 3
     assert 0 < figures["latency_ms"]["p50"] <= figures["latency_ms"]["p99"]
+    assert figures["child_phones"] == 0, "Mia has no phone: her band is served by Mum's phone and the gateway"
     assert figures["band_runtime"] == "micropython"
     assert 0 < figures["band_heap_peak_bytes"] < 200 * 1024, "the bands ran within the C3's heap cap"

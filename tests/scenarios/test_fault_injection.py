@@ -1,7 +1,8 @@
 """A thousand hugs while everything that can fail, fails.
 
-Two families, each a child's band and phone and a parent's band and phone; all four bands are
-pressed all the time, each band's presses going to the other band of its family. Meanwhile faults
+Two families, each a child's band (the child has no phone: the family's home gateway owns her band
+and sends her presses as hers) and a parent's band and phone; all four bands are pressed all the
+time, each band's presses going to the other band of its family. Meanwhile faults
 of every kind are injected, by two injectors at once (never two of the same kind together):
 
 - ``ble_drop``: a band's link drops in the middle of a write or a notification (either side of it);
@@ -106,16 +107,19 @@ class Run:
         for role in ("child", "parent"):
             band = BandProcess(self.air, self.tmp / f"f{i}-{role}-band")
             await band.start()
-            phone = Phone(f"{role}{i}", self.tmp / f"f{i}-{role}-phone", self.proxy.url, self.air)
+            # the child has no phone: the family's home gateway owns her band
+            name = f"home{i}" if role == "child" else f"{role}{i}"
+            phone = Phone(name, self.tmp / f"f{i}-{role}-phone", self.proxy.url, self.air)
             side = Side(band, phone)
             pair.append(side)
             self.locks[band.address] = asyncio.Lock()
             self.presses[band.address] = []
             self.delivered[band.address] = []
             self.stored[band.address] = []
-        for side in pair:  # the wearer holds the heart for 5 s, then the phone pairs it
+        for side, wearer in zip(pair, (f"Child{i}", ""), strict=True):  # held 5 s, then paired
             await self.control.hold(side.address, PAIR_HOLD_MS)
-            await side.phone.run_command("pair", await self.control.air_address(side.address))
+            on_air = await self.control.air_address(side.address)  # where the band advertises now
+            await side.phone.run_command("pair", on_air, *(("--wearer", wearer) if wearer else ()))
         child, parent = pair
         child.partner, parent.partner = parent, child
         return child, parent

@@ -76,9 +76,16 @@ class CompanionApi(Protocol):
         self, timeout: float, progress: Callable[[FoundBand], None] | None = None
     ) -> list[FoundBand]: ...
 
-    async def pair_band(self, address: str, name: str | None = None) -> FoundBand:
+    async def pair_band(
+        self, address: str, name: str | None = None, wearer: str | None = None, new_wearer: str | None = None
+    ) -> FoundBand:
         """Pair; returns the band (its id, and how many times it buzzed to confirm: 2..5, for the
-        parent to check it was theirs)."""
+        parent to check it was theirs). Whose band: ``wearer`` (a member id: yours by default, or
+        someone without a phone) or ``new_wearer`` (the name of a new person without a phone)."""
+        ...
+
+    async def share_band(self, band_id: str, member_id: str) -> None:
+        """Let another companion of the circle (the home gateway) co-own a band here."""
         ...
 
     async def forget_band(self, band_id: str) -> None: ...

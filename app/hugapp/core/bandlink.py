@@ -613,6 +613,12 @@ class BandLink:
                 raise BandUnavailable("the band is not connected")
             await channel.write(session.seal(msg))
 
+    @property
+    def address(self) -> str:
+        """Where the band is connected now (a link keeps its address), or "" when it is not."""
+        client = self._client
+        return "" if client is None else client.address
+
     def next_token(self) -> int:
         self._token = (self._token + 1) & 0xFFFF
         return self._token

@@ -2,6 +2,8 @@
 
     async with Companion(store, ble, broker_url, name="Mum") as phone:   # starts everything
         band = await phone.pair_band(address)  # as a scan found it; the wearer held the heart 5 s
+        mia = await phone.pair_band(address, new_wearer="Mia")  # a band for someone without a phone
+        await phone.share_band(mia.band_id, gateway_id)         # the home gateway co-owns it
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
@@ -49,6 +51,12 @@ class BandLinks(dict[str, BandLink]):
         link = self.get(band_id)
         return link is not None and link.state is LinkState.CONNECTED
 
+    def at(self, address: str) -> str:
+        """The id of the band connected here at ``address`` now, or "" (a connected band is silent)."""
+        return next(
+            (b for b, link in self.items() if link.address and link.address.upper() == address.upper()), ""
+        )
+
     async def play(self, band_id: str, spec: PlaySpec, token: int) -> None:
         link = self.get(band_id)
         if link is None:
@@ -69,6 +77,7 @@ class Companion:
         tz: tzinfo | None = None,
         on_change: Callable[[], None] = lambda: None,
         relay_retry_interval: float = 60.0,
+        band_backoff_max: float = 30.0,
     ) -> None:
         self.store = store
         self.ble = ble
@@ -76,6 +85,7 @@ class Companion:
         self.clock = clock
         self.notifier = notifier or make_notifier()
         self.on_change = on_change
+        self.band_backoff_max = band_backoff_max  # the longest wait between looks for a band away
         self.me = rs.ensure_identity(store, name)
         self.links = BandLinks()
         self.outbox = Outbox(store, self.me)  # filled by the router, published by the relay
@@ -88,7 +98,9 @@ class Companion:
             tz=tz,
             outbox=self.outbox,
             on_change=self._changed,
+            on_bands=self._bands_changed,
         )
+        self.coowners = self.router.coowners
         self.hugstore = self.router.hugstore  # history, settings and counts for readers
         self.relay: Relay | None = None
         if broker_url is not None:
@@ -189,6 +201,19 @@ class Companion:
         self.router.wake()
         self._changed()
 
+    def _bands_changed(self) -> None:
+        """A co-owner shared a band with us or forgot one: links follow the store."""
+        here = {b.band_id for b in self.store.bands()}
+        for band_id in here - set(self.links):
+            self._start_link(band_id)
+        for band_id in set(self.links) - here:
+            self.links.pop(band_id, None)
+            task = self._tasks.pop("band:" + band_id, None)
+            if task is not None:
+                task.cancel()
+        self.coowners.sync_wearers()
+        self._changed()
+
     def _start_link(self, band_id: str) -> None:
         if band_id in self.links:
             return
@@ -200,6 +225,7 @@ class Companion:
             on_felt=self._on_felt,
             on_state=functools.partial(self._on_band_state, band_id),
             clock=self.clock,
+            max_backoff=self.band_backoff_max,
             on_battery=functools.partial(self._battery_reading, band_id),
         )
         self.links[band_id] = link
@@ -218,22 +244,50 @@ class Companion:
     ) -> list[bandlink.FoundBand]:
         return await bandlink.scan_bands(self.ble, timeout, progress, self.store.bands())
 
-    async def pair_band(self, address: str, name: str | None = None) -> bandlink.FoundBand:
+    async def pair_band(
+        self,
+        address: str,
+        name: str | None = None,
+        wearer: str | None = None,
+        new_wearer: str | None = None,
+    ) -> bandlink.FoundBand:
         """Pair the band advertising at ``address`` (as a scan found it) whose heart was held for 5 s;
         keeps it connected from then on. Returns it: its band id, and how many times it buzzed to
-        confirm (2..5), for the parent to check it was theirs."""
-        ours = await bandlink.recognise(self.ble, self.store, address)
+        confirm (2..5), for the parent to check it was theirs. Whose band it is: ``wearer`` (this
+        companion's own member, the default, or a person without a phone in its circles), or
+        ``new_wearer``, the name of a person without a phone to add."""
+        if wearer is not None and new_wearer is not None:
+            raise StoreError("a band has one wearer: name an existing one or a new one")
+        if wearer is not None:
+            self.coowners.check_wearer(wearer)
+        ours = self.links.at(address) or await bandlink.recognise(self.ble, self.store, address)
         link = await self._stop_link(ours) if ours else None  # re-pairing one of ours: off the air first
         try:
             found = await bandlink.pair_band(self.ble, self.store, address, name)
         finally:
             if link is not None:
                 self._start_link(link.band_id)
-        self._start_link(found.band_id)
-        self._changed()
+        try:  # whose it is, before its first press is routed
+            if new_wearer is not None:
+                wearer = self.coowners.add_wearer(new_wearer)
+            if wearer is not None or found.band_id != ours:
+                self.store.set_wearer(found.band_id, wearer or self.me.member_id)
+            self.coowners.sync_wearers()
+            self.coowners.send_band(found.band_id)  # a re-paired band's new key reaches its co-owners
+        finally:
+            self._start_link(found.band_id)
+            self._changed()
         return found
 
+    async def share_band(self, band_id: str, member_id: str) -> None:
+        """Let another companion of a circle (the family's home gateway) co-own a band here: it gets
+        the band's key sealed through the circle and serves the band whenever it is the one in range."""
+        self.coowners.share(band_id, member_id)
+        self._changed()
+
     async def forget_band(self, band_id: str) -> None:
+        """Unpair a band here; its co-owners forget it too."""
+        self.coowners.send_forget(band_id)
         link = self.links.get(band_id)
         if link is not None:
             await link.forget()
@@ -256,12 +310,24 @@ class Companion:
         return self.broker_url
 
     async def offer_link(self, link_id: str | None = None) -> linking.LinkOffer:
-        return await linking.create_link_code(
+        offer = await linking.create_link_code(
             self.store, self.me, self._broker(), link_id=link_id, clock=self.clock, relay=self.relay
         )
+        task = asyncio.ensure_future(self._after_offer(offer))
+        self._tasks["offer:" + offer.code] = task
+        task.add_done_callback(lambda _t: self._tasks.pop("offer:" + offer.code, None))
+        return offer
+
+    async def _after_offer(self, offer: linking.LinkOffer) -> None:
+        """Once someone joined: the people without a phone we serve become members of the circle."""
+        with contextlib.suppress(Exception):  # an offer that ended without a joiner: nothing to do
+            await offer.wait()
+            self.coowners.sync_wearers()
+            self._changed()
 
     async def join_link(self, code: str) -> linking.LinkResult:
         result = await linking.join_with_code(code, self.store, self.me, self._broker())
+        self.coowners.sync_wearers()  # the people without a phone we serve join the circle too
         if self.relay is not None:
             with contextlib.suppress(Exception):
                 await self.relay.refresh()
@@ -307,8 +373,8 @@ class Companion:
     async def rename_band(self, band_id: str, name: str) -> None:
         self.store.rename_band(band_id, name)
 
-    async def set_schedule(self, schedule: Schedule) -> None:
-        self.router.set_schedule(schedule)
+    async def set_schedule(self, schedule: Schedule, wearer: str | None = None) -> None:
+        self.router.set_schedule(schedule, wearer)
 
     async def rename_me(self, name: str) -> None:
         rs.rename_identity(self.store, name)

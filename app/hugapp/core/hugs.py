@@ -14,6 +14,7 @@ play, notify). Quiet hours are in :mod:`hugapp.core.schedule`, the storm rule in
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -44,6 +45,11 @@ _PAYLOAD_KEYS = frozenset(
     {"v", "id", "from", "gesture", "value", "duration_ms", "pressed_at", "count", "back_of", "folded"}
 )
 _OPTIONAL_KEYS = frozenset({"back_of", "folded"})
+
+
+def message_id(hug_id: str, kind: str) -> str:
+    """A relay message id derived from a hug id (every companion derives the same one)."""
+    return hashlib.sha256(f"{kind}|{hug_id}".encode()).hexdigest()[:32]
 
 
 class HugError(Exception):

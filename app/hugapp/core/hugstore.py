@@ -20,6 +20,12 @@ from hugapp.core.hugs import Hug, PlaySpec, Receipt
 from hugapp.core.schedule import Schedule
 from hugapp.core.store import Store
 
+
+def shared_token(band: str, hug_id: str) -> int:
+    """The Play token every owner of a co-owned band uses for ``hug_id`` on it."""
+    return int.from_bytes(hashlib.sha256(f"{band}|{hug_id}".encode()).digest()[:2], "big")
+
+
 TICK_PREFIX = "tick:"  # plays of a felt tick (no hug row): "tick:" + the hug that was felt
 NO_SPEC = PlaySpec(0, 0, 0, 0)  # a hug play's pattern is chosen when it plays (pattern 0: none yet)
 
@@ -61,6 +67,7 @@ class Felt:
     link_id: str
     sender: str
     first: bool  # the first band to feel this hug
+    via: str = ""  # the companion that relayed it (its receipt goes there); "" = the sender
 
 
 class HugStore:
@@ -91,14 +98,18 @@ class HugStore:
             (key, json.dumps(value)),
         )
 
-    def schedule(self) -> Schedule:
-        settings = self.setting("schedule")
+    def schedule(self, wearer: str = "") -> Schedule:
+        """The quiet hours of ``wearer`` ("": this companion's own member, and anyone without their own)."""
+        settings = self.setting("schedule:" + wearer) if wearer else None
+        if settings is None:
+            settings = self.setting("schedule")
         return Schedule() if settings is None else Schedule.from_settings(settings)
 
-    def set_schedule(self, schedule: Schedule, now: float) -> None:
-        """Store the quiet hours; plays held under the old ones become due ``now``, to be decided again."""
+    def set_schedule(self, schedule: Schedule, now: float, wearer: str = "") -> None:
+        """Store the quiet hours (of ``wearer``); plays held under the old ones become due ``now``, to
+        be decided again."""
         with self.transaction() as db:
-            self.set_setting("schedule", schedule.to_settings(), db)
+            self.set_setting("schedule:" + wearer if wearer else "schedule", schedule.to_settings(), db)
             db.execute(
                 "UPDATE plays SET not_before = ?, age_from = MIN(age_from, ?) "
                 "WHERE state = 'pending' AND not_before > ?",
@@ -116,12 +127,14 @@ class HugStore:
         source_band: str,
         now: float,
         receipt: Receipt = Receipt.SENT,
+        via: str = "",
     ) -> bool:
-        """Store a hug sent ("out") or received ("in"); False if it was already stored."""
+        """Store a hug sent ("out") or received ("in", ``via`` the companion that relayed it); False
+        if it was already stored."""
         return (
             db.execute(
                 "INSERT OR IGNORE INTO hugs (hug_id, direction, link_id, sender, source_band, payload, "
-                "receipt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "receipt, created_at, updated_at, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     hug.hug_id,
                     direction,
@@ -132,6 +145,7 @@ class HugStore:
                     int(receipt),
                     now,
                     now,
+                    via,
                 ),
             ).rowcount
             > 0
@@ -176,15 +190,21 @@ class HugStore:
         not_before: float,
         age_from: float,
         spec: PlaySpec = NO_SPEC,
+        shared: bool = False,
     ) -> None:
-        """A play of ``hug_id`` on ``band`` with the band's next token (fixed now, kept on resends)."""
-        row = db.execute("SELECT next FROM band_tokens WHERE band = ?", (band,)).fetchone()
-        token = int(row[0]) if row else int.from_bytes(hashlib.sha256(band.encode()).digest()[:2], "big")
-        db.execute(
-            "INSERT INTO band_tokens (band, next) VALUES (?, ?) "
-            "ON CONFLICT(band) DO UPDATE SET next = excluded.next",
-            (band, (token + 1) & 0xFFFF),
-        )
+        """A play of ``hug_id`` on ``band`` with the band's next token (fixed now, kept on resends).
+        On a ``shared`` (co-owned) band the token comes from the hug itself, so every owner sends
+        the same Play and the band, which remembers the tokens it played, buzzes it once."""
+        if shared:
+            token = shared_token(band, hug_id)
+        else:
+            row = db.execute("SELECT next FROM band_tokens WHERE band = ?", (band,)).fetchone()
+            token = int(row[0]) if row else int.from_bytes(hashlib.sha256(band.encode()).digest()[:2], "big")
+            db.execute(
+                "INSERT INTO band_tokens (band, next) VALUES (?, ?) "
+                "ON CONFLICT(band) DO UPDATE SET next = excluded.next",
+                (band, (token + 1) & 0xFFFF),
+            )
         db.execute(
             "INSERT OR IGNORE INTO plays (hug_id, band, token, pattern, signature, intensity, repeat, "
             "not_before, age_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -273,10 +293,12 @@ class HugStore:
         )
 
     def mark_felt(self, db: sqlite3.Connection, band: str, token: int, now: float) -> list[Felt]:
-        """The band played what was sent with ``token``: those plays are felt."""
+        """The band played what was sent with ``token`` (by this companion, or by a co-owner whose
+        Play carried the same token: then the play here is still pending): those plays are felt."""
         felt: list[Felt] = []
         rows = db.execute(
-            "SELECT hug_id FROM plays WHERE band = ? AND token = ? AND state = 'sent'", (band, token)
+            "SELECT hug_id FROM plays WHERE band = ? AND token = ? AND state IN ('sent', 'pending')",
+            (band, token),
         ).fetchall()
         for (hug_id,) in rows:
             db.execute(
@@ -284,13 +306,24 @@ class HugStore:
                 (now, hug_id, band),
             )
             hug = db.execute(
-                "SELECT direction, link_id, sender FROM hugs WHERE hug_id = ?", (hug_id,)
+                "SELECT direction, link_id, sender, via FROM hugs WHERE hug_id = ?", (hug_id,)
             ).fetchone()
             count = db.execute("SELECT COUNT(*) FROM plays WHERE hug_id = ? AND state = 'felt'", (hug_id,))
             first = int(count.fetchone()[0]) == 1
-            direction, link_id, sender = hug if hug is not None else ("", "", "")
-            felt.append(Felt(str(hug_id), str(direction), str(link_id), str(sender), first))
+            direction, link_id, sender, via = hug if hug is not None else ("", "", "", "")
+            felt.append(Felt(str(hug_id), str(direction), str(link_id), str(sender), first, str(via)))
         return felt
+
+    def mark_felt_elsewhere(self, db: sqlite3.Connection, band: str, hug_ids: list[str], now: float) -> int:
+        """A co-owner says ``band`` played these hugs (or ticks): their plays here are done; how many."""
+        done = 0
+        for hug_id in hug_ids:
+            done += db.execute(
+                "UPDATE plays SET state = 'felt', felt_at = ?, sent_at = MAX(sent_at, ?) "
+                "WHERE hug_id = ? AND band = ? AND state IN ('pending', 'sent')",
+                (now, now, hug_id, band),
+            ).rowcount
+        return done
 
     # ------------------------------------------------------------------ reads for screens and the demo
 

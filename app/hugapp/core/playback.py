@@ -43,7 +43,7 @@ class Bands(Protocol):
 
 
 def sender_name(store: Store, link_id: str, member_id: str) -> str:
-    member = rs.member(store, link_id, member_id)
+    member = rs.member(store, link_id, member_id) or rs.person(store, member_id)
     return member.name if member is not None else "someone"
 
 
@@ -57,8 +57,10 @@ class Playback:
         clock: Callable[[], float],
         tz: tzinfo | None,
         on_change: Callable[[], None],
+        wearer_of: Callable[[str], str] = lambda _band: "",
     ) -> None:
         self.hugstore = hugstore
+        self.wearer_of = wearer_of  # band -> its wearer, whose quiet hours it follows
         self.store = hugstore.store
         self.bands = bands
         self.notifier = notifier
@@ -99,8 +101,9 @@ class Playback:
         by_band: dict[str, list[Play]] = {}
         for p in self.hugstore.open_plays():
             by_band.setdefault(p.band, []).append(p)
-        schedule, tz = self.hugstore.schedule(), self._tz()
+        tz = self._tz()
         for band, plays in by_band.items():
+            schedule = self.hugstore.schedule(self.wearer_of(band))
             decisions: dict[str, Decision] = {}
             held: list[float] = []
             for p in plays:  # each due hug, decided now against the quiet hours
@@ -198,7 +201,10 @@ class Playback:
         self.on_change()
 
     def _signature(self, link_id: str, sender: str) -> int:
+        """The sender's signature in the circle the hug came through (between two bands here: in
+        any circle the wearer is in; 0 if none)."""
         if link_id == LOCAL_LINK:
-            return 0
-        member = rs.member(self.store, link_id, sender)
+            member = rs.person(self.store, sender)
+        else:
+            member = rs.member(self.store, link_id, sender)
         return member.signature if member is not None else 0

@@ -34,7 +34,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -263,8 +263,12 @@ class Outbox:
         self.wake = asyncio.Event()  # set: the Relay's outbox loop looks for work
 
     def others(self, link_id: str) -> list[str]:
-        """The members of a circle other than this companion."""
-        return [m.member_id for m in rs.members(self.store, link_id) if m.member_id != self.me.member_id]
+        """The companions of a circle other than this one (a person without a phone gets nothing)."""
+        return [
+            m.member_id
+            for m in rs.members(self.store, link_id)
+            if m.member_id != self.me.member_id and not m.phoneless
+        ]
 
     def to_circle(
         self,
@@ -445,7 +449,7 @@ class Relay:
         others = [
             m.member_id
             for m in rs.members(self.store, link_id)
-            if m.member_id not in (member_id, self.me.member_id)
+            if m.member_id not in (member_id, self.me.member_id) and not m.phoneless
         ]
         for other in others:
             self.outbox.send(link_id, {"member": new.to_wire()}, other, MEMBER_ADDED, self.clock())
@@ -463,7 +467,7 @@ class Relay:
         others = [
             m.member_id
             for m in rs.members(self.store, link_id)
-            if m.member_id not in (member_id, self.me.member_id)
+            if m.member_id not in (member_id, self.me.member_id) and not m.phoneless
         ]
         for other in others:
             self.outbox.send(link_id, {"member_id": member_id}, other, MEMBER_REMOVED, self.clock())
@@ -584,7 +588,7 @@ class Relay:
             presence_topic(m.presence_key)
             for circle in rs.links(self.store)
             for m in rs.members(self.store, circle.link_id)
-            if m.member_id != self.me.member_id
+            if m.member_id != self.me.member_id and not m.phoneless
         }
         for topic in sorted(wanted - self._presence_subs):
             await client.subscribe(topic, qos=1)
@@ -666,7 +670,9 @@ class Relay:
     async def _on_inbox_message(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
         circle = self._route(topic)
         senders = [
-            m.member_id for m in rs.members(self.store, circle.link_id) if m.member_id != self.me.member_id
+            m.member_id
+            for m in rs.members(self.store, circle.link_id)
+            if m.member_id != self.me.member_id and not m.phoneless
         ]
         try:
             msg = open_envelope(circle.key, topic, senders, data)
@@ -741,6 +747,9 @@ class Relay:
                     new = rs.Member.from_wire(m.link_id, fields)
                 except StoreError as e:
                     raise Invalid(str(e), m.msg_id, m.sender) from None
+                old = rs.member(self.store, m.link_id, new.member_id)
+                if old is not None and old.phoneless and new.phoneless:  # records may arrive out of order:
+                    new = replace(new, served_by=tuple(sorted({*old.served_by, *new.served_by})))
                 if new.member_id != self.me.member_id:
                     rs.save_member(db, new, now)
             elif m.type == MEMBER_REMOVED:
@@ -780,7 +789,9 @@ class Relay:
             m
             for circle in rs.links(self.store)
             for m in rs.members(self.store, circle.link_id)
-            if m.member_id != self.me.member_id and presence_topic(m.presence_key) == topic
+            if m.member_id != self.me.member_id
+            and not m.phoneless
+            and presence_topic(m.presence_key) == topic
         ]
         if not known:
             raise UnknownLink("presence of nobody in this phone's circles")

@@ -43,23 +43,38 @@ class Link:
     created_at: float
 
 
+MAX_SERVED_BY = 8  # companions that may own one phoneless person's band
+
+
 @dataclass(frozen=True)
 class Member:
+    """A person of a circle. One with a companion of their own has its mailbox and presence key; one
+    without (a child with no phone) has neither, and ``served_by`` names the companions of the circle
+    that own their band (they alone may send hugs from that person)."""
+
     link_id: str
     member_id: str
     name: str
     mailbox: str
     presence_key: bytes
     signature: int
+    served_by: tuple[str, ...] = ()
+
+    @property
+    def phoneless(self) -> bool:
+        return not self.mailbox
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "id": self.member_id,
             "name": self.name,
             "mailbox": self.mailbox,
             "presence_key": self.presence_key.hex(),
             "signature": self.signature,
         }
+        if self.served_by:
+            wire["served_by"] = list(self.served_by)
+        return wire
 
     @staticmethod
     def from_wire(link_id: str, d: Mapping[str, Any]) -> Member:
@@ -74,14 +89,35 @@ class Member:
         sig = fields["signature"]
         if type(sig) is not int:  # not a bool, a float (Infinity, NaN) or text
             raise StoreError(f"malformed member record: signature {sig!r:.20} is not a whole number")
+        raw_served = d.get("served_by", [])
+        if not isinstance(raw_served, list) or len(raw_served) > MAX_SERVED_BY:  # pyright: ignore[reportUnknownArgumentType]
+            raise StoreError(f"malformed member record: served_by is a list of at most {MAX_SERVED_BY}")
+        served: list[Any] = raw_served  # pyright: ignore[reportUnknownVariableType]
+        if not all(isinstance(x, str) for x in served):
+            raise StoreError("malformed member record: served_by holds member ids")
         return check_member(
-            Member(link_id, str(fields["id"]), str(fields["name"]), str(fields["mailbox"]), key, sig)
+            Member(
+                link_id,
+                str(fields["id"]),
+                str(fields["name"]),
+                str(fields["mailbox"]),
+                key,
+                sig,
+                tuple(str(x) for x in served),
+            )
         )
 
 
 def check_member(m: Member) -> Member:
     """The one rule for a member record, wherever it comes from (the wire, linking, the window)."""
-    if not (_is_hex(m.member_id, 32) and _is_hex(m.mailbox, 32) and len(m.presence_key) == 32):
+    if m.phoneless:  # a person served by the companions owning their band
+        if m.presence_key or not m.served_by or len(m.served_by) > MAX_SERVED_BY:
+            raise StoreError("malformed member record: a person without a phone is served by a companion")
+        if not _is_hex(m.member_id, 32) or not all(_is_hex(x, 32) for x in m.served_by):
+            raise StoreError("malformed member record")
+    elif m.served_by or not (
+        _is_hex(m.member_id, 32) and _is_hex(m.mailbox, 32) and len(m.presence_key) == 32
+    ):
         raise StoreError("malformed member record")
     if not 0 < len(m.name) <= MAX_NAME:
         raise StoreError(f"a member's name has 1..{MAX_NAME} characters")
@@ -191,9 +227,10 @@ def save_member(db: sqlite3.Connection, member: Member, now: float) -> None:
     """Store a member (checked: :func:`check_member`; StoreError changes nothing)."""
     check_member(member)
     db.execute(
-        "INSERT INTO link_members (link_id, member_id, name, mailbox, presence_key, signature, added_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(link_id, member_id) DO UPDATE SET name = excluded.name, "
-        "mailbox = excluded.mailbox, presence_key = excluded.presence_key, signature = excluded.signature",
+        "INSERT INTO link_members (link_id, member_id, name, mailbox, presence_key, signature, added_at, "
+        "served_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(link_id, member_id) DO UPDATE SET "
+        "name = excluded.name, mailbox = excluded.mailbox, presence_key = excluded.presence_key, "
+        "signature = excluded.signature, served_by = excluded.served_by",
         (
             member.link_id,
             member.member_id,
@@ -202,6 +239,7 @@ def save_member(db: sqlite3.Connection, member: Member, now: float) -> None:
             member.presence_key,
             member.signature,
             now,
+            ",".join(member.served_by),
         ),
     )
 
@@ -216,21 +254,77 @@ def drop_member(db: sqlite3.Connection, link_id: str, member_id: str) -> bool:
     return cur.rowcount > 0
 
 
-_MEMBER_COLS = "link_id, member_id, name, mailbox, presence_key, signature"
+_MEMBER_COLS = "link_id, member_id, name, mailbox, presence_key, signature, served_by"
+
+
+def _member(row: tuple[Any, ...]) -> Member:
+    served = str(row[6])
+    return Member(
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        bytes(row[4]),
+        int(row[5]),
+        tuple(served.split(",")) if served else (),
+    )
 
 
 def members(store: Store, link_id: str) -> list[Member]:
     rows = store.db.execute(
         f"SELECT {_MEMBER_COLS} FROM link_members WHERE link_id = ? ORDER BY added_at, member_id", (link_id,)
     ).fetchall()
-    return [Member(*r) for r in rows]
+    return [_member(r) for r in rows]
 
 
 def member(store: Store, link_id: str, member_id: str) -> Member | None:
     row = store.db.execute(
         f"SELECT {_MEMBER_COLS} FROM link_members WHERE link_id = ? AND member_id = ?", (link_id, member_id)
     ).fetchone()
-    return Member(*row) if row is not None else None
+    return _member(row) if row is not None else None
+
+
+def person(store: Store, member_id: str) -> Member | None:
+    """A person by id in any circle of this companion (their first record), or a wearer served here
+    and in no circle yet (link id ""), else None."""
+    row = store.db.execute(
+        f"SELECT {_MEMBER_COLS} FROM link_members WHERE member_id = ? ORDER BY added_at LIMIT 1", (member_id,)
+    ).fetchone()
+    if row is not None:
+        return _member(row)
+    found = store.db.execute(
+        "SELECT member_id, name, signature FROM wearers WHERE member_id = ?", (member_id,)
+    ).fetchone()
+    return None if found is None else Member("", found[0], found[1], "", b"", found[2])
+
+
+# ---- wearers: people without a companion whose bands this companion owns
+
+
+@dataclass(frozen=True)
+class Wearer:
+    member_id: str
+    name: str
+    signature: int
+
+
+def wearers(store: Store) -> list[Wearer]:
+    rows = store.db.execute("SELECT member_id, name, signature FROM wearers ORDER BY added_at").fetchall()
+    return [Wearer(*r) for r in rows]
+
+
+def add_wearer(store: Store, name: str, member_id: str | None = None, signature: int = 0) -> Wearer:
+    """A person without a companion of their own (``name``; a new id unless given), served here."""
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise StoreError(f"a name has 1..{MAX_NAME} characters")
+    wearer = Wearer(member_id or new_id(), name.strip(), signature)
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO wearers (member_id, name, signature, added_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(member_id) DO UPDATE SET name = excluded.name",
+            (wearer.member_id, wearer.name, wearer.signature, store.now()),
+        )
+    return wearer
 
 
 def free_signature(taken: Iterable[int]) -> int:

@@ -12,16 +12,18 @@ loses a hug nor buzzes one twice:
 - receipts (delivered: the relay's end-to-end ack; felt: the partner band's Felt) only move a
   hug forward.
 
-Bands on this companion are all worn by people of this phone's circles: a press on one buzzes
-every other band here (routed locally, no broker needed) and every other member of every circle.
-The router decides; hugstore runs the SQL, the relay's Outbox holds the messages, playback plays.
+Every band here is worn by a person of the circles (coowners: this companion's own member, or a
+person without a phone). A press is a hug from the band's wearer: it buzzes every other wearer's
+band here (routed locally, no broker needed) and goes to every other companion of every circle; a
+hug that arrives buzzes every band here not worn by its sender. A band co-owned with another
+companion (the home gateway) is kept in step with it through coowners. The router decides;
+hugstore runs the SQL, the relay's Outbox holds the messages, playback plays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import sqlite3
 import time
@@ -30,13 +32,15 @@ from datetime import tzinfo
 
 from hugapp.core import hugs
 from hugapp.core import relaystore as rs
-from hugapp.core.hugs import Hug, HugBackTracker, HugError, PlaySpec, Receipt
+from hugapp.core.coowners import TYPES as COOWNER_TYPES
+from hugapp.core.coowners import CoOwners
+from hugapp.core.hugs import Hug, HugBackTracker, HugError, PlaySpec, Receipt, message_id
 from hugapp.core.hugstore import TICK_PREFIX, HistoryEntry, HugStore
 from hugapp.core.notify import Notifier
 from hugapp.core.playback import LOCAL_LINK, Bands, Playback, sender_name
 from hugapp.core.relay import Incoming, Outbox
 from hugapp.core.schedule import Schedule
-from hugapp.core.store import Store
+from hugapp.core.store import Press, Store
 from hugproto import frames, patterns
 
 log = logging.getLogger("hugapp.router")
@@ -45,10 +49,18 @@ SCREEN = "screen"  # source of hugs sent from the phone's own heart
 RECEIPT_TYPE = "receipt"
 HUG_TYPE = "hug"
 FELT_TICK = PlaySpec(patterns.FELT_TICK, 0, 160, 1)  # the sender's band: your hug was felt
+PRESS_ERA_BITS = 20  # a press's hug id names its ~12-day era, so a band's u16 seq may come round
 
 
-def message_id(hug_id: str, kind: str) -> str:
-    return hashlib.sha256(f"{kind}|{hug_id}".encode()).hexdigest()[:32]
+class UnknownSender(Exception):
+    """A hug from a person the relaying companion does not (yet) serve: not acknowledged, retried."""
+
+
+def press_hug_id(press: Press) -> str:
+    """The id of the hug a press makes: the same whichever owner of the band received it, so a press
+    acknowledged by one owner and resent to another is one hug."""
+    era = int(press.pressed_at) >> PRESS_ERA_BITS
+    return message_id(f"{press.band}|{press.seq}|{era}", "press")
 
 
 class Router:
@@ -63,6 +75,7 @@ class Router:
         tz: tzinfo | None = None,
         outbox: Outbox | None = None,
         on_change: Callable[[], None] = lambda: None,
+        on_bands: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.hugstore = HugStore(store)
@@ -71,7 +84,18 @@ class Router:
         self.clock = clock
         self.outbox = outbox if outbox is not None else Outbox(store, identity)
         self.on_change = on_change
-        self.playback = Playback(self.hugstore, bands, notifier, clock=clock, tz=tz, on_change=on_change)
+        self.coowners = CoOwners(
+            store, self.hugstore, self.outbox, identity.member_id, clock=clock, on_bands=on_bands
+        )
+        self.playback = Playback(
+            self.hugstore,
+            bands,
+            notifier,
+            clock=clock,
+            tz=tz,
+            on_change=on_change,
+            wearer_of=self._schedule_owner,
+        )
         self.trackers: dict[str, HugBackTracker] = {}
         self._wake = asyncio.Event()
 
@@ -84,12 +108,21 @@ class Router:
         self.playback.set_storm_rule(max_buzzes, window_s)
         self.wake()
 
-    def schedule(self) -> Schedule:
-        return self.hugstore.schedule()
+    def _schedule_owner(self, band: str) -> str:
+        """Whose quiet hours a band follows: its wearer's ("" for this companion's own member)."""
+        wearer = self.coowners.wearer_of(band)
+        return "" if wearer == self.me.member_id else wearer
 
-    def set_schedule(self, schedule: Schedule) -> None:
-        """Store the quiet hours; hugs held under the old ones are decided again under the new."""
-        self.hugstore.set_schedule(schedule, self.clock())
+    def schedule(self, wearer: str | None = None) -> Schedule:
+        """The quiet hours of ``wearer`` (None: this companion's own member)."""
+        return self.hugstore.schedule("" if wearer in (None, self.me.member_id) else wearer or "")
+
+    def set_schedule(self, schedule: Schedule, wearer: str | None = None) -> None:
+        """Store the quiet hours (of ``wearer``); hugs held under the old ones are decided again."""
+        self.hugstore.set_schedule(
+            schedule, self.clock(), "" if wearer in (None, self.me.member_id) else wearer or ""
+        )
+        self.coowners.send_schedule(wearer or self.me.member_id)  # the band's other owners too
         self.wake()
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:
@@ -128,8 +161,8 @@ class Router:
             tracker = self.trackers.get(press.band)
             back_of = tracker.classify_press(press.pressed_at) if tracker is not None else None
             hug = Hug(
-                hug_id=message_id(f"{press.band}|{press.seq}|{press.received_at}", "press"),
-                sender=self.me.member_id,
+                hug_id=press_hug_id(press),
+                sender=self.coowners.wearer_of(press.band),
                 gesture=press.gesture,
                 value=press.value,
                 duration_ms=min(press.duration_ms, hugs.MAX_DURATION_MS),
@@ -168,11 +201,20 @@ class Router:
     def _send_hug(self, db: sqlite3.Connection, hug: Hug, source_band: str) -> None:
         """The hug, its plays on the other bands here and its messages to every circle: one step."""
         now = self.clock()
-        local = [b.band_id for b in self.store.bands() if b.band_id != source_band]
+        local = [
+            band
+            for band, wearer in self.coowners.wearers().items()
+            # a band here of this companion's own member plays its other bands' presses (as before
+            # wearers: a gateway holding two bands of its own)
+            if band != source_band and (wearer != hug.sender or wearer == self.me.member_id)
+        ]
         receipt = Receipt.DELIVERED if local else Receipt.SENT  # another band here has it at once
-        self.hugstore.add_hug(db, hug, "out", LOCAL_LINK, source_band, now, receipt)
+        if not self.hugstore.add_hug(db, hug, "out", LOCAL_LINK, source_band, now, receipt):
+            return  # a co-owner routed this press already and we have its hug
         for band in local:
-            self.hugstore.add_play(db, hug.hug_id, band, now, hug.pressed_at)
+            self.hugstore.add_play(
+                db, hug.hug_id, band, now, hug.pressed_at, shared=self.coowners.shared(band)
+            )
         payload = hug.to_payload()
         for link in rs.links(self.store):
             self.outbox.to_circle(
@@ -188,6 +230,8 @@ class Router:
             self._receive_hug(incoming)
         elif incoming.type == RECEIPT_TYPE:
             self._receive_receipt(incoming)
+        elif incoming.type in COOWNER_TYPES:
+            self.coowners.on_message(incoming, self._add_tick)
         else:
             log.warning("ignoring a message of unknown type %r", incoming.type)
         self.wake()
@@ -199,19 +243,27 @@ class Router:
         except HugError as exc:
             log.warning("rejected a hug payload: %s", exc, extra={"reason": "bad_hug"})
             return
-        if hug.sender != incoming.sender:
+        if not self.coowners.may_speak_for(incoming.link_id, incoming.sender, hug.sender):
+            person = rs.member(self.store, incoming.link_id, hug.sender)
+            if person is None or person.phoneless:
+                # a person this phone has not heard of yet, or not yet as served by that companion
+                # (their record may be on its way): not acknowledged, so the relay brings it again
+                raise UnknownSender(f"a hug from {hug.sender[:8]}, not (yet) served by its sender")
             log.warning("rejected a hug claiming another sender", extra={"reason": "sender_mismatch"})
             return
         now = self.clock()
         # too old to ever buzz: missed at once; else each band here plays it when playback says so
         missed = self.hugstore.schedule().too_old(hug.pressed_at, now)
         with self.store.transaction() as db:
-            inserted = self.hugstore.add_hug(db, hug, "in", incoming.link_id, "", now)
+            inserted = self.hugstore.add_hug(db, hug, "in", incoming.link_id, "", now, via=incoming.sender)
             if inserted and missed:
                 self.hugstore.mark_missed(db, hug.hug_id, now)
             elif inserted:
-                for band in self.store.bands():
-                    self.hugstore.add_play(db, hug.hug_id, band.band_id, now, hug.pressed_at)
+                for band, wearer in self.coowners.wearers().items():
+                    if wearer != hug.sender:
+                        self.hugstore.add_play(
+                            db, hug.hug_id, band, now, hug.pressed_at, shared=self.coowners.shared(band)
+                        )
         if not inserted:
             return
         name = sender_name(self.store, incoming.link_id, hug.sender)
@@ -255,8 +307,16 @@ class Router:
         now = self.clock()
         self.hugstore.set_receipt(db, hug_id, after, now)
         # the sender's band ticks; one tick stands for every receipt that arrives before it plays
-        if after is Receipt.FELT and source != SCREEN and not self.hugstore.tick_waiting(db, source):
-            self.hugstore.add_play(db, TICK_PREFIX + hug_id, source, now, now, FELT_TICK)
+        if after is Receipt.FELT and source != SCREEN and self._add_tick(db, source, TICK_PREFIX + hug_id):
+            self.coowners.tick(db, source, TICK_PREFIX + hug_id, now)  # whichever owner serves it
+
+    def _add_tick(self, db: sqlite3.Connection, band: str, tick_id: str) -> bool:
+        """A felt tick on a band here, unless one is waiting already; True if added."""
+        if not any(b.band_id == band for b in self.store.bands()) or self.hugstore.tick_waiting(db, band):
+            return False
+        now = self.clock()
+        self.hugstore.add_play(db, tick_id, band, now, now, FELT_TICK, shared=self.coowners.shared(band))
+        return True
 
     # ------------------------------------------------------------------ felt
 
@@ -278,11 +338,12 @@ class Router:
                         db,
                         message_id(f.hug_id, "felt"),
                         f.link_id,
-                        f.sender,
+                        f.via or f.sender,  # the companion that sent it
                         RECEIPT_TYPE,
                         {"hug": f.hug_id, "state": "felt"},
                         now,
                     )
+            self.coowners.played(db, band, token, [f.hug_id for f in felt], now)
         if felt:
             self.outbox.poke()
             self.wake()

@@ -137,6 +137,30 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE bands RENAME COLUMN address TO band_id
     """,
+    # 5: wearers. A band is worn by one person of the circles ('' = this companion's own member; the
+    # bands a store had before are its own member's) and may be co-owned by other companions of a
+    # circle (band_owners: who else holds its key). A circle member may be a person with no companion
+    # of their own (link_members.served_by: the companions owning their band, comma-separated);
+    # wearers: such people this companion serves, kept even before it is in any circle. hugs.via: the
+    # companion that relayed a hug (receipts go back to it; '' = the sender itself).
+    """
+    ALTER TABLE bands ADD COLUMN wearer TEXT NOT NULL DEFAULT '';
+    UPDATE bands SET wearer = COALESCE((SELECT member_id FROM relay_identity WHERE id = 1), '');
+    CREATE TABLE band_owners (
+        band_id TEXT NOT NULL,
+        link_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        PRIMARY KEY (band_id, member_id)
+    );
+    ALTER TABLE link_members ADD COLUMN served_by TEXT NOT NULL DEFAULT '';
+    CREATE TABLE wearers (
+        member_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        signature INTEGER NOT NULL,
+        added_at REAL NOT NULL
+    );
+    ALTER TABLE hugs ADD COLUMN via TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 
@@ -149,6 +173,19 @@ class Band:
     added_at: float
     last_seen: float
     battery: int
+    wearer: str = ""  # the circle member who wears it; "" = this companion's own member
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Another companion of a circle holding a band's key (a co-owner)."""
+
+    band_id: str
+    link_id: str
+    member_id: str
+
+
+_BAND_COLS = "band_id, name, key, model, added_at, last_seen, battery, wearer"
 
 
 @dataclass(frozen=True)
@@ -211,33 +248,57 @@ class Store:
 
     # ---- bands
 
-    def save_band(self, band_id: str, name: str, key: bytes, model: str = "") -> Band:
-        """Add a band or replace its key (re-pairing)."""
+    def save_band(
+        self, band_id: str, name: str, key: bytes, model: str = "", wearer: str | None = None
+    ) -> Band:
+        """Add a band or replace its key (re-pairing); ``wearer`` None keeps the one it had."""
         if len(key) != 16:
             raise StoreError("a band key has 16 bytes")
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO bands (band_id, name, key, model, added_at) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO bands (band_id, name, key, model, added_at, wearer) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(band_id) DO UPDATE SET key = excluded.key, name = excluded.name, "
                 "model = excluded.model",
-                (band_id, name, key, model, self.now()),
+                (band_id, name, key, model, self.now(), wearer or ""),
             )
+            if wearer is not None:
+                db.execute("UPDATE bands SET wearer = ? WHERE band_id = ?", (wearer, band_id))
         return self.band(band_id)
 
     def band(self, band_id: str) -> Band:
-        row = self.db.execute(
-            "SELECT band_id, name, key, model, added_at, last_seen, battery FROM bands WHERE band_id = ?",
-            (band_id,),
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_BAND_COLS} FROM bands WHERE band_id = ?", (band_id,)).fetchone()
         if row is None:
             raise StoreError(f"no band {band_id} is paired with this phone")
         return Band(*row)
 
     def bands(self) -> list[Band]:
-        rows = self.db.execute(
-            "SELECT band_id, name, key, model, added_at, last_seen, battery FROM bands ORDER BY added_at"
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_BAND_COLS} FROM bands ORDER BY added_at").fetchall()
         return [Band(*row) for row in rows]
+
+    def set_wearer(self, band_id: str, wearer: str) -> None:
+        with self.transaction() as db:
+            if db.execute("UPDATE bands SET wearer = ? WHERE band_id = ?", (wearer, band_id)).rowcount == 0:
+                raise StoreError(f"no band {band_id} is paired with this phone")
+
+    # ---- co-owners (other companions holding a band's key)
+
+    def owners(self, band_id: str | None = None) -> list[Owner]:
+        """The co-owners of ``band_id`` (of every band with None)."""
+        sql = "SELECT band_id, link_id, member_id FROM band_owners"
+        rows = (
+            self.db.execute(sql + " WHERE band_id = ? ORDER BY member_id", (band_id,))
+            if band_id is not None
+            else self.db.execute(sql + " ORDER BY band_id, member_id")
+        ).fetchall()
+        return [Owner(*r) for r in rows]
+
+    def add_owner(self, band_id: str, link_id: str, member_id: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO band_owners (band_id, link_id, member_id) VALUES (?, ?, ?) "
+                "ON CONFLICT(band_id, member_id) DO UPDATE SET link_id = excluded.link_id",
+                (band_id, link_id, member_id),
+            )
 
     def rename_band(self, band_id: str, name: str) -> None:
         if not name.strip():
@@ -252,6 +313,7 @@ class Store:
     def forget_band(self, band_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM bands WHERE band_id = ?", (band_id,))
+            db.execute("DELETE FROM band_owners WHERE band_id = ?", (band_id,))
 
     def band_seen(self, band_id: str, battery: int | None = None) -> None:
         with self.transaction() as db:

@@ -1,9 +1,12 @@
-"""`hugbutton demo`: one school day of Mia (at school) and Mum (at work), for real.
+"""`hugbutton demo`: one day of Mia (who has no phone), Mum and Dad (at work), for real.
 
-Everything runs on this machine: the embedded broker (or --broker), the simulated radio, two virtual
-bands running the real firmware in their own processes, and two companions (the app's core) that
-talk to their bands through bleak and to each other through the broker, sealed end to end.
-Latency is measured from the press on one band to the motor starting on the other.
+Everything runs on this machine: the embedded broker (or --broker), the simulated radio, three virtual
+bands running the real firmware in their own processes, and three companions (the app's core): Mum's
+phone owning Mum's band and Mia's, Dad's phone with his, and the family's home gateway co-owning
+Mia's band. They talk to the bands through bleak and to each other through the broker, sealed end to
+end. Mia's band is served by whichever of its owners is in range; there is no classroom hub yet, so
+Mia spends the day at home, in range of the gateway. Latency is measured from the press on one band
+to the motor starting on another.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hugapp.core.companion import Companion
 from hugapp.core.hugs import Receipt
 from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
-from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS, Person, open_world
+from hugapp.dev.world import NO_QUIET_HOURS, TAP_MS, Family, Person, World, open_world
 from hugsim.airspace import AirspaceControl, AirspaceTimeoutError
 
 STEP_TIMEOUT_S = 60.0
@@ -82,71 +86,97 @@ class Day:
         return latency
 
 
-def _history(p: Person, direction: str) -> list[HistoryEntry]:
-    return [h for h in p.phone.hugstore.history(10_000) if h.direction == direction]
+def _from_mia(c: Companion, mia: Person) -> list[HistoryEntry]:
+    """Hugs from Mia in ``c``'s history (routed by it, or received from her band's other owner)."""
+    return [h for h in c.hugstore.history(10_000) if h.hug.sender == mia.member_id]
+
+
+def _sent_by_mia(family: Family) -> list[HistoryEntry]:
+    """Mia's hugs as her band's owners routed them (each once, whichever owner took the press)."""
+    seen: dict[str, HistoryEntry] = {}
+    for c in (family.mum.phone, family.home):
+        for h in c.hugstore.history(10_000):
+            if h.direction == "out" and h.hug.sender == family.mia.member_id:
+                seen.setdefault(h.hug_id, h)
+    return sorted(seen.values(), key=lambda h: h.hug.pressed_at)
+
+
+def _to_mum(family: Family) -> list[HistoryEntry]:
+    """Mia's hugs as Mum's phone has them: each one plays on Mum's band."""
+    return _from_mia(family.mum.phone, family.mia)
+
+
+def _felt_by_mum(family: Family) -> set[str]:
+    felt = family.mum.phone.hugstore.felt_hug_ids()
+    return {h.hug_id for h in _to_mum(family) if h.hug_id in felt}
+
+
+def _serving(family: Family) -> str:
+    band = family.mia.band_id
+    if family.home.connected(band):
+        return "the home gateway"
+    return "Mum's phone" if family.mum.phone.connected(band) else "nobody"
 
 
 @contextlib.asynccontextmanager
 async def world(
     broker_url: str | None, tmp: Path, day_changed: Callable[[], None]
-) -> AsyncGenerator[tuple[AirspaceControl, dict[str, Person], str]]:
-    """Mia and Mum, each with a band and a phone, in the simulated world (hugapp.dev.world)."""
+) -> AsyncGenerator[tuple[World, str]]:
+    """The simulated world (hugapp.dev.world) with its broker."""
     async with open_world(tmp, broker_url) as w:
-        people = {name: await w.person(name, day_changed) for name in ("Mia", "Mum")}
         assert w.broker_url is not None
-        yield w.control, people, w.broker_url
+        yield w, w.broker_url
 
 
-async def _setup(day: Day, people: dict[str, Person]) -> None:
-    mia, mum = people["Mia"], people["Mum"]
-    for p in (mia, mum):
-        day.say("07:40", f"{p.name} holds the heart of her new band for 5 seconds: the pairing window opens")
-        await day.control.hold(p.band.address, PAIR_HOLD_MS)
-        on_air = await day.control.air_address(p.band.address)  # what the phone's scan shows
-        p.band_id = (await p.phone.pair_band(on_air, f"{p.name}'s band")).band_id
-        day.say(
-            "07:41", f"{p.name}'s phone pairs it (band {p.band_id}, on the air at {on_air}) with a fresh key"
-        )
-    offer = await mum.phone.offer_link()
-    day.say("07:45", f"Mum's phone shows a link code {offer.code}; Mia's phone types it (SPAKE2, sealed)")
-    await mia.phone.join_link(offer.code)
-    await offer.wait()
-    for p in (mia, mum):
-        await day.until(f"{p.name}'s band to connect", lambda p=p: p.phone.connected(p.band_id))
-        relay = p.phone.relay
-        assert relay is not None
-        await asyncio.wait_for(relay.connected.wait(), STEP_TIMEOUT_S)
-    await asyncio.sleep(1.5)  # the pairing buzzes fade; hands off the hearts
-    day.say("07:50", "both bands connected, both phones online")
+async def _setup(day: Day, w: World, on_change: Callable[[], None]) -> Family:
+    family = await w.family(on_change, say=day.say)
+    await w.online_family(family)
+    day.say("07:50", "every band connected, every phone and the gateway online")
+    await day.control.out_of_range(family.mia.band.address, central="mum-phone")
+    day.say("08:00", "Mum and Dad leave for work with their phones and bands. Mia stays at home today")
+    day.say("", "(there is no classroom hub yet, so at school her band would reach no one):")
+    await day.until("the gateway to serve Mia's band", lambda: family.home.connected(family.mia.band_id))
+    day.say("08:00", "Mia's band is now served by the home gateway, in range of it")
+    return family
 
 
-async def scripted_day(day: Day, people: dict[str, Person]) -> None:
-    mia, mum = people["Mia"], people["Mum"]
-    await _setup(day, people)
+async def scripted_day(day: Day, family: Family) -> None:
+    mia, mum, dad, home = family.mia, family.mum, family.dad, family.home
 
     await day.control.hold(mia.band.address, TAP_MS)
     await asyncio.sleep(0.15)
     t = await day.press(mia)  # a second tap: one hug of two taps
-    day.say("10:05", "at school, Mia taps her heart twice")
+    day.say("10:05", "at home, Mia taps her heart twice")
     latency = await day.buzz_after(mum, t)
     day.say("10:05", f"Mum's band buzzes {latency:.0f} ms after Mia's last tap (0.4 s of it is the band")
     day.say("", "waiting to be sure no third tap comes); it plays twice, with Mia's signature first")
-    await day.until(
-        "the felt receipt",
-        lambda: bool(_history(mia, "out")) and _history(mia, "out")[0].receipt is Receipt.FELT,
-    )
-    day.say("10:05", "Mia's phone: delivered, then felt; Mia's band gives a small tick")
+    latency = await day.buzz_after(dad, t)
+    day.say("10:05", f"Dad's band too, {latency:.0f} ms after the tap")
+    day.latencies.pop()  # the summary's latency is Mum's band's
+
+    def first_felt() -> bool:
+        sent = _sent_by_mia(family)
+        return bool(sent) and all(
+            h.receipt is Receipt.FELT
+            for c in (mum.phone, home)
+            for h in c.hugstore.history(10_000)
+            if h.hug_id == sent[0].hug_id and h.direction == "out"
+        )
+
+    await day.until("the felt receipt", first_felt)
+    day.say("10:05", f"{_serving(family)}: delivered, then felt; Mia's band gives a small tick")
 
     t = await day.press(mum, 1200)
     day.say("10:06", "Mum squeezes her heart for 1.2 s within 10 s of feeling it: a hug back")
     day.say("", "(latencies run from the end of the press, when the band knows what it was)")
     latency = await day.buzz_after(mia, t)
-    back = _history(mia, "in")
+    back = [h for h in home.hugstore.history(10) if h.hug.sender == mum.phone.me.member_id]
     day.say(
         "10:06",
         f"Mia's band plays the hug-back pattern {latency:.0f} ms after Mum's squeeze"
         + (" (marked as an answer)" if back and back[0].hug.hug_back_of else ""),
     )
+    day.say("", "(the gateway played it: Mum's phone is at work, out of range)")
 
     await asyncio.sleep(11)
     t = await day.press(mia, 2200)
@@ -156,28 +186,41 @@ async def scripted_day(day: Day, people: dict[str, Person]) -> None:
 
     await asyncio.sleep(1.0)
     await day.control.out_of_range(mia.band.address)
-    day.say("14:10", "Mia's band drops out of range of her phone (bag in the locker)")
+    day.say("14:10", "Mia plays at the bottom of the garden, out of the gateway's range")
     t = await day.press(mia)
     day.say("14:10", "she taps anyway: the band keeps the press in its flash outbox")
     await asyncio.sleep(3.0)
-    await day.control.in_range(mia.band.address)
+    await day.control.in_range(mia.band.address, central="home-phone")
     latency = await day.buzz_after(mum, t)
     day.say(
         "14:11", f"back in range: the press goes out and Mum feels it, {latency / 1000:.1f} s after the tap"
     )
+
+    await day.control.in_range(mia.band.address, central="mum-phone")
+    await day.control.out_of_range(mia.band.address, central="home-phone")
+    day.say("17:30", "Mum is home; the gateway is unplugged for an update")
+    await day.until("Mum's phone to serve Mia's band", lambda: mum.phone.connected(mia.band_id))
+    day.say("17:31", "Mum's phone takes Mia's band over")
+    t = await day.press(dad, 1200)
+    day.say("17:45", "Dad squeezes his heart at work")
+    latency = await day.buzz_after(mia, t)
+    day.say("17:45", f"Mia's band plays Dad's hug {latency:.0f} ms later, through Mum's phone now")
+    await day.control.in_range(mia.band.address, central="home-phone")
 
     now = datetime.now().astimezone()
     start = (now - timedelta(hours=1)).time().replace(second=0, microsecond=0)
     end = (now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
     night = Schedule(windows={d: (QuietWindow(start, end, QuietMode.HOLD),) for d in DayType})
     mum.phone.router.set_schedule(night)
+    dad.phone.router.set_schedule(night)
     await asyncio.sleep(1.5)
+    received = len(_to_mum(family))
     before = len(await day.control.timeline(mum.band.address))
     for _ in range(3):
         await day.press(mia)
         await asyncio.sleep(0.6)
-    day.say("21:30", "Mum's quiet hours have begun; Mia sends three goodnight hugs")
-    await day.until("the held hugs to reach Mum's phone", lambda: len(_history(mum, "in")) >= 6)
+    day.say("21:30", "Mum's and Dad's quiet hours have begun; Mia sends three goodnight hugs")
+    await day.until("the held hugs to reach Mum's phone", lambda: len(_to_mum(family)) >= received + 3)
     await asyncio.sleep(2.0)
     buzzed = [
         e for e in (await day.control.timeline(mum.band.address))[before:] if e.kind == "motor" and e.value
@@ -185,6 +228,7 @@ async def scripted_day(day: Day, people: dict[str, Person]) -> None:
     day.say("21:31", f"Mum's phone holds them: {len(buzzed)} buzzes at night")
     t_release = await day.control.now()
     mum.phone.router.set_schedule(NO_QUIET_HOURS)
+    dad.phone.router.set_schedule(NO_QUIET_HOURS)
     latency = await day.buzz_after(mum, t_release)
     day.say("07:00", "next morning Mum's band plays them together, with their count: 3 hugs")
     if latency > 2000:
@@ -193,11 +237,11 @@ async def scripted_day(day: Day, people: dict[str, Person]) -> None:
     day.latencies.pop()  # a held hug's wait is the night, not latency
 
 
-async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
-    """N presses on Mia's band, as fast as taps can be told apart; each hug's latency runs from its
-    release to the start of the buzz that played it on Mum's band (storms fold several into one)."""
-    mia, mum = people["Mia"], people["Mum"]
-    await _setup(day, people)
+async def many_hugs(day: Day, family: Family, n: int) -> None:
+    """N presses on Mia's band (served by the home gateway), as fast as taps can be told apart;
+    each hug's latency runs from its release to the start of the buzz that played it on Mum's band
+    (storms fold several into one)."""
+    mia, mum = family.mia, family.mum
     offset_ms = await day.control.now() - time.time() * 1000  # airspace ms = wall ms + offset
     releases: list[float] = []
     for i in range(n):
@@ -205,35 +249,29 @@ async def many_hugs(day: Day, people: dict[str, Person], n: int) -> None:
         await asyncio.sleep(0.45)  # longer than the band's multi-tap gap: separate presses
         if i % 50 == 49:
             day.say("", f"{i + 1} presses sent")
-    await day.until("every press to reach Mum", lambda: _presses_in(mum) >= n, 300)
-    await day.until("every hug to be felt", lambda: _felt(mum) >= len(_history(mum, "in")), 300)
+    await day.until("every press to reach Mum", lambda: _presses(_to_mum(family)) >= n, 300)
+    await day.until("every hug to be felt", lambda: len(_felt_by_mum(family)) >= len(_to_mum(family)), 300)
     motor_on = [e.t_ms for e in await day.control.timeline(mum.band.address) if e.kind == "motor" and e.value]
     sent_at = mum.phone.hugstore.sent_times(mum.band_id)
-    out = sorted(_history(mia, "out"), key=lambda h: h.created_at)
-    for release, hug in zip(releases, out, strict=False):
+    for release, hug in zip(releases, _sent_by_mia(family), strict=False):
         play_ms = sent_at.get(hug.hug_id, 0.0) * 1000 + offset_ms
         start = next((t for t in motor_on if t >= play_ms - 5), None)
         if start is not None:
             day.latencies.append(start - release)
 
 
-def _presses_in(p: Person) -> int:
-    """Presses received: taps closer together than the band's multi-tap gap arrive as one hug."""
-    return sum(h.hug.count for h in _history(p, "in"))
+def _presses(hugs: list[HistoryEntry]) -> int:
+    """Presses: taps closer together than the band's multi-tap gap arrive as one hug."""
+    return sum(h.hug.count for h in hugs)
 
 
-def _felt(p: Person) -> int:
-    return p.phone.hugstore.felt_hug_count()
-
-
-def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = None) -> dict[str, Any]:
+def _summary(day: Day, family: Family, presses_sent: int | None = None) -> dict[str, Any]:
     """Hugs Mia sent and Mum received; with `presses_sent` (the --hugs run), counted in presses."""
-    mia, mum = people["Mia"], people["Mum"]
-    received = _history(mum, "in")
+    mum = family.mum
+    received = _to_mum(family)
     ids = [h.hug_id for h in received]
-    presses = sum(h.hug.count for h in received)
-    felt_rows = _felt(mum)
-    sent_by_mia = len(_history(mia, "out"))
+    felt = _felt_by_mum(family)
+    sent_by_mia = len(_sent_by_mia(family))
     lat = sorted(day.latencies)
 
     def pct(q: float) -> float | None:
@@ -249,8 +287,8 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
         "mean": round(statistics.fmean(lat), 1) if lat else None,
     }
     if presses_sent is not None:
-        felt_here = mum.phone.hugstore.felt_hug_ids()
-        felt_presses = sum(h.hug.count for h in received if h.hug_id in felt_here)
+        presses = _presses(received)
+        felt_presses = sum(h.hug.count for h in received if h.hug_id in felt)
         return {
             "sent": presses_sent,
             "received": presses,
@@ -260,47 +298,54 @@ def _summary(day: Day, people: dict[str, Person], presses_sent: int | None = Non
             "hugs": len(set(ids)),
             "buzzes": int(buzzes),
             "latency_ms": latency,
+            "child_phones": 0,
         }
     return {
         "sent": sent_by_mia,
         "buzzes": int(buzzes),
         "received": len(set(ids)),
-        "presses_received": presses,
-        "felt": int(felt_rows),
+        "presses_received": _presses(received),
+        "felt": len(felt),
         "lost": max(0, sent_by_mia - len(set(ids))),
         "duplicates": len(ids) - len(set(ids)),
         "latency_ms": latency,
+        "child_phones": 0,
     }
 
 
 async def _main(args: argparse.Namespace) -> int:
     day_ref: list[Day] = []
+
+    def changed() -> None:
+        if day_ref:
+            day_ref[0].changed.set()
+
     with tempfile.TemporaryDirectory(prefix="hugbutton-demo-") as tmp:
-        async with world(args.broker, Path(tmp), lambda: day_ref[0].changed.set() if day_ref else None) as (
-            control,
-            people,
-            broker_url,
-        ):
-            day = Day(control, quiet=args.json)
+        async with world(args.broker, Path(tmp), changed) as (w, broker_url):
+            day = Day(w.control, quiet=args.json)
             day_ref.append(day)
             if not args.json:
-                print(f"Hug Button demo: broker {broker_url}, two virtual bands, two phones\n", flush=True)
+                print(
+                    f"Hug Button demo: broker {broker_url}; Mia (a band, no phone), Mum (a phone owning"
+                    " her band and Mia's), Dad (a phone and a band), the home gateway co-owning Mia's band\n",
+                    flush=True,
+                )
+            family = await _setup(day, w, changed)
             if args.hugs:
-                await many_hugs(day, people, args.hugs)
+                await many_hugs(day, family, args.hugs)
             elif getattr(args, "ui", False):  # the same day, both phones' apps on screen
                 from hugapp.dev import demo_ui
 
-                await demo_ui.run({n: p.phone for n, p in people.items()}, scripted_day(day, people))
+                phones = {"Mum": family.mum.phone, "Dad": family.dad.phone}
+                await demo_ui.run(phones, scripted_day(day, family))
             else:
-                await scripted_day(day, people)
+                await scripted_day(day, family)
             await day.until(
-                "every hug to be felt",
-                lambda: _felt(people["Mum"]) >= len(_history(people["Mum"], "in")),
-                120,
+                "every hug to be felt", lambda: len(_felt_by_mum(family)) >= len(_to_mum(family)), 120
             )
             await asyncio.sleep(2.0)  # a duplicate would show up now
-            summary = _summary(day, people, args.hugs or None)
-            bands = [p.band for p in people.values()]
+            summary = _summary(day, family, args.hugs or None)
+            bands = [p.band for p in family.people().values()]
             summary["band_runtime"] = bands[0].runtime
             summary["band_heap_peak_bytes"] = max(b.heap_peak for b in bands)  # 0: not measured
     if args.json:
@@ -310,7 +355,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(
             f"\n{summary['sent']} hugs sent by Mia, {summary['received']} received by Mum, "
             f"{summary['felt']} felt, {summary['lost']} lost, {summary['duplicates']} duplicates; "
-            f"press -> partner motor: p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+            f"press -> partner motor: p50 {lat['p50']} ms, p99 {lat['p99']} ms; Mia has no phone"
         )
     return 0 if summary["lost"] == 0 and summary["duplicates"] == 0 else 1
 

@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass
 
 from hugapp.core import bandlink, uisettings
+from hugapp.core import relaystore as rs
+from hugapp.core.api import CompanionApi
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.ui.shared import Reads, Shared
 from hugapp.ui.words import ago, bars, link_state_words
@@ -24,6 +26,29 @@ class BandRow:
     battery: int | None
     low_battery: bool
     last_seen: str
+    wearer: str = ""  # who wears it ("you", or a name)
+    co_owners: str = ""  # the other companions serving it ("Home"), or ""
+
+
+@dataclass(frozen=True)
+class Wearer:
+    """Someone a band paired here may be for: you, or a person of the circles without a phone."""
+
+    member_id: str
+    name: str
+
+
+def wearer_choices(api_members: list[rs.Member], me: rs.Identity, wearers: list[rs.Wearer]) -> list[Wearer]:
+    """Whose band a new band can be: yours first, then each person without a phone, once."""
+    out = [Wearer(me.member_id, "Mine")]
+    seen = {me.member_id}
+    for member_id, name in [(w.member_id, w.name) for w in wearers] + [
+        (m.member_id, m.name) for m in api_members if m.phoneless
+    ]:
+        if member_id not in seen:
+            seen.add(member_id)
+            out.append(Wearer(member_id, f"{name}'s"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,11 +107,16 @@ class BandsActions:
 
         s.spawn(run(), "scan")
 
-    def pair(self, address: str, name: str = "") -> None:
+    def pair(self, address: str, name: str = "", wearer: str = "", new_wearer: str = "") -> None:
         """Pair with the countdown: if the band's window is not open yet, count 5 s while the wearer
-        holds the heart, then keep trying for a few seconds."""
+        holds the heart, then keep trying for a few seconds. Whose band: ``wearer`` (a member id; yours
+        when empty) or ``new_wearer``, the name of someone without a phone."""
         s = self.shared
         if self.pairing:
+            return
+        new_wearer = new_wearer.strip()
+        if new_wearer and len(new_wearer) > rs.MAX_NAME:
+            s.fail(f"A name has at most {rs.MAX_NAME} characters")
             return
         self.pairing = address
         s.error = ""
@@ -97,6 +127,8 @@ class BandsActions:
             label = name
         else:
             label = bandlink.NEW_BAND_NAME
+        if new_wearer:
+            label = f"{new_wearer}'s band"
 
         async def run() -> None:
             try:
@@ -112,7 +144,7 @@ class BandsActions:
                 deadline = asyncio.get_running_loop().time() + PAIR_RETRY_SECONDS
                 while True:
                     try:
-                        paired = await s.api.pair_band(address, label)
+                        paired = await s.api.pair_band(address, label, wearer or None, new_wearer or None)
                         break
                     except bandlink.PairingWindowClosed:
                         if asyncio.get_running_loop().time() > deadline:
@@ -132,6 +164,32 @@ class BandsActions:
 
         s.spawn(run(), "pair")
 
+    def pair_for_someone_new(self, address: str, name: str) -> None:
+        """Pair a band for a new person without a phone, named ``name``."""
+        if not name.strip():
+            self.shared.fail("Type the name of the person who will wear the band")
+        else:
+            self.pair(address, new_wearer=name)
+
+    def wearers(self) -> list[Wearer]:
+        """Whose a band paired now can be (the pairing popup's choices)."""
+        api = self.shared.api
+        return wearer_choices(api.members(), api.identity(), rs.wearers(api.store))
+
+    def co_owner_choices(self, band_id: str) -> list[tuple[str, str]]:
+        """(member id, name) of the circle's companions that could co-own the band (not yet doing so)."""
+        api = self.shared.api
+        owning = {o.member_id for o in api.store.owners(band_id)}
+        out: dict[str, str] = {}
+        for m in api.members():
+            if not m.phoneless and m.member_id not in owning:
+                out.setdefault(m.member_id, m.name)
+        return list(out.items())
+
+    def share(self, band_id: str, member_id: str) -> None:
+        """Let another companion of the circle (the home gateway) co-own the band."""
+        self.shared.spawn(self.shared.api.share_band(band_id, member_id), "share the band")
+
     def test_buzz(self, band_id: str) -> None:
         self.shared.spawn(self.shared.api.test_buzz(band_id), "test buzz")
 
@@ -149,6 +207,8 @@ class BandsActions:
         paired = api.store.bands()
         rows: list[BandRow] = []
         for b in paired:
+            wearer = b.wearer or reads.me.member_id
+            owners = ", ".join(reads.name_of(o.member_id) for o in api.store.owners(b.band_id))
             live = api.band_live(b.band_id)
             battery = live.battery if live.battery is not None else b.battery
             known = battery > 0
@@ -161,6 +221,8 @@ class BandsActions:
                     battery if known else None,
                     uisettings.is_low(battery, low_battery_percent),
                     ago(now, b.last_seen) if b.last_seen else "never",
+                    "you" if wearer == reads.me.member_id else reads.name_of(wearer),
+                    owners,
                 )
             )
         here = {b.band_id for b in paired}
@@ -185,6 +247,23 @@ class BandsActions:
 def _key(band: FoundBand) -> str:
     """One row per band: ours by band id (its address may change during a scan), others by address."""
     return band.band_id or band.address
+
+
+def served_words(api: CompanionApi, reads: Reads, band_id: str) -> str:
+    """Which owner serves a band, its battery and when it was last seen: "connected via this phone,
+    battery 80%", or, away from this phone, the co-owners that may be serving it."""
+    band = api.store.band(band_id)
+    live = api.band_live(band_id)
+    battery = live.battery if live.battery is not None else band.battery
+    charge = f", battery {battery}%" if battery > 0 else ""
+    if live.state is LinkState.CONNECTED:
+        return f"band connected via this phone{charge}"
+    owners = api.store.owners(band_id)
+    online = [reads.name_of(o.member_id) for o in owners if api.online(o.link_id, o.member_id)]
+    seen = f", last seen here {ago(reads.now, band.last_seen)}" if band.last_seen else ""
+    if online:
+        return f"band served via {' or '.join(online)} (not in range of this phone){seen}{charge}"
+    return f"band out of range of this phone{seen}{charge}"
 
 
 def found_status(band: FoundBand, paired_here: set[str]) -> str:

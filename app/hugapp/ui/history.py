@@ -31,7 +31,7 @@ class HistoryView:
 
 def history_view(api: CompanionApi, reads: Reads) -> HistoryView:
     felt_here = HugStore(api.store).felt_hug_ids()
-    names = {m.member_id: m.name for m in reads.members}
+    names = {w.member_id: w.name for w in reads.wearers} | {m.member_id: m.name for m in reads.members}
     rows = [_row(h, names, felt_here) for h in reads.history]
     return HistoryView(rows, _chart(reads.history, datetime.fromtimestamp(reads.now).date()))
 
@@ -44,7 +44,11 @@ def _row(h: HistoryEntry, names: dict[str, str], felt_here: set[str]) -> History
         what = "a hug" if h.hug.value <= 1 else f"{h.hug.value} taps"
     if h.hug.count > 1:
         what += f" (×{h.hug.count})"
-    if h.direction == "out":
+    if h.direction == "out" and h.hug.sender in names:  # from the band of someone without a phone
+        back = " back" if h.hug.hug_back_of else ""
+        text = f"{names[h.hug.sender]} sent {what}{back}"
+        state = "missed" if h.missed else h.receipt.name.lower()
+    elif h.direction == "out":
         source = "from the phone" if h.source_band == "screen" else "from your band"
         text = f"You sent {what} {source}"
         state = "missed" if h.missed else h.receipt.name.lower()

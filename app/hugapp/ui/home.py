@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from hugapp.core import relaystore as rs
+from hugapp.ui.bands import served_words
 from hugapp.ui.shared import Reads, Shared
 from hugapp.ui.words import ago
 from hugproto import frames
@@ -23,6 +25,7 @@ class MemberCard:
     status: str
     hugs_today: int
     signature: int
+    band: str = ""  # the state of a band worn by this person and owned here, or ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class HomeActions:
         return HomeView(member_cards(self.shared, reads), hug_back_from(reads))
 
 
+def worn_here(shared: Shared, reads: Reads) -> dict[str, str]:
+    """Member id -> the band id of a band here that person wears (people without a phone)."""
+    return {
+        b.wearer: b.band_id for b in shared.api.store.bands() if b.wearer and b.wearer != reads.me.member_id
+    }
+
+
 def hug_back_from(reads: Reads) -> str:
     """Name of the sender of the newest incoming hug if it arrived in the last 10 minutes."""
     for entry in reads.history[:HUG_BACK_LOOKS]:
@@ -66,15 +76,25 @@ def member_cards(shared: Shared, reads: Reads) -> list[MemberCard]:
     today = datetime.fromtimestamp(now).date()
     cards: list[MemberCard] = []
     seen: set[str] = set()
-    for m in reads.members:
+    worn = worn_here(shared, reads)
+    members = list(reads.members) + [  # someone without a phone served here, in no circle yet
+        rs.Member("", w.member_id, w.name, "", b"", 0, ("",))
+        for w in reads.wearers
+        if w.member_id in worn and all(m.member_id != w.member_id for m in reads.members)
+    ]
+    for m in members:
         if m.member_id in seen:
             continue
         seen.add(m.member_id)
-        online = shared.api.online(m.link_id, m.member_id)
+        band = served_words(shared.api, reads, worn[m.member_id]) if m.member_id in worn else ""
+        online = None if m.phoneless else shared.api.online(m.link_id, m.member_id)
         last_in = next(
             (h.created_at for h in history if h.direction == "in" and h.sender == m.member_id), None
         )
-        status = "online" if online else ("offline" if online is False else "not heard from yet")
+        if m.phoneless:
+            status = "no phone: wears a band" if band or m.served_by else "no phone"
+        else:
+            status = "online" if online else ("offline" if online is False else "not heard from yet")
         if last_in is not None:
             status += f" · last hug {ago(now, last_in)}"
         count = sum(
@@ -84,5 +104,5 @@ def member_cards(shared: Shared, reads: Reads) -> list[MemberCard]:
             and (h.sender == m.member_id or h.direction == "out")
         )
         initial = (m.name[:1] or "?").upper()
-        cards.append(MemberCard(m.member_id, m.name, initial, online, status, count, m.signature))
+        cards.append(MemberCard(m.member_id, m.name, initial, online, status, count, m.signature, band))
     return cards

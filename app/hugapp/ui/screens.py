@@ -62,10 +62,12 @@ class HomeScreen(Screen):
         self.me = snap.me
         self.members = members
         self.hug_back_from = snap.home.hug_back_from
-        bands = snap.bands.bands
+        bands = [b for b in snap.bands.bands if b.wearer == "you"]  # the others' on their cards
         battery = [f", battery {b.battery}%" if b.battery is not None else "" for b in bands]
-        if not bands:
+        if not snap.bands.bands:
             self.bands_summary = "No band paired — pair one on the Bands screen"
+        elif not bands:
+            self.bands_summary = ""
         elif all(b.connected for b in bands):
             self.bands_summary = ", ".join(
                 f"{b.name} connected{x}" for b, x in zip(bands, battery, strict=True)
@@ -107,6 +109,8 @@ class BandsScreen(Screen):
                 if b.battery is not None
                 else "battery unknown",
                 "last_seen": b.last_seen,
+                "wearer": b.wearer,
+                "co_owners": b.co_owners,
             }
             for b in view.bands
         ]
@@ -143,6 +147,39 @@ class BandsScreen(Screen):
 
     def rename(self, band_id: str, name: str) -> None:
         popup = make("RenamePopup", band_id=band_id, band_name=name, hug_view=view_of(self))
+        popup.open()
+
+    def whose(self, address: str, name: str) -> None:
+        """Pairing asks whose band it is: yours, someone's without a phone, or a new such person."""
+        view = view_of(self)
+        popup = make("WhosePopup", address=address, band_name=name, hug_view=view)
+        for w in view.controller.bands.wearers():
+
+            def chosen(_button: Any, member_id: str = w.member_id) -> None:
+                view.controller.bands.pair(address, name, wearer=member_id)
+                popup.dismiss()
+
+            button = make("HugButton", text=f"{w.name} band")
+            button.bind(on_release=chosen)
+            popup.ids.choices_box.add_widget(button)
+        popup.open()
+
+    def share(self, band_id: str) -> None:
+        """Let another companion of the circle (the home gateway) co-own a band: pick which."""
+        view = view_of(self)
+        popup = make("SharePopup", hug_view=view)
+        companions = view.controller.bands.co_owner_choices(band_id)
+        for member_id, who in companions:
+
+            def chosen(_button: Any, member_id: str = member_id) -> None:
+                view.controller.bands.share(band_id, member_id)
+                popup.dismiss()
+
+            button = make("HugButton", text=who)
+            button.bind(on_release=chosen)
+            popup.ids.choices_box.add_widget(button)
+        if not companions:
+            popup.ids.choices_box.add_widget(make("HintLabel", text="Link the home gateway first"))
         popup.open()
 
 

@@ -74,13 +74,17 @@ class Reads:
     me: rs.Identity
     members: list[rs.Member]
     history: list[HistoryEntry]  # newest first
+    wearers: list[rs.Wearer]  # people without a phone whose bands are owned here
 
     @classmethod
     def of(cls, api: CompanionApi, now: float) -> Reads:
-        return cls(now, api.identity(), api.members(), api.history(HISTORY_ROWS))
+        return cls(now, api.identity(), api.members(), api.history(HISTORY_ROWS), rs.wearers(api.store))
 
     def name_of(self, member_id: str) -> str:
         for m in self.members:
             if m.member_id == member_id:
                 return m.name
+        for w in self.wearers:
+            if w.member_id == member_id:
+                return w.name
         return "you" if member_id == self.me.member_id else "someone"

@@ -97,6 +97,9 @@ def decode(value: Any, tp: Any, what: str) -> Any:
     elif origin is list:
         if isinstance(value, list):
             return [decode(v, get_args(tp)[0], what) for v in cast("list[Any]", value)]
+    elif origin is tuple:  # tuple[X, ...]
+        if isinstance(value, list):
+            return tuple(decode(v, get_args(tp)[0], what) for v in cast("list[Any]", value))
     elif tp is bool:
         if isinstance(value, bool):
             return value

@@ -142,8 +142,13 @@ class RemoteCompanion:
     ) -> list[FoundBand]:
         return await self._act("scan", progress, timeout=timeout)
 
-    async def pair_band(self, address: str, name: str | None = None) -> FoundBand:
-        return await self._act("pair_band", address=address, name=name)
+    async def pair_band(
+        self, address: str, name: str | None = None, wearer: str | None = None, new_wearer: str | None = None
+    ) -> FoundBand:
+        return await self._act("pair_band", address=address, name=name, wearer=wearer, new_wearer=new_wearer)
+
+    async def share_band(self, band_id: str, member_id: str) -> None:
+        await self._act("share_band", band_id=band_id, member_id=member_id)
 
     async def forget_band(self, band_id: str) -> None:
         await self._act("forget_band", band_id=band_id)

@@ -136,6 +136,40 @@ async def with_app(
         raise outcome[0]
 
 
+def popup(kind: str) -> Any:
+    """The open popup of a kv class (popups sit on the window, not in the app's tree)."""
+    from kivy.core.window import Window
+
+    for child in Window.children:
+        if type(child).__name__ == kind:
+            return child
+    raise AssertionError(f"no {kind} open")
+
+
+async def pair_as(app: HugApp, choice: str, new_name: str = "", address: str = "") -> None:
+    """Tap Pair on the band found (at ``address``, or the first), then answer whose band it is: a
+    button (``choice``, e.g. "Mine band"), or a new person without a phone (``new_name``)."""
+    found = app.screen("bands").ids.found_box
+    if address:
+        found = find(found, lambda x: getattr(x, "address", "") == address and hasattr(x, "can_pair"))
+    await tap(find_text(found, "Pair"))
+    whose = await until(lambda: _maybe(lambda: popup("WhosePopup")), 5, "whose band is it?")
+    await frames(4)
+    if new_name:
+        whose.ids.new_name.text = new_name
+        await frames()
+        await tap(find_text(whose, "Their band"))
+    else:
+        await tap(find_text(whose, choice))
+
+
+def _maybe(get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except AssertionError:
+        return None
+
+
 async def go(app: HugApp, name: str) -> None:
     await tap(app.root.ids[f"nav_{name}"])
 
@@ -169,7 +203,7 @@ async def pair_and_hug(w: World) -> None:
         assert (row["name"], row["status"]) == ("a Hug band", "not paired"), row  # no name on the air
         await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
         await frames()
-        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await pair_as(app, "Mine band")
         await until(lambda: app.screen("bands").countdown == 5, 5, "the 5-second countdown")
         assert "Hold your band's heart" in app.screen("bands").pair_message
         hold = asyncio.ensure_future(w.control.hold(address, PAIR_HOLD_MS))  # the wearer holds the heart
@@ -327,6 +361,89 @@ async def two_phones(w: World) -> None:
         await with_app(mum, hub, scenario)
 
 
+async def phoneless_child(w: World) -> None:
+    """Mia has no phone: Mum pairs Mia's band on her phone as a new person's band; Home shows Mia with
+    her band's state; Mia's press is a hug from Mia, named so in History; the gateway co-owns it."""
+    mia_band = await w.band("Mia")
+    mum_band = await w.band("Mum")
+    hub = ChangeHub()
+    mum = w.companion("Mum", hub)
+    home_gw = w.world.companion("Home", lambda: None)
+
+    async def scenario(app: HugApp) -> None:
+        await w.control.hold(mum_band, PAIR_HOLD_MS)
+        mum_id = (await mum.pair_band(await w.control.air_address(mum_band), "Mum's band")).band_id
+        await go(app, "bands")
+        await frames()
+        await tap(app.screen("bands").ids.scan_button)
+        mia_air = await w.control.air_address(mia_band)  # where it advertises now
+        await until(
+            lambda: any(f["address"] == mia_air for f in app.screen("bands").found), 15, "Mia's band found"
+        )
+        await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
+        await frames()
+        hold = asyncio.ensure_future(w.control.hold(mia_band, PAIR_HOLD_MS))
+        await pair_as(app, "", new_name="Mia", address=mia_air)
+        await hold
+        await until(lambda: len(app.screen("bands").bands) == 2, 30, "Mia's band paired")
+        rows = {b["band_id"]: b for b in app.screen("bands").bands}
+        (mia_id,) = set(rows) - {mum_id}
+        assert rows[mia_id]["wearer"] == "Mia", rows
+        assert rows[mum_id]["wearer"] == "you", rows
+        assert rows[mia_id]["name"] == "Mia's band", rows
+        await until(lambda: mum.connected(mia_id) and mum.connected(mum_id), 30, "both connected")
+
+        # the home gateway joins and co-owns Mia's band (Share on the Bands screen)
+        offer = await mum.offer_link()
+        await home_gw.join_link(offer.code)
+        await offer.wait()
+        await frames(4)
+        row = find(
+            app.screen("bands").ids.bands_box,
+            lambda x: getattr(x, "band_id", "") == mia_id and hasattr(x, "co_owners"),
+        )
+        await tap(find_text(row, "Share"))
+        share = await until(lambda: _maybe(lambda: popup("SharePopup")), 5, "the share popup")
+        await frames(4)
+        await tap(find_text(share, "Home"))
+        await until(
+            lambda: any(b.band_id == mia_id for b in home_gw.store.bands()), 30, "the gateway co-owns it"
+        )
+        await until(lambda: "Home" in {b["co_owners"] for b in app.screen("bands").bands}, 10)
+        w.shot(app, "bands-wearers")
+
+        # Home: Mia's card with her band's state
+        await go(app, "home")
+        home = app.screen("home")
+        await until(lambda: any(m["name"] == "Mia" for m in home.members), 10, "Mia on Home")
+        await until(
+            lambda: "connected via this phone" in next(m for m in home.members if m["name"] == "Mia")["band"],
+            30,
+            "Mia's band state on her card",
+        )
+        assert next(m for m in home.members if m["name"] == "Mia")["status"].startswith("no phone")
+        await asyncio.sleep(1.5)
+        # Mia presses: Mum's band buzzes; History names Mia
+        before = len(await w.control.motor_starts(mum_band))
+        await w.control.hold(mia_band, TAP_MS)
+        await w.control.wait_output(mum_band, "motor", lambda v: float(v) > 0, timeout=20)
+        assert len(await w.control.motor_starts(mum_band)) > before
+        await go(app, "history")
+        await until(lambda: app.screen("history").rows, 10)
+        await until(
+            lambda: app.screen("history").rows[0]["text"].startswith("Mia sent a hug"), 10, "Mia named"
+        )
+        await until(lambda: app.screen("history").rows[0]["receipt"] == "felt", 20)
+        await frames(4)
+        w.shot(app, "history-wearer")
+        await go(app, "home")
+        await frames(6)
+        w.shot(app, "home-wearers")
+
+    async with mum, home_gw:
+        await with_app(mum, hub, scenario)
+
+
 async def sim_band_window(w: World) -> None:
     """The virtual band's window: the space bar holds the band's heart (pairing), the mouse taps it
     (a press reaches the phone), and a buzz shows on the window."""
@@ -419,7 +536,7 @@ async def service_client(w: World) -> None:
         await until(lambda: app.screen("bands").found, 15, "the band found by the scan")
         await until(lambda: not app.screen("bands").scanning, 10, "the scan ends")
         await frames()
-        await tap(find_text(app.screen("bands").ids.found_box, "Pair"))
+        await pair_as(app, "Mine band")
         await until(lambda: app.screen("bands").bands, 30, "the band paired")
         await until(lambda: app.screen("bands").bands[0]["connected"], 30, "the band connected")
         await asyncio.sleep(1.5)  # the pairing buzz is over
@@ -439,6 +556,7 @@ SCENARIOS = {
     "pair_and_hug": pair_and_hug,
     "two_phones": two_phones,
     "sim_band_window": sim_band_window,
+    "phoneless_child": phoneless_child,
     "service_client": service_client,
 }
 
