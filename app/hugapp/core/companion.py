@@ -356,8 +356,8 @@ class Companion:
     def history(self, limit: int = 200) -> list[HistoryEntry]:
         return self.router.history(limit)
 
-    def schedule(self) -> Schedule:
-        return self.router.schedule()
+    def schedule(self, wearer: str | None = None) -> Schedule:
+        return self.router.schedule(wearer)
 
     def band_live(self, band_id: str) -> BandLive:
         link = self.links.get(band_id)

@@ -44,6 +44,30 @@ TYPES = frozenset({BAND_TYPE, PLAYED_TYPE, TICK_TYPE, SCHEDULE_TYPE})
 MAX_PLAYED_IDS = 1_001  # a Play stands for one hug and its folded ones (hugs.MAX_FOLDED)
 
 
+def served_wearers(store: Store, me: str) -> list[rs.Wearer]:
+    """The people without a phone whose bands this companion owns or co-owns: it sets their quiet
+    hours (a band here worn by a member with a phone of their own follows what that phone sets)."""
+    worn = {b.wearer for b in store.bands()} - {"", me}
+    return [
+        w
+        for w in rs.wearers(store)
+        if w.member_id in worn and ((p := rs.person(store, w.member_id)) is None or p.phoneless)
+    ]
+
+
+def schedule_key(store: Store, me: str, wearer: str | None) -> str:
+    """hugstore's key of the quiet hours this companion sets for ``wearer`` ("" for its own member:
+    None, "" or ``me``); StoreError for anyone it does not serve."""
+    if not wearer or wearer == me:
+        return ""
+    if not any(w.member_id == wearer for w in served_wearers(store, me)):
+        raise StoreError(
+            "quiet hours are set here for you and for the people without a phone whose bands this "
+            "companion owns"
+        )
+    return wearer
+
+
 class CoOwners:
     def __init__(
         self,

@@ -33,7 +33,7 @@ from datetime import tzinfo
 from hugapp.core import hugs
 from hugapp.core import relaystore as rs
 from hugapp.core.coowners import TYPES as COOWNER_TYPES
-from hugapp.core.coowners import CoOwners
+from hugapp.core.coowners import CoOwners, schedule_key
 from hugapp.core.hugs import Hug, HugBackTracker, HugError, PlaySpec, Receipt, message_id
 from hugapp.core.hugstore import TICK_PREFIX, HistoryEntry, HugStore
 from hugapp.core.notify import Notifier
@@ -114,15 +114,16 @@ class Router:
         return "" if wearer == self.me.member_id else wearer
 
     def schedule(self, wearer: str | None = None) -> Schedule:
-        """The quiet hours of ``wearer`` (None: this companion's own member)."""
-        return self.hugstore.schedule("" if wearer in (None, self.me.member_id) else wearer or "")
+        """The quiet hours of ``wearer`` (None: this companion's own member; StoreError for a person
+        it does not serve, see coowners.schedule_key)."""
+        return self.hugstore.schedule(schedule_key(self.store, self.me.member_id, wearer))
 
     def set_schedule(self, schedule: Schedule, wearer: str | None = None) -> None:
-        """Store the quiet hours (of ``wearer``); hugs held under the old ones are decided again."""
-        self.hugstore.set_schedule(
-            schedule, self.clock(), "" if wearer in (None, self.me.member_id) else wearer or ""
-        )
-        self.coowners.send_schedule(wearer or self.me.member_id)  # the band's other owners too
+        """Store the quiet hours (of ``wearer``, as :meth:`schedule`; refused, changing nothing, for a
+        person not served here); hugs held under the old ones are decided again."""
+        key = schedule_key(self.store, self.me.member_id, wearer)
+        self.hugstore.set_schedule(schedule, self.clock(), key)
+        self.coowners.send_schedule(key or self.me.member_id)  # the band's other owners too
         self.wake()
 
     def history(self, limit: int = 200) -> list[HistoryEntry]:

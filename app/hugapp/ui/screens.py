@@ -239,6 +239,8 @@ class HistoryScreen(Screen):
 class SettingsScreen(Screen):
     me = StringProperty("")
     members = ListProperty([])
+    quiet_for = StringProperty("")
+    quiet_choices = ListProperty([])
     school_days = StringProperty("")
     school = StringProperty("")
     home = StringProperty("")
@@ -249,11 +251,20 @@ class SettingsScreen(Screen):
         view = snap.settings
         self.me = snap.me
         self.members = members
+        chosen = view.quiet_for != self.quiet_for
+        self.quiet_choices = list(view.quiet_choices)
+        self.quiet_for = view.quiet_for
         self.school_days = view.school_days
         self.school = view.school
         self.home = view.home
         self.overrides = view.overrides
         self.low_battery = view.low_battery_percent
+        if chosen:  # another person's quiet hours: their fields, whatever was typed before
+            ids = self.ids
+            ids.school_days_input.text = view.school_days
+            ids.school_input.text = view.school
+            ids.home_input.text = view.home
+            ids.overrides_input.text = view.overrides
 
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.signatures_box

@@ -21,6 +21,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.api import BandLive
 from hugapp.core.bandlink import FoundBand
 from hugapp.core.companion import circle_members
+from hugapp.core.coowners import schedule_key
 from hugapp.core.hugstore import HistoryEntry, HugStore
 from hugapp.core.linking import LinkResult
 from hugapp.core.schedule import Schedule
@@ -105,8 +106,8 @@ class RemoteCompanion:
     def history(self, limit: int = 200) -> list[HistoryEntry]:
         return HugStore(self.store).history(limit)
 
-    def schedule(self) -> Schedule:
-        return HugStore(self.store).schedule()
+    def schedule(self, wearer: str | None = None) -> Schedule:
+        return HugStore(self.store).schedule(schedule_key(self.store, self.identity().member_id, wearer))
 
     def _state(self) -> dict[str, Any]:
         state: Any = self.link.state
@@ -166,8 +167,8 @@ class RemoteCompanion:
     async def join_link(self, code: str) -> LinkResult:
         return await self._act("join_link", code=code)
 
-    async def set_schedule(self, schedule: Schedule) -> None:
-        await self._act("set_schedule", schedule=schedule)
+    async def set_schedule(self, schedule: Schedule, wearer: str | None = None) -> None:
+        await self._act("set_schedule", schedule=schedule, wearer=wearer)
 
     async def rename_me(self, name: str) -> None:
         await self._act("rename_me", name=name)

@@ -251,6 +251,36 @@ def test_quiet_hours_follow_the_wearer(family: tuple[Owner, Owner, Owner, str]) 
     assert home.router.schedule(mia).to_settings() == night.to_settings()
 
 
+def test_only_the_quiet_hours_of_you_or_a_phoneless_wearer_served_here_are_set_here(
+    family: tuple[Owner, Owner, Owner, str],
+) -> None:
+    from hugapp.core.coowners import served_wearers
+    from hugapp.dev.world import NO_QUIET_HOURS
+
+    mum, home, dad, mia = family
+    mum.router.coowners.share(MUM_BAND, home.me.member_id)  # the gateway co-owns Mum's band too
+    for msg in mum.outbox(BAND_TYPE):
+        home.receive(mum.me.member_id, BAND_TYPE, msg.payload)
+    assert home.router.coowners.wearer_of(MUM_BAND) == mum.me.member_id
+    assert [w.member_id for w in served_wearers(home.store, home.me.member_id)] == [mia]
+    assert [w.member_id for w in served_wearers(dad.store, dad.me.member_id)] == []
+    # Mum has a phone: her quiet hours are hers to set, not the gateway's
+    before = home.store.db.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+    sent = rs.outbox_items(home.store)
+    for wearer in (mum.me.member_id, dad.me.member_id):
+        with pytest.raises(StoreError, match="without a phone"):
+            home.router.set_schedule(NO_QUIET_HOURS, wearer)
+    with pytest.raises(StoreError):
+        dad.router.set_schedule(NO_QUIET_HOURS, mia)  # Dad's phone does not own Mia's band
+    assert home.store.db.execute("SELECT key, value FROM settings ORDER BY key").fetchall() == before
+    assert rs.outbox_items(home.store) == sent
+    # Mia's, set on the gateway, reach Mum's phone, the other owner of her band
+    home.router.set_schedule(NO_QUIET_HOURS, mia)
+    (sched,) = home.outbox(SCHEDULE_TYPE, mum.me.member_id)
+    mum.receive(home.me.member_id, SCHEDULE_TYPE, sched.payload)
+    assert mum.router.schedule(mia).to_settings() == NO_QUIET_HOURS.to_settings()
+
+
 def test_a_wearer_is_you_or_someone_without_a_phone(family: tuple[Owner, Owner, Owner, str]) -> None:
     mum, _home, dad, mia = family
     with pytest.raises(StoreError, match="without a phone"):
