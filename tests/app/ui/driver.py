@@ -24,6 +24,7 @@ from typing import Any
 import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
 from hugapp.core.bandlink import LinkState
 from hugapp.core.companion import Companion
+from hugapp.core.coowners import served_wearers
 from hugapp.core.hugs import Receipt
 from hugapp.core.schedule import DayType
 from hugapp.dev import world as sim
@@ -161,6 +162,16 @@ async def pair_as(app: HugApp, choice: str, new_name: str = "", address: str = "
         await tap(find_text(whose, "Their band"))
     else:
         await tap(find_text(whose, choice))
+
+
+async def choose(spinner: Any, text: str) -> None:
+    """Open a spinner and tap one of its choices (the list opens on the window)."""
+    await tap(spinner)
+    dropdown = await until(lambda: _maybe(lambda: popup("DropDown")), 5, "the spinner's choices")
+    await frames(4)
+    await tap(find_text(dropdown, text))
+    await until(lambda: spinner.text == text, 5, f"{text} chosen")
+    await frames()
 
 
 def _maybe(get: Callable[[], Any]) -> Any:
@@ -363,7 +374,8 @@ async def two_phones(w: World) -> None:
 
 async def phoneless_child(w: World) -> None:
     """Mia has no phone: Mum pairs Mia's band on her phone as a new person's band; Home shows Mia with
-    her band's state; Mia's press is a hug from Mia, named so in History; the gateway co-owns it."""
+    her band's state; Mia's press is a hug from Mia, named so in History; the gateway co-owns it;
+    Settings sets Mia's quiet hours (chosen by her name), which reach the gateway too."""
     mia_band = await w.band("Mia")
     mum_band = await w.band("Mum")
     hub = ChangeHub()
@@ -439,6 +451,34 @@ async def phoneless_child(w: World) -> None:
         await go(app, "home")
         await frames(6)
         w.shot(app, "home-wearers")
+
+        # Settings: Mia's quiet hours, chosen by her name; the gateway co-owning her band gets them
+        (mia,) = served_wearers(mum.store, mum.me.member_id)
+        mums = mum.router.schedule().to_settings()
+        await go(app, "settings")
+        await frames(4)
+        settings = app.screen("settings")
+        ids = settings.ids
+        await choose(ids.quiet_for, "Mia")
+        await until(lambda: settings.quiet_for == "Mia", 5, "Mia chosen")
+        ids.school_input.text = "19:30-07:00 hold, 09:00-15:00 gentle"
+        ids.home_input.text = "20:00-08:00 hold"
+        await tap(ids.save_schedule)
+        await until(lambda: app.root.notice == "Quiet hours saved for Mia", 10, "saved for Mia")
+        saved = mum.router.schedule(mia.member_id)
+        assert [f"{x.start:%H:%M}" for x in saved.windows[DayType.HOME]] == ["20:00"]
+        assert mum.router.schedule().to_settings() == mums, "Mum's own quiet hours unchanged"
+        await until(
+            lambda: home_gw.router.schedule(mia.member_id).to_settings() == saved.to_settings(),
+            30,
+            "Mia's quiet hours on the gateway",
+        )
+        await frames(4)
+        w.shot(app, "settings-wearer")
+        await choose(ids.quiet_for, "You")  # the fields show whose quiet hours are chosen
+        await until(lambda: ids.home_input.text == "", 5, "your quiet hours (none) shown")
+        await choose(ids.quiet_for, "Mia")
+        await until(lambda: ids.home_input.text == "20:00-08:00 hold", 5, "Mia's shown again")
 
     async with mum, home_gw:
         await with_app(mum, hub, scenario)

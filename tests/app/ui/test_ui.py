@@ -17,7 +17,7 @@ SHOTS = {
     "pair_and_hug": ["bands-pairing", "bands", "home", "history", "settings", "child"],
     "two_phones": ["link-code", "link", "home-circle", "history-circle"],
     "sim_band_window": ["simband"],
-    "phoneless_child": ["bands-wearers", "home-wearers", "history-wearer"],
+    "phoneless_child": ["bands-wearers", "home-wearers", "history-wearer", "settings-wearer"],
     "service_client": [],
 }
 
@@ -45,7 +45,8 @@ def test_scenario(scenario: str, xdisplay: str, tmp_path: Path) -> None:
     both ways, felt; hug back. sim_band_window: the space bar holds the band's heart (pairing), a
     buzz shows in the window, a mouse tap reaches the phone. phoneless_child: pairing asks whose band
     it is (a new person without a phone), the home gateway co-owns it (Share), Home shows Mia with her
-    band's state, History names her. service_client: the window as a client
+    band's state, History names her, Settings sets her quiet hours (chosen by name), the gateway gets
+    them. service_client: the window as a client
     of the hug service process (Android's layout): pair, the heart buzzes the band, one BLE link."""
     shots = shots_dir(tmp_path)
     run_scenario(scenario, xdisplay, tmp_path / "world", shots)
