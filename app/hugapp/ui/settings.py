@@ -78,10 +78,10 @@ class SettingsActions:
             out[label] = w.member_id
         return out
 
-    def _quiet_for(self) -> tuple[str, str]:
+    def _quiet_for(self, choices: dict[str, str]) -> tuple[str, str]:
         """Whose quiet hours the screen shows and saves (label, member id): the one chosen, or you
         when they are no longer served here (their band was forgotten)."""
-        for label, member_id in self.quiet_choices().items():
+        for label, member_id in choices.items():
             if member_id == self.quiet_for:
                 return label, member_id
         return YOU, ""
@@ -99,7 +99,7 @@ class SettingsActions:
 
     def save_schedule(self, school_days: str, school: str, home: str, overrides: str) -> bool:
         s = self.shared
-        label, wearer = self._quiet_for()
+        label, wearer = self._quiet_for(self.quiet_choices())
         try:
             ov = parse_overrides(overrides)
             old = s.api.schedule(wearer or None)
@@ -128,11 +128,12 @@ class SettingsActions:
         self.set_ui_setting("low_battery", int(text))
 
     def view(self, low_battery_percent: int) -> SettingsView:
-        label, wearer = self._quiet_for()
+        choices = self.quiet_choices()
+        label, wearer = self._quiet_for(choices)
         schedule = self.shared.api.schedule(wearer or None)
         return SettingsView(
             label,
-            tuple(self.quiet_choices()),
+            tuple(choices),
             school_days_text(schedule.school_days),
             windows_text(schedule.windows[DayType.SCHOOL]),
             windows_text(schedule.windows[DayType.HOME]),
