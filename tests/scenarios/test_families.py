@@ -138,7 +138,7 @@ def test_a_press_from_the_phoneless_child_reaches_each_parent_once_and_is_felt(
         async with a_family(broker, tmp_path) as rig:
             await asyncio.wait_for(scenario(rig), 150)
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 400))  # the family's set-up and teardown too
 
 
 def test_co_owners_switching_mid_flight_lose_and_repeat_nothing(tmp_path: Path) -> None:
