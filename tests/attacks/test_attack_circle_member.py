@@ -226,3 +226,36 @@ def test_a_companion_task_that_fails_is_started_again_and_says_so(
     assert n == 2
     assert not done
     assert any("router failed; starting it again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_companion_task_that_loses_a_cancel_still_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's wait_for can swallow a cancel that arrives as its inner call completes; a band
+    link's reconnect loop that lost it ran on after stop() and hung a world's teardown for minutes."""
+    from hugapp.core.bandlink import BleConfig
+    from hugapp.core.companion import Companion
+    from hugapp.core.router import Router
+    from hugapp.core.store import Store
+
+    cancels: list[int] = []
+
+    async def deaf_once(_self: Router) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise  # the second cancel is heard
+
+    monkeypatch.setattr(Router, "run", deaf_once)
+
+    async def main() -> bool:
+        c = Companion(Store(tmp_path / "c.sqlite3"), BleConfig(), None, name="Mum")
+        c.start()
+        await asyncio.sleep(0.05)
+        task = c._tasks["router"]  # pyright: ignore[reportPrivateUsage]
+        await asyncio.wait_for(c.stop(), 10)
+        return task.done()
+
+    assert run(main(), timeout=30)
+    assert len(cancels) == 2

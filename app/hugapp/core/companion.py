@@ -42,6 +42,7 @@ log = logging.getLogger("hugapp.companion")
 
 SUPERVISE_MIN_S = 1.0  # a failed task starts again after this, doubling while it keeps failing
 SUPERVISE_MAX_S = 30.0
+RECANCEL_S = 0.5  # stopping: a task still running after this is cancelled again
 
 
 class BandLinks(dict[str, BandLink]):
@@ -138,10 +139,7 @@ class Companion:
             self._start_link(band.band_id)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(list(self._tasks.values()))
         self._tasks.clear()
 
     def _spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -235,8 +233,7 @@ class Companion:
         link = self.links.pop(band_id, None)
         task = self._tasks.pop("band:" + band_id, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel([task])
         return link
 
     async def scan(
@@ -404,3 +401,17 @@ def circle_members(store: Store, me: str) -> list[rs.Member]:
     for link in rs.links(store):
         out += [m for m in rs.members(store, link.link_id) if m.member_id != me]
     return out
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended. A task still running after a while is cancelled
+    again: Python 3.11's ``wait_for`` can lose a cancel that arrives as its inner call completes, and a
+    task that lost it (a band link's reconnect loop) would otherwise run on for good."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: a task that ended with an error was logged by _supervise
