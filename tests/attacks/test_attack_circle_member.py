@@ -228,7 +228,9 @@ def test_a_companion_task_that_fails_is_started_again_and_says_so(
     assert any("router failed; starting it again" in r.getMessage() for r in caplog.records)
 
 
-def test_a_companion_task_that_loses_a_cancel_still_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_companion_task_that_loses_a_cancel_still_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Python 3.11's wait_for can swallow a cancel that arrives as its inner call completes; a band
     link's reconnect loop that lost it ran on after stop() and hung a world's teardown for minutes."""
     from hugapp.core.bandlink import BleConfig
