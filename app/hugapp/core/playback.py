@@ -3,7 +3,8 @@
 Per band, each pass:
 
 - resend what was sent but not felt for a while, with the same token and pattern: the band answers
-  Felt again without a second buzz;
+  Felt again without a second buzz; at once if a Play sent after it was felt first (the band plays
+  in order, so its Felt was lost), before the band's memory of played tokens (16) moves past it;
 - decide each due hug against the schedule now, where it takes effect: missed, held until the quiet
   hours end, played gently, or played; the pattern is chosen here too, once, for what is played;
 - at most the storm rule's buzzes per rolling window, the rest folded into the next allowed buzz;
@@ -67,7 +68,9 @@ class Playback:
         self.clock = clock
         self.tz = tz
         self.on_change = on_change
-        self._reconnected: set[str] = set()
+        self._reconnected: set[str] = set()  # bands whose unconfirmed plays are resent at once
+        self._sent_order: dict[str, dict[int, int]] = {}  # band -> token -> when sent (a counter)
+        self._sends = 0
         self._last_now = 0.0
 
     def storm_rule(self) -> tuple[int, float]:
@@ -88,6 +91,15 @@ class Playback:
         """Plays the band has not confirmed are resent at once on the next pass."""
         self._reconnected.add(band)
 
+    def felt(self, band: str, token: int) -> None:
+        """The band played ``token``: a Play it was sent before and has not confirmed had its Felt
+        lost (the band plays in order), so it is resent on the next pass and answered from the band's
+        memory, which holds only the last few tokens."""
+        order = self._sent_order.get(band, {})
+        at = order.pop(token, None)
+        if at is not None and any(t < at for t in order.values()):
+            self._reconnected.add(band)
+
     def _tz(self) -> tzinfo:
         return self.tz if self.tz is not None else local_timezone()
 
@@ -101,6 +113,8 @@ class Playback:
         by_band: dict[str, list[Play]] = {}
         for p in self.hugstore.open_plays():
             by_band.setdefault(p.band, []).append(p)
+        for band in set(self._sent_order) - set(by_band):
+            del self._sent_order[band]  # nothing open there: nothing to resend
         tz = self._tz()
         for band, plays in by_band.items():
             schedule = self.hugstore.schedule(self.wearer_of(band))
@@ -127,6 +141,9 @@ class Playback:
         resend_now = band in self._reconnected
         self._reconnected.discard(band)
         in_flight: set[int] = set()
+        order = self._sent_order.setdefault(band, {})
+        for token in set(order) - {p.token for p in plays if p.state == "sent"}:
+            del order[token]  # felt or given up elsewhere: nothing to resend
         for p in plays:
             if p.state != "sent":
                 continue
@@ -193,6 +210,8 @@ class Playback:
             log.info("play on %s not sent: %s", band, exc)
             return
         self.hugstore.mark_sent(plays, spec, token, now)
+        self._sends += 1
+        self._sent_order.setdefault(band, {})[token] = self._sends
 
     def _missed(self, play: Play, hug: Hug) -> None:
         self.hugstore.mark_play_missed(play.hug_id, play.band, self.clock())

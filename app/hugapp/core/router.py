@@ -324,6 +324,7 @@ class Router:
     def on_felt(self, band: str, token: int) -> None:
         """A band played the play(s) sent with this token: receipts for every hug it stood for."""
         now = self.clock()
+        self.playback.felt(band, token)
         with self.store.transaction() as db:
             felt = self.hugstore.mark_felt(db, band, token, now)
             for f in felt:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import tempfile
+from collections import Counter
 from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -48,11 +50,11 @@ class FakeBands:
         self.up: set[str] = set()
         self.played: list[tuple[str, hugs.PlaySpec, int]] = []
 
-    def connected(self, address: str) -> bool:
-        return address in self.up
+    def connected(self, band_id: str) -> bool:
+        return band_id in self.up
 
-    async def play(self, address: str, spec: hugs.PlaySpec, token: int) -> None:
-        self.played.append((address, spec, token))
+    async def play(self, band_id: str, spec: hugs.PlaySpec, token: int) -> None:
+        self.played.append((band_id, spec, token))
 
 
 class Rig:
@@ -464,3 +466,58 @@ def test_a_hug_held_overnight_while_the_band_is_away_plays_when_it_is_back(tmp_p
     r.deliver()
     assert len(r.bands.played) == 1
     assert not r.router.history()[0].missed
+
+
+BAND_REMEMBERS = 16  # Play tokens the band keeps (firmware ``_RECENT_TOKENS``): a resend of one answers Felt
+
+
+class RememberingBand(FakeBands):
+    """A band that plays each Play at once and remembers only its last 16 tokens; a token it no
+    longer remembers buzzes again. Its Felt receipts are lost at random (a link dropping)."""
+
+    def __init__(self, rng: random.Random, loss: float) -> None:
+        super().__init__()
+        self.rng, self.loss = rng, loss
+        self.memory: list[int] = []
+        self.buzzes: Counter[int] = Counter()
+        self.felts: list[int] = []
+
+    async def play(self, band_id: str, spec: hugs.PlaySpec, token: int) -> None:
+        await super().play(band_id, spec, token)
+        if token not in self.memory:
+            self.buzzes[token] += 1
+            self.memory = [*self.memory, token][-BAND_REMEMBERS:]
+        if self.rng.random() >= self.loss:
+            self.felts.append(token)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_lost_felt_is_resent_before_the_band_forgets_the_token(tmp_path: Path, seed: int) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    band = RememberingBand(random.Random(seed), loss=0.3)
+    band.up.add(BAND)
+    r.bands = band
+    r.router = r.new_router()
+    r.router.set_schedule(NO_QUIET_HOURS)
+    r.router.set_storm_rule(1000, 1.0)  # every hug its own buzz
+    for n in range(120):  # a hug a second, a Felt lost every third or so: the 20 s resend comes late
+        r.incoming(hug(n, r.clock.t))
+        r.deliver()
+        felts, band.felts = band.felts, []
+        for token in felts:
+            r.felt(BAND, token)
+        r.deliver()
+        r.clock.t += 1
+    band.loss = 0.0
+    for _ in range(10):
+        r.clock.t += RESEND_PLAY_AFTER_S + 1
+        r.deliver()
+        for token in band.felts:
+            r.felt(BAND, token)
+        band.felts = []
+    assert max(band.buzzes.values()) == 1, "no Play buzzes twice"
+    open_plays = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state != 'felt'").fetchone()[0]
+    assert open_plays == 0, "and every hug was felt"
+    felt = r.store.db.execute("SELECT COUNT(*) FROM plays WHERE state = 'felt'").fetchone()[0]
+    assert felt == 120
+    assert len(band.buzzes) > 4 * BAND_REMEMBERS, "many times more buzzes than the band remembers"
