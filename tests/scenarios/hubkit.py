@@ -1,0 +1,164 @@
+"""A band at school: one airspace, a real band process, a broker, a classroom hub and the band's owner.
+
+The owner's phone pairs the band next to it (central "phone"), then the band goes to school: out of
+the phone's range, in the hub's (central "hub"). The owner enrols the band at the hub with the hub's
+code and drives it with its unchanged BandLink through the hub tunnel's bleak backend::
+
+    async with school(tmp, broker) as s:
+        await s.pair_and_leave()
+        await s.enrol()
+        link = s.link()                     # BandLink over the hub
+        await s.control.hold(s.band.address, TAP_MS)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from relaykit import TestBroker
+
+from hugapp.core import bandlink
+from hugapp.core.bandlink import BandLink, BleConfig
+from hugapp.core.hub import Hub, HubStore, enrol_at_hub, offer_enrolment
+from hugapp.core.hubtunnel import HubTunnel
+from hugapp.core.store import Store
+from hugproto import patterns
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.band.process import BandProcess
+from hugsim.phone.bleak_backend import airspace_backend
+
+PAIR_HOLD_MS = 5300
+TAP_MS = 80
+
+
+def pulses(pattern: int, signature: int, intensity: int, repeat: int) -> int:
+    """How many times the motor starts from rest when a band plays this once."""
+    steps = bytearray(patterns.BUFFER_SIZE)
+    n = patterns.render(pattern, signature, intensity, repeat, steps)
+    starts, on = 0, False
+    for i in range(n):
+        now_on = steps[2 * i] > 0
+        starts += now_on and not on
+        on = now_on
+    return starts
+
+
+class School:
+    def __init__(self, tmp: Path, air: str, band: BandProcess, control: AirspaceControl, broker: TestBroker):
+        self.tmp = tmp
+        self.air = air
+        self.band = band
+        self.control = control
+        self.broker = broker
+        self.phone = BleConfig(*airspace_backend(air, "phone"))
+        self.hub_radio = BleConfig(*airspace_backend(air, "hub"))
+        self.store = Store(tmp / "owner.sqlite3")
+        self.hub_store = HubStore(tmp / "hub")
+        self.band_id = ""
+        self.pressed: list[int] = []
+        self.felt: list[int] = []
+        self.changed = asyncio.Event()
+        self.hub: Hub | None = None
+        self.tunnel: HubTunnel | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._hub_task: asyncio.Task[None] | None = None
+
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.append(task)
+        return task
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self.changed.clear()
+                await asyncio.wait({asyncio.ensure_future(self.changed.wait())}, timeout=0.2)
+
+    async def pair_and_leave(self) -> None:
+        """Paired next to the phone; then the band is at school: in the hub's range, not the phone's."""
+        await self.control.hold(self.band.address, PAIR_HOLD_MS)
+        found = await bandlink.scan_bands(self.phone, timeout=1.5)
+        ready = [b for b in found if b.pairing_open]
+        paired = await bandlink.pair_band(self.phone, self.store, ready[0].address, name="Mia's band")
+        self.band_id = paired.band_id
+        await asyncio.sleep(1.5)  # the confirming buzzes are over
+        await self.control.out_of_range(self.band.address, central="phone")
+
+    def start_hub(self) -> Hub:
+        self.hub = Hub(self.hub_store, self.broker.url, self.hub_radio)
+        self._hub_task = asyncio.ensure_future(self.hub.run())
+        return self.hub
+
+    async def stop_hub(self) -> None:
+        task, self._hub_task = self._hub_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def enrol(self) -> str:
+        offer = await offer_enrolment(self.hub_store, self.broker.url)
+        enrolment = await enrol_at_hub(offer.code, self.store, self.band_id, self.broker.url)
+        await offer.wait()
+        return enrolment
+
+    async def open_tunnel(self) -> HubTunnel:
+        hub = self.store.band_hub(self.band_id)
+        assert hub is not None
+        self.tunnel = HubTunnel(self.broker.url, hub[1])
+        self._spawn(self.tunnel.run())
+        await asyncio.wait_for(self.tunnel.online.wait(), 10)
+        return self.tunnel
+
+    def link(self) -> BandLink:
+        assert self.tunnel is not None
+
+        async def on_press(_band: str, seq: int) -> None:
+            self.pressed.append(seq)
+            self.changed.set()
+
+        async def on_felt(_band: str, token: int) -> None:
+            self.felt.append(token)
+            self.changed.set()
+
+        link = BandLink(
+            self.store,
+            self.band_id,
+            self.tunnel.config(),
+            on_press=on_press,
+            on_felt=on_felt,
+            on_state=lambda _s: self.changed.set(),
+            scan_timeout=3.0,
+            max_backoff=2.0,
+        )
+        self._spawn(link.run())
+        return link
+
+    async def motor_runs(self) -> int:
+        return len(await self.control.motor_starts(self.band.address))
+
+    async def close(self) -> None:
+        await self.stop_hub()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.store.close()
+        self.hub_store.close()
+
+
+@contextlib.asynccontextmanager
+async def school(tmp: Path, broker: TestBroker) -> AsyncIterator[School]:
+    server = Airspace()
+    air = await server.start()
+    band = BandProcess(air, tmp / "band")
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.close)
+        stack.push_async_callback(band.kill)
+        await band.start()
+        await stack.enter_async_context(broker)
+        control = await stack.enter_async_context(AirspaceControl(air))
+        s = School(tmp, air, band, control, broker)
+        stack.push_async_callback(s.close)
+        yield s
