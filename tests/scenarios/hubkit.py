@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+from bleak.exc import BleakError
 from relaykit import TestBroker
 
 from hugapp.core import bandlink
@@ -25,7 +27,7 @@ from hugapp.core.bandlink import BandLink, BleConfig
 from hugapp.core.hub import Hub, HubStore, enrol_at_hub, offer_enrolment
 from hugapp.core.hubtunnel import HubTunnel
 from hugapp.core.store import Store
-from hugproto import patterns
+from hugproto import gatt, patterns
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
@@ -44,6 +46,65 @@ def pulses(pattern: int, signature: int, intensity: int, repeat: int) -> int:
         starts += now_on and not on
         on = now_on
     return starts
+
+
+class TamperingHub(Hub):
+    """A hostile hub: flips a bit in what it carries, replays it, or injects frames of its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flip_notifications = False
+        self.flip_writes = False
+        self.replay = False
+        self.written: list[bytes] = []  # every command the owner wrote, as the hub saw it
+
+    def _send(self, served: Any, msg: dict[str, Any]) -> None:
+        if msg["t"] == "n" and (self.flip_notifications or self.replay):
+            value = bytearray.fromhex(msg["v"])
+            if self.flip_notifications and value:
+                value[-1] ^= 0x01
+                msg = {**msg, "v": value.hex()}
+            super()._send(served, msg)
+            if self.replay:  # the same frame again, as a new notification of the link
+                served.counter += 1
+                super()._send(served, {**msg, "k": served.counter})
+            return
+        super()._send(served, msg)
+
+    async def _serve(self, served: Any, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg["t"] == "write":
+            value = bytearray.fromhex(msg["v"])
+            self.written.append(bytes(value))
+            if self.flip_writes and value:
+                value[-1] ^= 0x01
+                msg = {**msg, "v": value.hex()}
+            answer = await super()._serve(served, msg)
+            if self.replay:
+                with contextlib.suppress(BleakError):
+                    await super()._serve(served, msg)
+            return answer
+        return await super()._serve(served, msg)
+
+    async def inject(self, frames: list[bytes]) -> int:
+        """Write frames of the hub's own making to the bands it holds links to; how many it wrote."""
+        written = 0
+        for served in self.served.values():
+            for frame in frames:
+                if served.client is None:
+                    break
+                msg = {"t": "write", "l": served.link, "h": self.command_handle(served), "v": frame.hex()}
+                with contextlib.suppress(BleakError):
+                    await super()._serve(served, msg)
+                    written += 1
+        return written
+
+    @staticmethod
+    def command_handle(served: Any) -> int:
+        for service in served.client.services:
+            for char in service.characteristics:
+                if char.uuid.lower() == gatt.COMMAND_CHAR_UUID:
+                    return int(char.handle)
+        raise AssertionError("no command characteristic")
 
 
 class School:
@@ -87,8 +148,8 @@ class School:
         await asyncio.sleep(1.5)  # the confirming buzzes are over
         await self.control.out_of_range(self.band.address, central="phone")
 
-    def start_hub(self) -> Hub:
-        self.hub = Hub(self.hub_store, self.broker.url, self.hub_radio)
+    def start_hub(self, kind: type[Hub] = Hub) -> Hub:
+        self.hub = kind(self.hub_store, self.broker.url, self.hub_radio)
         self._hub_task = asyncio.ensure_future(self.hub.run())
         return self.hub
 

@@ -5,13 +5,15 @@ reaches the owner once, a Play buzzes the band once, and a hub restarted mid-way
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 
-from hubkit import TAP_MS, pulses, school
+from hubkit import TAP_MS, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
-from hugapp.core.bandlink import LinkState
-from hugproto import patterns
+from hugapp.core.bandlink import BandUnavailable, LinkState
+from hugproto import frames, patterns
 
 BROKER_KINDS = ["mosquitto"]
 
@@ -69,3 +71,68 @@ def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path)
             assert len(set(s.pressed)) == 3
 
     run(scenario(), 200)
+
+
+def test_a_hostile_hub_can_delay_but_never_forge_replay_or_buzz(broker: TestBroker, tmp_path: Path) -> None:
+    """The hub flips bits in what it carries, carries everything twice, and injects frames of its own
+    (random bytes, a Play sealed under a key it guessed, every command the owner ever sent): the band
+    and the owner's band link reject all of it. A press held back arrives once when the hub relents;
+    nothing buzzes but the owner's Play, once."""
+
+    async def scenario() -> None:
+        async with school(tmp_path, broker) as s:
+            await s.pair_and_leave()
+            hub = s.start_hub(TamperingHub)
+            assert isinstance(hub, TamperingHub)
+            await s.enrol()
+            await s.open_tunnel()
+            link = s.link()
+            await asyncio.wait_for(link.connected.wait(), 30)
+            await asyncio.sleep(0.5)
+            once = pulses(patterns.HUG, 1, 255, 1)
+
+            hub.flip_notifications = True  # a press, altered on its way: rejected, not lost
+            await s.control.hold(s.band.address, TAP_MS)
+            await s.until(lambda: link.stats.frames_rejected >= 1, 20)
+            await asyncio.sleep(1.0)
+            assert s.pressed == []
+            assert s.store.presses(s.band_id) == []
+            hub.flip_notifications = False
+            await s.until(lambda: len(s.pressed) == 1, 40)
+
+            await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+            hub.flip_writes = True  # a Play, altered: the band plays nothing
+            before = await s.motor_runs()
+            with contextlib.suppress(BandUnavailable):
+                await link.play(patterns.HUG, 1, 255, 1)
+            await asyncio.sleep(2.0)
+            assert await s.motor_runs() == before
+            hub.flip_writes = False
+
+            await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+            hub.replay = True  # everything carried twice: felt once, stored once
+            before = await s.motor_runs()
+            token = await link.play(patterns.HUG, 1, 255, 1)
+            await s.until(lambda: token in s.felt, 30)
+            await s.control.hold(s.band.address, TAP_MS)
+            await s.until(lambda: len(s.pressed) == 2, 30)
+            await asyncio.sleep(2.0)
+            assert await s.motor_runs() == before + once
+            assert s.felt.count(token) == 1
+            assert len(s.store.presses(s.band_id)) == 2
+            hub.replay = False
+
+            await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+            before = await s.motor_runs()
+            guessed = frames.Session(os.urandom(16), os.urandom(8), os.urandom(8), frames.PHONE)
+            forged = guessed.seal(frames.Play(patterns.HUG, 1, 255, 1, 7))
+            made = [os.urandom(20), forged, *hub.written]
+            injected = 0
+            while injected < len(made):  # the band may drop a link that carries junk: again on the next
+                await s.until(lambda: any(x.client is not None for x in hub.served.values()), 30)
+                injected += await hub.inject(made[injected:])
+            await asyncio.sleep(3.0)
+            assert await s.motor_runs() == before, "nothing the hub made or replayed buzzed"
+            assert len(s.store.presses(s.band_id)) == 2
+
+    run(scenario(), 240)
