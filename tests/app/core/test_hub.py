@@ -1,0 +1,149 @@
+"""The classroom hub's enrolment and tunnel (hugapp.core.hub, hugapp.core.hubtunnel), without a radio:
+what the hub learns at enrolment, and what a tunnel message must be to be accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from relaykit import FakeClock, TestBroker, run
+
+from hugapp import cli
+from hugapp.core import hubtunnel
+from hugapp.core.envelope import Forged, Garbled, Replayed
+from hugapp.core.hub import HubStore, enrol_at_hub, offer_enrolment
+from hugapp.core.hubtunnel import DOWN, UP, Tunnel
+from hugapp.core.linking import CodeNotFound, create_link_code, join_with_code
+from hugapp.core.relaystore import Identity, ensure_identity
+from hugapp.core.store import Store, StoreError
+from hugproto import adv
+
+BAND_ID = "b0b0b0b0b0b0"
+
+
+def _owner(tmp: Path) -> tuple[Store, bytes]:
+    store = Store(tmp / "owner.sqlite3")
+    key = os.urandom(16)
+    store.save_band(BAND_ID, "Mia's band", key)
+    return store, key
+
+
+# ------------------------------------------------------------------------------------- enrolment
+
+
+def test_enrolment_gives_the_hub_only_the_identity_key(broker: TestBroker, tmp_path: Path) -> None:
+    store, band_key = _owner(tmp_path)
+    hub_store = HubStore(tmp_path / "hub")
+
+    async def scenario() -> None:
+        async with broker:
+            offer = await offer_enrolment(hub_store, broker.url)
+            enrolment_id = await enrol_at_hub(
+                offer.code.lower().replace("-", " "), store, BAND_ID, broker.url
+            )
+            enrolment = await offer.wait()
+            assert enrolment.enrolment_id == enrolment_id
+            assert enrolment.identity_key == adv.identity_key(band_key)
+            assert store.band_hub(BAND_ID) == (enrolment_id, enrolment.tunnel_key)
+
+    run(scenario())
+    assert [e.enrolment_id for e in hub_store.enrolments()] == [store.band_hub(BAND_ID)[0]]  # type: ignore[index]
+    hub_store.close()
+    on_disk = b"".join(p.read_bytes() for p in (tmp_path / "hub").iterdir())
+    assert band_key not in on_disk, "the hub never holds the band key"
+
+
+def test_codes_of_hub_and_linking_meet_nowhere(broker: TestBroker, tmp_path: Path) -> None:
+    """A hub's code typed where a phone's link code goes (and the reverse) reaches no offer."""
+    store, _ = _owner(tmp_path)
+    hub_store = HubStore(tmp_path / "hub")
+    me: Identity = ensure_identity(store, "Mum")
+
+    async def scenario() -> None:
+        async with broker:
+            hub_offer = await offer_enrolment(hub_store, broker.url)
+            with pytest.raises(CodeNotFound):
+                await join_with_code(
+                    hub_offer.code, Store(tmp_path / "other.sqlite3"), me, broker.url, timeout=2
+                )
+            link_offer = await create_link_code(store, me, broker.url)
+            with pytest.raises(CodeNotFound):
+                await enrol_at_hub(link_offer.code, store, BAND_ID, broker.url, timeout=2)
+            await hub_offer.cancel()
+            await link_offer.cancel()
+
+    run(scenario())
+    assert hub_store.enrolments() == []
+    assert store.band_hub(BAND_ID) is None
+
+
+def test_enrolling_a_band_this_phone_does_not_have_changes_nothing(tmp_path: Path) -> None:
+    store, _ = _owner(tmp_path)
+    with pytest.raises(StoreError):
+        asyncio.run(enrol_at_hub("K7PM-4Q2X", store, "not-a-band", "mqtt://127.0.0.1:1"))
+    assert store.band_hub(BAND_ID) is None
+
+
+def test_the_operator_lists_and_removes_bands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub_store = HubStore(tmp_path / "hub")
+    e = hub_store.add(secrets.token_bytes(32), secrets.token_bytes(16))
+    hub_store.close()
+    data = str(tmp_path / "hub")
+    assert cli.main(["hub", "--data", data, "list"]) == 0
+    assert capsys.readouterr().out.split() == [e.enrolment_id]
+    assert cli.main(["hub", "--data", data, "remove", "nope"]) == 1
+    assert cli.main(["hub", "--data", data, "remove", e.enrolment_id]) == 0
+    assert cli.main(["hub", "--data", data, "list"]) == 0
+    assert capsys.readouterr().out.split() == []
+
+
+# ----------------------------------------------------------------------------------------- tunnel
+
+
+def _pair(clock: FakeClock) -> tuple[Tunnel, Tunnel]:
+    key = secrets.token_bytes(32)
+    return Tunnel(key, DOWN, clock), Tunnel(key, UP, clock)
+
+
+def test_tunnel_messages_open_once_on_the_other_side_only() -> None:
+    clock = FakeClock()
+    owner, hub = _pair(clock)
+    data = owner.seal({"t": "ping", "i": "1", "l": "x"})
+    assert hub.open(data)["t"] == "ping"
+    with pytest.raises(Replayed):
+        hub.open(data)  # the broker delivers it again
+    with pytest.raises(Forged):
+        owner.open(owner.seal({"t": "ping"}))  # one's own message is no message from the other side
+    flipped = bytearray(owner.seal({"t": "ping"}))
+    flipped[-1] ^= 1
+    with pytest.raises(Forged):
+        hub.open(bytes(flipped))
+    with pytest.raises(Forged):
+        Tunnel(secrets.token_bytes(32), UP, clock).open(owner.seal({"t": "ping"}))
+    with pytest.raises(Garbled):
+        hub.open(b"\x01short")
+    with pytest.raises(Garbled):
+        hub.open(b"\x01" + bytes(hubtunnel.MAX_MESSAGE + 1))
+
+
+def test_a_stale_tunnel_message_is_dropped() -> None:
+    clock = FakeClock()
+    owner, hub = _pair(clock)
+    data = owner.seal({"t": "write", "i": "1"})
+    clock.advance(hubtunnel.MAX_AGE_S + 1)
+    with pytest.raises(Replayed):
+        hub.open(data)
+
+
+def test_tunnel_topics_name_no_one() -> None:
+    key = secrets.token_bytes(32)
+    down, up = hubtunnel.topic(key, DOWN), hubtunnel.topic(key, UP)
+    assert down != up
+    for t in (down, up):
+        assert t.startswith("hug/v1/hub/")
+        assert len(t.rsplit("/", 1)[1]) == 64
+        assert key.hex() not in t
+    assert hubtunnel.topic(secrets.token_bytes(32), DOWN) != down
