@@ -13,6 +13,7 @@ from hubkit import TAP_MS, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
+from hugapp.core.hub import leave_hub
 from hugproto import frames, patterns
 
 BROKER_KINDS = ["mosquitto"]
@@ -41,6 +42,11 @@ def test_press_and_play_through_the_hub(broker: TestBroker, tmp_path: Path) -> N
             assert len(s.pressed) == 1
             assert s.hub is not None
             assert s.hub.stats.rejected == 0
+            assert s.tunnel is not None
+            await leave_hub(s.store, s.band_id, s.tunnel)  # the parent removes the band from the hub
+            assert s.store.band_hub(s.band_id) is None
+            assert s.hub_store.enrolments() == []
+            await s.until(lambda: link.state is not LinkState.CONNECTED, 15)
 
     run(scenario(), 150)
 

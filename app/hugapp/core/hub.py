@@ -43,7 +43,7 @@ from bleak.exc import BleakError
 
 from hugapp.core.bandlink import BleConfig, is_band
 from hugapp.core.envelope import EnvelopeError
-from hugapp.core.hubtunnel import ADV_EVERY_S, SCAN_LEASE_S, UP, Tunnel, hexbytes
+from hugapp.core.hubtunnel import ADV_EVERY_S, SCAN_LEASE_S, UP, HubTunnel, Tunnel, hexbytes
 from hugapp.core.linking import CodeOffer, LinkError, Purpose, join_code, offer_code
 from hugapp.core.relay import connect_any, parse_broker_urls, publish
 from hugapp.core.store import Store
@@ -156,6 +156,14 @@ async def enrol_at_hub(
         raise LinkError("The hub answered with no enrolment — update the hub")
     store.save_band_hub(band_id, enrolment, tunnel_key(key))
     return enrolment
+
+
+async def leave_hub(store: Store, band_id: str, tunnel: HubTunnel) -> None:
+    """The owner: the hub stops serving this band (it forgets the enrolment), and so does this phone.
+    If the hub cannot be reached now, this phone forgets it anyway (the operator can remove it)."""
+    with contextlib.suppress(BleakError):
+        await tunnel.request("bye")
+    store.forget_band_hub(band_id)
 
 
 # ---------------------------------------------------------------------------------------------- hub
