@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def main(args: argparse.Namespace, config: BleConfig | None = None) -> int:
     if not args.broker:
         print(f"hugbutton hub {command}: --broker is required", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         if command == "enrol":
             return asyncio.run(enrol_once(folder, str(args.broker)))

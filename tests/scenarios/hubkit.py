@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,45 @@ class TamperingHub(Hub):
                 if char.uuid.lower() == gatt.COMMAND_CHAR_UUID:
                     return int(char.handle)
         raise AssertionError("no command characteristic")
+
+
+class HubProcess:
+    """`hugbutton hub run` as its own process, killable like a real box losing power."""
+
+    def __init__(self, data: Path, broker_url: str, air: str) -> None:
+        self.args = [
+            "-m",
+            "hugapp.cli",
+            "hub",
+            "--data",
+            str(data),
+            "--broker",
+            broker_url,
+            "--airspace",
+            air,
+            "run",
+        ]
+        self.log = data / "hub.log"  # what it said, each run after the last
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, *self.args, stdout=log, stderr=log
+            )
+        for _ in range(300):  # it says so once it is up (30 s at most)
+            if b"hub serving" in self.log.read_bytes().rsplit(b"exited", 1)[-1]:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the hub did not start:\n" + self.log.read_text())
+
+    async def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+            with self.log.open("ab") as log:
+                log.write(b"--- exited\n")
 
 
 class School:

@@ -9,7 +9,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from hubkit import TAP_MS, TamperingHub, pulses, school
+from hubkit import TAP_MS, HubProcess, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
@@ -75,6 +75,49 @@ def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path)
             assert len(s.store.presses(s.band_id)) == 3
             assert len(s.pressed) == 3
             assert len(set(s.pressed)) == 3
+
+    run(scenario(), 200)
+
+
+def test_a_hub_process_killed_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path) -> None:
+    """`hugbutton hub run` as its own process, killed (SIGKILL) while a press waits to be acknowledged
+    and started again: every press arrives once, and a Play after it buzzes once."""
+
+    async def scenario() -> None:
+        async with school(tmp_path, broker) as s:
+            await s.pair_and_leave()
+            await s.enrol()  # the hub process reads its enrolments from the same folder
+            hub = HubProcess(tmp_path / "hub", broker.url, s.air)
+            link = None
+            try:
+                await hub.start()
+                await s.open_tunnel()
+                link = s.link()
+                await asyncio.wait_for(link.connected.wait(), 30)
+                await s.control.hold(s.band.address, TAP_MS)
+                await s.until(lambda: len(s.pressed) == 1)
+                await s.control.drop_after(s.band.address, op="write", n=1, when="before")  # the Ack is lost
+                await s.control.hold(s.band.address, TAP_MS)
+                await asyncio.sleep(0.3)
+                await hub.kill()
+                await asyncio.sleep(0.7)  # taps closer together are one press of two taps
+                await s.control.hold(s.band.address, TAP_MS)
+                await s.until(lambda: link.state is not LinkState.CONNECTED, 15)
+                await hub.start()
+                await s.until(lambda: len(s.pressed) == 3, 60)
+                await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+                before = await s.motor_runs()
+                token = await link.play(patterns.HUG, 1, 255, 1)
+                await s.until(lambda: token in s.felt, 30)
+                await asyncio.sleep(1.5)
+                assert [p.value for p in s.store.presses(s.band_id)] == [1, 1, 1]  # three single taps
+                assert sorted(set(s.pressed)) == sorted(s.pressed)
+                assert await s.motor_runs() == before + pulses(patterns.HUG, 1, 255, 1)
+            except BaseException:
+                print(hub.log.read_text(), s.pressed, link and link.stats)
+                raise
+            finally:
+                await hub.kill()
 
     run(scenario(), 200)
 

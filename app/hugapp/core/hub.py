@@ -56,6 +56,7 @@ HUB = Purpose(b"hugbutton/v1 hub rendezvous", b"hugbutton/v1 hub offer", b"hugbu
 ADVERT_FRESH_S = 5.0  # a band not heard for longer is not connected to (it moved, or is connected)
 CONNECT_LIMIT_S = 20.0  # the longest connect a request may ask for
 RELOAD_S = 2.0  # how often a running hub reads its enrolments (`hugbutton hub enrol` adds them)
+WHOSE_CACHE = 4096  # adverts recognised (or not) by address and token, before starting over
 OUT_QUEUE = 1024  # messages waiting for the broker; beyond, notifications are dropped (and counted)
 
 
@@ -217,6 +218,7 @@ class Hub:
         self._out: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUT_QUEUE)
         self._subscribed: set[str] = set()
         self._client: aiomqtt.Client | None = None
+        self._whose: dict[tuple[str, bytes], str] = {}  # (address, token) -> topic of the band, or ""
 
     async def run(self) -> None:
         self._reload()
@@ -232,6 +234,8 @@ class Hub:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for served in list(self.served.values()):
+                for task in list(served.tasks):
+                    task.cancel()
                 await self._drop_link(served)
 
     # ---- enrolments
@@ -243,6 +247,8 @@ class Hub:
             served = self.served.pop(gone)
             task = asyncio.ensure_future(self._drop_link(served))
             served.tasks.add(task)
+        if set(current) != set(self.served):
+            self._whose.clear()
         for t, e in current.items():
             if t not in self.served:
                 self.served[t] = _Served(e, Tunnel(e.tunnel_key, UP, self.clock), Hmac(e.identity_key))
@@ -268,11 +274,22 @@ class Hub:
         async with scanner:
             await asyncio.Event().wait()
 
+    def _recognise(self, device: BLEDevice, data: AdvertisementData) -> _Served | None:
+        """The enrolled band behind an advert, if any: one HMAC per enrolment per new address."""
+        raw = data.manufacturer_data.get(adv.COMPANY_ID, b"")
+        key = (device.address, bytes(raw))
+        topic = self._whose.get(key)
+        if topic is None:
+            topic = next((t for t, sv in self.served.items() if is_band(sv.ident, device, data)), "")
+            if len(self._whose) >= WHOSE_CACHE:
+                self._whose.clear()
+            self._whose[key] = topic
+        return self.served.get(topic) if topic else None
+
     def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
         now = self.clock()
-        for served in self.served.values():
-            if not is_band(served.ident, device, data):
-                continue
+        served = self._recognise(device, data)
+        if served is not None:
             served.heard = (device, data, now)
             moved = device.address != served.pushed_address
             if now < served.leased_until and (moved or now - served.last_push >= ADV_EVERY_S):
