@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from bleak.exc import BleakError
 from relaykit import TestBroker
 
@@ -106,6 +107,33 @@ class TamperingHub(Hub):
                 if char.uuid.lower() == gatt.COMMAND_CHAR_UUID:
                     return int(char.handle)
         raise AssertionError("no command characteristic")
+
+
+class BrokerSniffer:
+    """Everything published on the broker (a '#' subscription, as a curious operator would have)."""
+
+    def __init__(self, broker: TestBroker) -> None:
+        self.broker = broker
+        self.seen: list[tuple[str, bytes]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.broker.port, identifier="sniffer") as client:
+            await client.subscribe("#", qos=0)
+            ready.set()
+            async for message in client.messages:
+                self.seen.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> BrokerSniffer:
+        ready = asyncio.Event()
+        self._task = asyncio.ensure_future(self._listen(ready))
+        await asyncio.wait_for(ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class HubProcess:

@@ -9,7 +9,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from hubkit import TAP_MS, HubProcess, TamperingHub, pulses, school
+from hubkit import TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
@@ -21,8 +21,9 @@ BROKER_KINDS = ["mosquitto"]
 
 def test_press_and_play_through_the_hub(broker: TestBroker, tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with school(tmp_path, broker) as s:
+        async with school(tmp_path, broker) as s, contextlib.AsyncExitStack() as stack:
             await s.pair_and_leave()
+            sniffer = await stack.enter_async_context(BrokerSniffer(broker))
             s.start_hub()
             await s.enrol()
             await s.open_tunnel()
@@ -42,6 +43,8 @@ def test_press_and_play_through_the_hub(broker: TestBroker, tmp_path: Path) -> N
             assert len(s.pressed) == 1
             assert s.hub is not None
             assert s.hub.stats.rejected == 0
+            on_air = [bytes.fromhex(e["value"]) for e in await s.control.recording() if e.get("value")]
+            assert_sealed(sniffer.seen, [v for v in on_air if len(v) >= 8], s.store.band(s.band_id).key)
             assert s.tunnel is not None
             await leave_hub(s.store, s.band_id, s.tunnel)  # the parent removes the band from the hub
             assert s.store.band_hub(s.band_id) is None
@@ -49,6 +52,21 @@ def test_press_and_play_through_the_hub(broker: TestBroker, tmp_path: Path) -> N
             await s.until(lambda: link.state is not LinkState.CONNECTED, 15)
 
     run(scenario(), 150)
+
+
+def assert_sealed(published: list[tuple[str, bytes]], frames_on_air: list[bytes], band_key: bytes) -> None:
+    """The broker saw the code exchange and two tunnel topics, every message sealed: no band frame,
+    no band key, in clear or in hex."""
+    assert frames_on_air
+    topics = {t for t, _ in published}
+    assert {t.split("/")[2] for t in topics} == {"rv", "hub"}
+    assert len([t for t in topics if t.startswith("hug/v1/hub/")]) == 2
+    for t, payload in published:
+        if t.startswith("hug/v1/hub/"):
+            assert payload[0] == 1  # an envelope: version, nonce, ciphertext
+        for secret in (band_key, *frames_on_air):
+            assert secret not in payload
+            assert secret.hex().encode() not in payload
 
 
 def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The classroom hub's enrolment and tunnel (hugapp.core.hub, hugapp.core.hubtunnel), without a radio:
-what the hub learns at enrolment, and what a tunnel message must be to be accepted."""
+"""The classroom hub's enrolment and tunnel (hugapp.core.hub, hugapp.core.hubtunnel), without bands:
+what the hub learns at enrolment, what a tunnel message must be to be accepted, and a hub keeping
+thirty families apart."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ import os
 import secrets
 from pathlib import Path
 
+import aiomqtt
 import pytest
+from bleak.exc import BleakError
 from relaykit import FakeClock, TestBroker, run
 
 from hugapp import cli
 from hugapp.core import hubtunnel
+from hugapp.core.bandlink import BleConfig
 from hugapp.core.envelope import Forged, Garbled, Replayed
-from hugapp.core.hub import HubStore, enrol_at_hub, offer_enrolment
-from hugapp.core.hubtunnel import DOWN, UP, Tunnel
+from hugapp.core.hub import Hub, HubStore, enrol_at_hub, offer_enrolment
+from hugapp.core.hubtunnel import DOWN, UP, HubTunnel, Tunnel
 from hugapp.core.linking import CodeNotFound, create_link_code, join_with_code
 from hugapp.core.relaystore import Identity, ensure_identity
 from hugapp.core.store import Store, StoreError
 from hugproto import adv
+from hugsim.airspace import Airspace
+from hugsim.phone.bleak_backend import airspace_backend
 
 BAND_ID = "b0b0b0b0b0b0"
 
@@ -147,3 +153,54 @@ def test_tunnel_topics_name_no_one() -> None:
         assert len(t.rsplit("/", 1)[1]) == 64
         assert key.hex() not in t
     assert hubtunnel.topic(secrets.token_bytes(32), DOWN) != down
+
+
+def test_one_hub_serves_thirty_families_apart(broker: TestBroker, tmp_path: Path) -> None:
+    """30 enrolments: each owner's requests reach the hub and its answers reach that owner only; a
+    message moved to another family's topic opens nowhere; one family leaving leaves the others."""
+    hub_store = HubStore(tmp_path / "hub")
+    keys = [secrets.token_bytes(32) for _ in range(30)]
+    for k in keys:
+        hub_store.add(k, secrets.token_bytes(16))
+
+    async def scenario() -> None:
+        async with broker, Airspace() as air:
+            hub = Hub(hub_store, broker.url, BleConfig(*airspace_backend(air.address, "hub")))
+            tasks = [asyncio.ensure_future(hub.run())]
+            tunnels = [HubTunnel(broker.url, k, rpc_timeout=5) for k in keys]
+            tasks += [asyncio.ensure_future(t.run()) for t in tunnels]
+            try:
+                await asyncio.wait_for(hub.online.wait(), 10)
+                for t in tunnels:
+                    await asyncio.wait_for(t.online.wait(), 10)
+
+                async def no_link(t: HubTunnel) -> str:
+                    with pytest.raises(BleakError) as caught:
+                        await t.request("ping", l="nope")
+                    return str(caught.value)
+
+                answers = await asyncio.gather(*(no_link(t) for t in tunnels))
+                assert answers == ["the hub: no such link"] * 30
+                assert hub.stats.requests == 30
+
+                moved = tunnels[0].tunnel.seal({"t": "ping", "i": "x", "l": "nope"})
+                await publish_raw(broker, tunnels[1].tunnel.out_topic, moved)
+                await asyncio.sleep(0.5)
+                assert hub.stats.rejected == 1
+
+                await tunnels[0].request("bye")
+                assert len(hub_store.enrolments()) == 29
+                assert await no_link(tunnels[1]) == "the hub: no such link"
+                assert "did not answer" in await no_link(tunnels[0])
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    run(scenario(), 90)
+    hub_store.close()
+
+
+async def publish_raw(broker: TestBroker, topic: str, data: bytes) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="mover") as client:
+        await client.publish(topic, data, qos=1)
