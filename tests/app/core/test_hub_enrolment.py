@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from bleak.exc import BleakError
-from relaykit import FakeClock, TestBroker, run
+from relaykit import FakeClock, MosquittoTestBroker, TestBroker, run
+from testkit import require_tool
 
 from hugapp import cli
 from hugapp.core import hubtunnel
@@ -204,3 +206,45 @@ def test_one_hub_serves_thirty_families_apart(broker: TestBroker, tmp_path: Path
 async def publish_raw(broker: TestBroker, topic: str, data: bytes) -> None:
     async with aiomqtt.Client("127.0.0.1", broker.port, identifier="mover") as client:
         await client.publish(topic, data, qos=1)
+
+
+def test_enrolment_and_tunnel_work_under_the_deployed_acl(tmp_path: Path) -> None:
+    """deploy/acl.example on a real Mosquitto: a hub account and an owner's account enrol by code and
+    reach each other through the tunnel."""
+    exe, passwd_tool = require_tool("mosquitto"), require_tool("mosquitto_passwd")
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    users = {"hub": secrets.token_hex(16), "owner": secrets.token_hex(16)}
+    for name, mailbox in users.items():
+        subprocess.run([passwd_tool, "-b", str(passwd), mailbox, name + "-secret"], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text((Path(__file__).resolve().parents[3] / "deploy" / "acl.example").read_text())
+    broker = MosquittoTestBroker(exe, tmp_path, f"password_file {passwd}\nacl_file {acl}\n", anonymous=False)
+    store, _ = _owner(tmp_path)
+    hub_store = HubStore(tmp_path / "hub")
+
+    def url(name: str) -> str:
+        return f"mqtt://{users[name]}:{name}-secret@127.0.0.1:{broker.port}"
+
+    async def scenario() -> None:
+        async with broker, Airspace() as air:
+            offer = await offer_enrolment(hub_store, url("hub"))
+            await enrol_at_hub(offer.code, store, BAND_ID, url("owner"))
+            await offer.wait()
+            hub_entry = store.band_hub(BAND_ID)
+            assert hub_entry is not None
+            hub = Hub(hub_store, url("hub"), BleConfig(*airspace_backend(air.address, "hub")))
+            tunnel = HubTunnel(url("owner"), hub_entry[1], rpc_timeout=5)
+            tasks = [asyncio.ensure_future(hub.run()), asyncio.ensure_future(tunnel.run())]
+            try:
+                await asyncio.wait_for(tunnel.online.wait(), 10)
+                await asyncio.wait_for(hub.online.wait(), 10)
+                with pytest.raises(BleakError, match="no such link"):
+                    await tunnel.request("ping", l="nope")  # it went there and came back
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    run(scenario(), 60)
+    hub_store.close()
