@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,13 @@ class School:
         self.hub_store = HubStore(tmp / "hub")
         self.band_id = ""
         self.pressed: list[int] = []
+        self.press_times: list[float] = []  # when each press reached the owner (time.time())
         self.felt: list[int] = []
         self.changed = asyncio.Event()
         self.hub: Hub | None = None
         self.tunnel: HubTunnel | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.links: list[tuple[BandLink, asyncio.Task[None]]] = []
         self._hub_task: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: object) -> asyncio.Task[None]:
@@ -208,13 +211,19 @@ class School:
 
     async def pair_and_leave(self) -> None:
         """Paired next to the phone; then the band is at school: in the hub's range, not the phone's."""
+        await self.pair()
+        await self.leave()
+
+    async def leave(self) -> None:
+        await self.control.out_of_range(self.band.address, central="phone")
+
+    async def pair(self) -> None:
         await self.control.hold(self.band.address, PAIR_HOLD_MS)
         found = await bandlink.scan_bands(self.phone, timeout=1.5)
         ready = [b for b in found if b.pairing_open]
         paired = await bandlink.pair_band(self.phone, self.store, ready[0].address, name="Mia's band")
         self.band_id = paired.band_id
         await asyncio.sleep(1.5)  # the confirming buzzes are over
-        await self.control.out_of_range(self.band.address, central="phone")
 
     def start_hub(self, kind: type[Hub] = Hub) -> Hub:
         self.hub = kind(self.hub_store, self.broker.url, self.hub_radio)
@@ -241,11 +250,15 @@ class School:
         await asyncio.wait_for(self.tunnel.online.wait(), 10)
         return self.tunnel
 
-    def link(self) -> BandLink:
-        assert self.tunnel is not None
+    def link(self, config: BleConfig | None = None) -> BandLink:
+        """The owner's band link: through the hub, or with ``config`` (the phone's own radio)."""
+        if config is None:
+            assert self.tunnel is not None
+            config = self.tunnel.config()
 
         async def on_press(_band: str, seq: int) -> None:
             self.pressed.append(seq)
+            self.press_times.append(time.time())
             self.changed.set()
 
         async def on_felt(_band: str, token: int) -> None:
@@ -255,15 +268,21 @@ class School:
         link = BandLink(
             self.store,
             self.band_id,
-            self.tunnel.config(),
+            config,
             on_press=on_press,
             on_felt=on_felt,
             on_state=lambda _s: self.changed.set(),
             scan_timeout=3.0,
             max_backoff=2.0,
         )
-        self._spawn(link.run())
+        self.links.append((link, self._spawn(link.run())))
         return link
+
+    async def stop_link(self, link: BandLink) -> None:
+        for held, task in self.links:
+            if held is link:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def motor_runs(self) -> int:
         return len(await self.control.motor_starts(self.band.address))

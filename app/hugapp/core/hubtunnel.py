@@ -290,14 +290,17 @@ class HubBleakScanner(BaseBleakScanner):
         self.call_detection_callbacks(device, data)
 
 
-def _services(table: Any) -> BleakGATTServiceCollection:
+def _services(table: Any, mtu: int) -> BleakGATTServiceCollection:
     """The band's GATT table as the hub sent it, as bleak's own objects."""
     collection = BleakGATTServiceCollection()
+
+    def mtu_room() -> int:  # what a write without response may carry
+        return mtu - 3
+
     for svc in cast(list[dict[str, Any]], table):
         service = BleakGATTService(None, int(svc["h"]), str(svc["u"]))
         collection.add_service(service)
         for ch in cast(list[dict[str, Any]], svc["c"]):
-            mtu_room: Callable[[], int] = lambda: 20  # noqa: E731 (a write without response: 20 bytes fit)
             char = BleakGATTCharacteristic(
                 None, int(ch["h"]), str(ch["u"]), [cast(Any, str(p)) for p in ch["p"]], mtu_room, service
             )
@@ -346,7 +349,8 @@ class HubBleakClient(BaseBleakClient):
         timeout = float(kwargs.get("timeout", self._timeout))
         re = await self.hub.request("connect", timeout + PING_TIMEOUT_S, a=self.address, w=timeout)
         try:
-            link, services, mtu = str(re["l"]), _services(re["s"]), int(re.get("mtu", 23))
+            mtu = int(re.get("mtu", 23))
+            link, services = str(re["l"]), _services(re["s"], mtu)
         except (KeyError, ValueError, TypeError) as exc:
             raise BleakError(f"the hub sent a GATT table this app cannot read: {exc}") from None
         self._link, self._counter, self._mtu, self.services = link, -1, mtu, services
@@ -406,23 +410,22 @@ class HubBleakClient(BaseBleakClient):
             raise BleakError("Not connected")
         return self._link
 
-    async def read_gatt_char(
-        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
-    ) -> bytearray:
-        re = await self.hub.request("read", l=self._need_link(), h=characteristic.handle)
+    async def _read(self, handle: int) -> bytearray:
+        re = await self.hub.request("read", l=self._need_link(), h=handle)
         try:
             return bytearray(hexbytes(re, "v"))
         except ValueError as exc:
             raise BleakError(f"the hub sent an unreadable value: {exc}") from None
 
+    async def read_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
+        return await self._read(characteristic.handle)
+
     async def read_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
-        re = await self.hub.request("read", l=self._need_link(), h=descriptor.handle)
-        try:
-            return bytearray(hexbytes(re, "v"))
-        except ValueError as exc:
-            raise BleakError(f"the hub sent an unreadable value: {exc}") from None
+        return await self._read(descriptor.handle)
 
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: SizedBuffer, response: bool
