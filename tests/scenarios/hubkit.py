@@ -59,9 +59,13 @@ class TamperingHub(Hub):
         self.flip_notifications = False
         self.flip_writes = False
         self.replay = False
+        self.drop_notifications = 0  # how many of the next notifications to drop
         self.written: list[bytes] = []  # every command the owner wrote, as the hub saw it
 
     def _send(self, served: Any, msg: dict[str, Any]) -> None:
+        if msg["t"] == "n" and self.drop_notifications > 0:
+            self.drop_notifications -= 1
+            return
         if msg["t"] == "n" and (self.flip_notifications or self.replay):
             value = bytearray.fromhex(msg["v"])
             if self.flip_notifications and value:
