@@ -246,6 +246,16 @@ class School:
         await offer.wait()
         return enrolment
 
+    async def at_school(self, kind: type[Hub] = Hub) -> BandLink:
+        """Paired, at school, enrolled at a running hub: the owner's band link through it, connected."""
+        await self.pair_and_leave()
+        self.start_hub(kind)
+        await self.enrol()
+        await self.open_tunnel()
+        link = self.link()
+        await asyncio.wait_for(link.connected.wait(), 30)
+        return link
+
     async def open_tunnel(self) -> HubTunnel:
         hub = self.store.band_hub(self.band_id)
         assert hub is not None

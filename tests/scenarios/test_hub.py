@@ -23,13 +23,8 @@ BROKER_KINDS = ["mosquitto"]
 def test_press_and_play_through_the_hub(broker: TestBroker, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with school(tmp_path, broker) as s, contextlib.AsyncExitStack() as stack:
-            await s.pair_and_leave()
             sniffer = await stack.enter_async_context(BrokerSniffer(broker))
-            s.start_hub()
-            await s.enrol()
-            await s.open_tunnel()
-            link = s.link()
-            await asyncio.wait_for(link.connected.wait(), 30)
+            link = await s.at_school()
             assert link.battery is not None  # the AuthOk came back through the hub
             await s.control.hold(s.band.address, TAP_MS)
             await s.until(lambda: len(s.pressed) == 1)
@@ -75,12 +70,7 @@ def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path)
 
     async def scenario() -> None:
         async with school(tmp_path, broker) as s:
-            await s.pair_and_leave()
-            s.start_hub()
-            await s.enrol()
-            await s.open_tunnel()
-            link = s.link()
-            await asyncio.wait_for(link.connected.wait(), 30)
+            link = await s.at_school()
             await s.control.hold(s.band.address, TAP_MS)
             await s.until(lambda: len(s.pressed) == 1)
             await s.stop_hub()
@@ -149,13 +139,9 @@ def test_a_hostile_hub_can_delay_but_never_forge_replay_or_buzz(broker: TestBrok
 
     async def scenario() -> None:
         async with school(tmp_path, broker) as s:
-            await s.pair_and_leave()
-            hub = s.start_hub(TamperingHub)
+            link = await s.at_school(TamperingHub)
+            hub = s.hub
             assert isinstance(hub, TamperingHub)
-            await s.enrol()
-            await s.open_tunnel()
-            link = s.link()
-            await asyncio.wait_for(link.connected.wait(), 30)
             await asyncio.sleep(0.5)
             once = pulses(patterns.HUG, 1, 255, 1)
 
@@ -217,13 +203,9 @@ def test_a_hub_that_drops_one_press_frame_loses_no_press(broker: TestBroker, tmp
 
     async def scenario() -> None:
         async with school(tmp_path, broker) as s:
-            await s.pair_and_leave()
-            hub = s.start_hub(TamperingHub)
+            await s.at_school(TamperingHub)
+            hub = s.hub
             assert isinstance(hub, TamperingHub)
-            await s.enrol()
-            await s.open_tunnel()
-            link = s.link()
-            await asyncio.wait_for(link.connected.wait(), 30)
             await asyncio.sleep(1.0)
             hub.drop_notifications = 1  # the next thing the band says (the first press) goes nowhere
             await s.control.hold(s.band.address, TAP_MS)
