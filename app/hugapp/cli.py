@@ -61,6 +61,16 @@ def _gateway(args: argparse.Namespace) -> int:
     return gateway.main(args)
 
 
+def _hub(args: argparse.Namespace) -> int:
+    from hugapp import hubcli
+
+    if args.airspace:  # the simulated radio: the dev wing's seam
+        from hugapp.dev.radio import ble_config
+
+        return hubcli.main(args, ble_config(args.airspace, "hub"))
+    return hubcli.main(args)
+
+
 def _app(args: argparse.Namespace) -> int:
     if args.sim or args.airspace:  # the simulated radio: the dev wing
         from hugapp.dev import simapp
@@ -110,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(gateway)
     gateway.set_defaults(func=_gateway)
+
+    hub = sub.add_parser("hub", help="run a classroom hub: relays bands to their owners, reads nothing")
+    from hugapp.hubcli import add_arguments as add_hub_arguments
+
+    add_hub_arguments(hub)
+    hub.set_defaults(func=_hub)
 
     app = sub.add_parser("app", help="open the companion app (--sim: with a virtual band in its own window)")
     from hugapp.ui.launch import add_arguments as add_app_arguments

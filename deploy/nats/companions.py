@@ -28,12 +28,14 @@ def user_entry(mailbox: str, presence: str, password: str) -> str:
         raise ValueError(f"unusable password for {mailbox}")
     return (
         f'    {{ user: "{mailbox}", password: "{password}", permissions: {{\n'
-        # write: anyone's inbox (sealed), its own presence, the linking rendezvous
-        f'        publish: {{ allow: ["hug.v1.in.*.*", "hug.v1.pr.{presence}", "hug.v1.rv.*.*"] }}\n'
-        # read: its own inboxes only, anyone's presence (sealed), the linking rendezvous, and the
+        # write: anyone's inbox (sealed), its own presence, the linking rendezvous, hub tunnels (sealed)
+        "        publish: { allow: "
+        f'["hug.v1.in.*.*", "hug.v1.pr.{presence}", "hug.v1.rv.*.*", "hug.v1.hub.*"] }}\n'
+        # read: its own inboxes only, anyone's presence (sealed), the linking rendezvous, hub tunnels
+        # (sealed; a tunnel's topics come from its key, so reading one needs knowing its name), and the
         # server's delivery subjects of its QoS 1 subscriptions (MQTT clients cannot name $MQTT topics)
         "        subscribe: { allow: "
-        f'["hug.v1.in.{mailbox}.*", "hug.v1.pr.*", "hug.v1.rv.*.*", "$MQTT.sub.*"] }}\n'
+        f'["hug.v1.in.{mailbox}.*", "hug.v1.pr.*", "hug.v1.rv.*.*", "hug.v1.hub.*", "$MQTT.sub.*"] }}\n'
         "    } }"
     )
 

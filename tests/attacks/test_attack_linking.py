@@ -193,9 +193,9 @@ def test_a_stranger_on_the_broker_cannot_end_a_real_link_or_guess_the_code(
     offer answers at most MAX_ATTEMPTS hellos in all, and no answered guess confirms."""
     answer = linking._answer_hello  # pyright: ignore[reportPrivateUsage]
 
-    def slow_answer(code: str, sid: str, element: bytes) -> Any:
+    def slow_answer(code: str, sid: str, element: bytes, purpose: linking.Purpose) -> Any:
         time.sleep(0.3)  # blocks the phones' loop: the stranger's thread publishes meanwhile
-        return answer(code, sid, element)
+        return answer(code, sid, element, purpose)
 
     monkeypatch.setattr(linking, "_answer_hello", slow_answer)
 

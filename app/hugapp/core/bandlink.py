@@ -157,7 +157,7 @@ def _hug_advert(data: AdvertisementData) -> tuple[int, bytes] | None:
     return raw[0], bytes(raw[1:])
 
 
-def _is_band(ident: Hmac, device: BLEDevice, data: AdvertisementData) -> bool:
+def is_band(ident: Hmac, device: BLEDevice, data: AdvertisementData) -> bool:
     """Whether this advert comes from the band whose identity key made ``ident``."""
     found, addr = _hug_advert(data), _address_bytes(device.address)
     return found is not None and addr is not None and found[1] == adv.token(ident, addr)
@@ -173,7 +173,7 @@ def _found(device: BLEDevice, data: AdvertisementData, mine: list[tuple[Band, Hm
         return None
     state = found[0]
     pairing_open = bool(state & frames.FLAG_PAIRING_OPEN)
-    band = next((b for b, ident in mine if _is_band(ident, device, data)), None)
+    band = next((b for b, ident in mine if is_band(ident, device, data)), None)
     name = band.name if band else READY_TO_PAIR if pairing_open else OTHER_BAND
     return FoundBand(
         address=device.address,
@@ -284,7 +284,7 @@ async def find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice 
     """The band with this key, by the token in its adverts (its address changes)."""
     ident = Hmac(adv.identity_key(key))
     return await BleakScanner.find_device_by_filter(
-        lambda d, a: _is_band(ident, d, a),
+        lambda d, a: is_band(ident, d, a),
         timeout=timeout,
         service_uuids=[gatt.HUG_SERVICE_UUID],
         **config.scanner_kwargs(),
@@ -308,7 +308,7 @@ async def _find_at(
 
 
 def _ours(store: Store, device: BLEDevice, data: AdvertisementData) -> Band | None:
-    return next((b for b, ident in _identities(store.bands()) if _is_band(ident, device, data)), None)
+    return next((b for b, ident in _identities(store.bands()) if is_band(ident, device, data)), None)
 
 
 async def recognise(config: BleConfig, store: Store, address: str, timeout: float = 5.0) -> str:

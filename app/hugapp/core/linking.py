@@ -48,9 +48,9 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import aiomqtt
 import segno
@@ -72,8 +72,19 @@ MAX_RENDEZVOUS_MSG = 16 * 1024  # bytes: a welcome carries every member of the c
 _QUEUE = 64  # rendezvous messages waiting; a flood beyond it is dropped
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 QR_PREFIX = "hugbutton:link:"
-_ID_A = b"hugbutton/v1 link offer"
-_ID_B = b"hugbutton/v1 link join"
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """What a code is for. Codes for different purposes meet on different rendezvous topics and run
+    SPAKE2 under different identities, so a code typed in the wrong place reaches nothing."""
+
+    salt: bytes  # of the rendezvous key (scrypt)
+    id_a: bytes  # SPAKE2 identity of the offering side
+    id_b: bytes  # ... and of the joining side
+
+
+LINK = Purpose(b"hugbutton/v1 rendezvous", b"hugbutton/v1 link offer", b"hugbutton/v1 link join")
 
 
 class LinkError(RelayError):
@@ -160,10 +171,10 @@ def _mac(key: bytes, label: bytes, transcript: bytes) -> bytes:
     return hmac.new(hmac.new(key, label, hashlib.sha256).digest(), transcript, hashlib.sha256).digest()
 
 
-def code_key(code: str) -> bytes:
+def code_key(code: str, purpose: Purpose = LINK) -> bytes:
     """The rendezvous key of a (normalized) code: scrypt, so a code cannot be found from its topic or
     a notice by trying them all within its lifetime. Blocking (~50 ms): run it in a thread."""
-    return hashlib.scrypt(code.encode(), salt=b"hugbutton/v1 rendezvous", **_SCRYPT)
+    return hashlib.scrypt(code.encode(), salt=purpose.salt, **_SCRYPT)
 
 
 def _notice(ckey: bytes, kind: str, sid: str) -> dict[str, Any]:
@@ -193,9 +204,9 @@ def _unb64(v: object) -> bytes:
     return base64.b64decode(v, validate=True)
 
 
-def _spake(side: str, password: bytes) -> Any:
+def _spake(side: str, password: bytes, purpose: Purpose) -> Any:
     cls: Any = spake2.SPAKE2_A if side == "a" else spake2.SPAKE2_B
-    return cls(password, idA=_ID_A, idB=_ID_B)
+    return cls(password, idA=purpose.id_a, idB=purpose.id_b)
 
 
 def _finish_b(saved: bytes, msg_a: bytes) -> bytes:
@@ -251,15 +262,21 @@ def _topics(ckey: bytes) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------ offering
 
 
-class LinkOffer:
+R = TypeVar("R")
+# What the offering side makes of the joiner's sealed info, given the exchange's key: its result and
+# the bundle sealed back in the welcome. Raising LinkError ends the offer.
+Admit = Callable[[dict[str, Any], bytes], tuple[R, dict[str, Any]]]
+
+
+class CodeOffer(Generic[R]):
     """A code being offered; `await wait()` for the outcome. Single use; stops listening when done."""
 
-    def __init__(self, code: str, expires_at: float, link_id: str | None) -> None:
+    def __init__(self, code: str, expires_at: float, link_id: str | None = None) -> None:
         self.code = code
         self.expires_at = expires_at
         self.link_id = link_id
         self.ready = asyncio.Event()
-        self._task: asyncio.Task[LinkResult] | None = None
+        self._task: asyncio.Task[R] | None = None
 
     def qr_text(self) -> str:
         return qr_text(self.code)
@@ -270,7 +287,7 @@ class LinkOffer:
     def qr_matrix(self) -> list[list[bool]]:
         return qr_matrix(self.code)
 
-    async def wait(self) -> LinkResult:
+    async def wait(self) -> R:
         assert self._task is not None
         return await self._task
 
@@ -279,6 +296,37 @@ class LinkOffer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LinkError):
                 await self._task
+
+    async def _start(self, serving: Awaitable[R], name: str) -> None:
+        """Run the exchange; returns once listening (raises the connection's error if it cannot)."""
+        self._task = task = asyncio.ensure_future(serving)
+        task.set_name(name)
+        ready = asyncio.create_task(self.ready.wait())
+        await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if task.done() and not self.ready.is_set():
+            task.result()  # raises the connection error
+
+
+LinkOffer = CodeOffer[LinkResult]
+
+
+async def offer_code(
+    broker_url: str,
+    admit: Admit[R],
+    *,
+    purpose: Purpose,
+    clock: Callable[[], float] = time.time,
+    ttl: float = CODE_TTL_S,
+    poll: float = 0.25,
+    tls_context: ssl.SSLContext | None = None,
+) -> CodeOffer[R]:
+    """Offer a fresh code for `purpose`; `admit` decides what a joiner who knows it gets."""
+    offer: CodeOffer[R] = CodeOffer(new_code(), clock() + ttl)
+    await offer._start(  # pyright: ignore[reportPrivateUsage]
+        _serve_exchange(offer, broker_url, admit, purpose, clock, poll, tls_context), "code-offer"
+    )
+    return offer
 
 
 async def create_link_code(
@@ -297,16 +345,11 @@ async def create_link_code(
     """Offer a code; returns once listening. `link_id`: invite into that existing circle."""
     if link_id is not None and rs.link(store, link_id) is None:
         raise LinkError("This phone is not in that circle")
-    offer = LinkOffer(new_code(), clock() + ttl, link_id)
-    offer._task = asyncio.create_task(  # pyright: ignore[reportPrivateUsage]
+    offer: LinkOffer = CodeOffer(new_code(), clock() + ttl, link_id)
+    await offer._start(  # pyright: ignore[reportPrivateUsage]
         _serve_offer(offer, store, identity, broker_url, circle_name, clock, relay, poll, tls_context),
-        name="link-offer",
+        "link-offer",
     )
-    ready = asyncio.create_task(offer.ready.wait())
-    await asyncio.wait({ready, offer._task}, return_when=asyncio.FIRST_COMPLETED)  # pyright: ignore[reportPrivateUsage]
-    ready.cancel()
-    if offer._task.done() and not offer.ready.is_set():  # pyright: ignore[reportPrivateUsage]
-        offer._task.result()  # pyright: ignore[reportPrivateUsage]  # raises the connection error
     return offer
 
 
@@ -323,9 +366,11 @@ _BAD_ELEMENT = (ValueError, TypeError, IndexError, spake2.spake2.SPAKEError, Not
 _ELEMENT_LEN = 33  # side byte + an Ed25519 group element
 
 
-def _answer_hello(code: str, sid: str, element: bytes) -> tuple[_Session, dict[str, Any]] | None:
+def _answer_hello(
+    code: str, sid: str, element: bytes, purpose: Purpose = LINK
+) -> tuple[_Session, dict[str, Any]] | None:
     """A's SPAKE2 step for one hello; None when the element is not a valid group element."""
-    state = _spake("a", code.encode())
+    state = _spake("a", code.encode(), purpose)
     msg_a: bytes = state.start()
     try:
         key: bytes = state.finish(element)
@@ -350,19 +395,19 @@ def _open_info(session: _Session, msg: dict[str, Any], topic_b: str) -> dict[str
     return cast(dict[str, Any], info) if isinstance(info, dict) else None
 
 
-async def _serve_offer(
-    offer: LinkOffer,
-    store: Store,
-    me: rs.Identity,
+async def _serve_exchange(
+    offer: CodeOffer[R],
     broker_url: str,
-    circle_name: str,
+    admit: Admit[R],
+    purpose: Purpose,
     clock: Callable[[], float],
-    relay: Relay | None,
     poll: float,
     tls_context: ssl.SSLContext | None,
-) -> LinkResult:
+) -> R:
+    """The offering side of one code: answer hellos (at most MAX_ATTEMPTS), then the one joiner whose
+    info authenticates gets `admit`'s bundle, sealed."""
     code = normalize_code(offer.code)
-    ckey = await asyncio.to_thread(code_key, code)
+    ckey = await asyncio.to_thread(code_key, code, purpose)
     topic_a, topic_b = _topics(ckey)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE)
     sessions: dict[str, _Session] = {}
@@ -397,7 +442,7 @@ async def _serve_offer(
                         await publish(client, topic_a, _encode(_notice(ckey, "used", sid)))
                         continue
                     attempts += 1
-                    answered = _answer_hello(code, sid, element)
+                    answered = _answer_hello(code, sid, element, purpose)
                     if answered is None:
                         continue
                     sessions[sid], confirm = answered
@@ -408,14 +453,31 @@ async def _serve_offer(
                         log.info("ignored a link message that does not authenticate")
                         continue
                     key = sessions[sid].key
-                    result, bundle = _admit(store, me, offer.link_id, circle_name, info)
+                    result, bundle = admit(info, key)
                     sealed = seal_bytes(_seal_key(key), topic_a.encode() + sid.encode(), _encode(bundle))
                     await publish(client, topic_a, _encode({"t": "welcome", "s": sid, "x": _b64(sealed)}))
-                    break
+                    return result
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await pump
+
+
+async def _serve_offer(
+    offer: LinkOffer,
+    store: Store,
+    me: rs.Identity,
+    broker_url: str,
+    circle_name: str,
+    clock: Callable[[], float],
+    relay: Relay | None,
+    poll: float,
+    tls_context: ssl.SSLContext | None,
+) -> LinkResult:
+    def admit(info: dict[str, Any], _key: bytes) -> tuple[LinkResult, dict[str, Any]]:
+        return _admit(store, me, offer.link_id, circle_name, info)
+
+    result = await _serve_exchange(offer, broker_url, admit, LINK, clock, poll, tls_context)
     if relay is not None:
         if not result.new_circle:
             await relay.announce_member(result.link_id, result.member.member_id)
@@ -501,18 +563,36 @@ async def join_with_code(
     """Phone B: join the circle offered under `code`. Raises CodeInvalid, CodeExpired, CodeBurnt (the
     code's attempts are used up), CodeNotFound (no offer answered within `timeout` seconds: a mistyped
     code reaches no offer at all). Messages from anyone who does not know the code are ignored."""
+    me = identity
+    mine = rs.Member("", me.member_id, me.name, me.mailbox, me.presence_key, 1)
+    bundle, _key = await join_code(
+        code, broker_url, {"member": mine.to_wire()}, purpose=LINK, timeout=timeout, tls_context=tls_context
+    )
+    return _accept(store, me, bundle)
+
+
+async def join_code(
+    code: str,
+    broker_url: str,
+    info: dict[str, Any],
+    *,
+    purpose: Purpose,
+    timeout: float = 10.0,
+    tls_context: ssl.SSLContext | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """The joining side of a code: send `info` sealed, return the offer's sealed bundle and the
+    exchange's key. Raises CodeInvalid, CodeExpired, CodeBurnt, CodeNotFound as join_with_code."""
     c = normalize_code(code)
-    ckey = await asyncio.to_thread(code_key, c)
+    ckey = await asyncio.to_thread(code_key, c, purpose)
     topic_a, topic_b = _topics(ckey)
     sid = secrets.token_hex(8)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE)
-    me = identity
     loop = asyncio.get_running_loop()
     async with _client(broker_url, tls_context) as client:
         await client.subscribe(topic_a)
         pump = asyncio.create_task(_pump(client, queue))
         try:
-            state: Any = _spake("b", c.encode())
+            state: Any = _spake("b", c.encode(), purpose)
             msg_b: bytes = state.start()
             saved: bytes = state.serialize()  # a forged confirm must not use up our one finish()
             await publish(client, topic_b, _encode({"t": "hello", "s": sid, "m": _b64(msg_b)}))
@@ -527,12 +607,9 @@ async def join_with_code(
                         break
                 except _BAD_ELEMENT:
                     pass
-            mine = rs.Member("", me.member_id, me.name, me.mailbox, me.presence_key, 1)
-            sealed = seal_bytes(
-                _seal_key(key), topic_b.encode() + sid.encode(), _encode({"member": mine.to_wire()})
-            )
-            info = {"t": "info", "s": sid, "c": _b64(_mac(key, b"confirm B", transcript)), "x": _b64(sealed)}
-            await publish(client, topic_b, _encode(info))
+            sealed = seal_bytes(_seal_key(key), topic_b.encode() + sid.encode(), _encode(info))
+            hello = {"t": "info", "s": sid, "c": _b64(_mac(key, b"confirm B", transcript)), "x": _b64(sealed)}
+            await publish(client, topic_b, _encode(hello))
             until = loop.time() + timeout
             while True:
                 m = await _next(queue, ckey, sid, "welcome", until)
@@ -548,12 +625,11 @@ async def join_with_code(
                 except (ValueError, RecursionError, EnvelopeError):
                     continue
                 if isinstance(bundle, dict):
-                    break
+                    return cast(dict[str, Any], bundle), key
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await pump
-    return _accept(store, me, cast(dict[str, Any], bundle))
 
 
 def _accept(store: Store, me: rs.Identity, bundle: dict[str, Any]) -> LinkResult:

@@ -161,6 +161,15 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE hugs ADD COLUMN via TEXT NOT NULL DEFAULT ''
     """,
+    # 6: classroom hubs (hugapp.core.hub): a band enrolled at a hub, with the hub-owner tunnel key
+    """
+    CREATE TABLE band_hubs (
+        band_id TEXT PRIMARY KEY,
+        enrolment TEXT NOT NULL,
+        tunnel_key BLOB NOT NULL,
+        added_at REAL NOT NULL
+    )
+    """,
 ]
 
 
@@ -314,6 +323,29 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM bands WHERE band_id = ?", (band_id,))
             db.execute("DELETE FROM band_owners WHERE band_id = ?", (band_id,))
+            db.execute("DELETE FROM band_hubs WHERE band_id = ?", (band_id,))
+
+    def save_band_hub(self, band_id: str, enrolment: str, tunnel_key: bytes) -> None:
+        """The band is enrolled at a hub (one hub per band: a new enrolment replaces the last)."""
+        if len(tunnel_key) != 32:
+            raise StoreError("a hub tunnel key has 32 bytes")
+        self.band(band_id)  # StoreError if unknown
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO band_hubs VALUES (?, ?, ?, ?)",
+                (band_id, enrolment, tunnel_key, self.now()),
+            )
+
+    def band_hub(self, band_id: str) -> tuple[str, bytes] | None:
+        """(enrolment id, tunnel key) of the hub serving the band, if any."""
+        row = self.db.execute(
+            "SELECT enrolment, tunnel_key FROM band_hubs WHERE band_id = ?", (band_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
+    def forget_band_hub(self, band_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM band_hubs WHERE band_id = ?", (band_id,))
 
     def band_seen(self, band_id: str, battery: int | None = None) -> None:
         with self.transaction() as db:

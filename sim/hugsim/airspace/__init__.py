@@ -17,6 +17,7 @@ from .wire import (
     AirspaceTimeoutError,
     BusyError,
     GattError,
+    LinkLimitError,
     NotConnectedError,
     NotFoundError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Connection",
     "Descriptor",
     "GattError",
+    "LinkLimitError",
     "NotConnectedError",
     "NotFoundError",
     "PeripheralRadio",

@@ -128,6 +128,11 @@ class AirspaceControl(_AsyncSession):
         right (``gap_disconnect`` and ``gatts_notify`` see the truth)."""
         await self._request({"op": "lose_irq", "address": address, "event": event, "n": n})
 
+    async def set_link_limit(self, limit: int, *, central: str | None = None) -> None:
+        """How many links every central (or the one named ``central``) may hold at once (default
+        ``wire.DEFAULT_LINK_LIMIT``); links already up stay up."""
+        await self._request({"op": "set_link_limit", "limit": limit, "central": central})
+
     async def set_latency(self, ms: float) -> None:
         """Delay every message the airspace delivers to a band or a phone by ``ms``."""
         await self._request({"op": "set_latency", "ms": ms})

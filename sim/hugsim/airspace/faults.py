@@ -6,7 +6,14 @@ from . import wire
 from .sessions import Node
 from .wire import AirspaceError
 
-FAULT_OPS = ("set_rssi", "drop_link", "drop_after", "set_latency", "lose_irq")  # control requests here
+FAULT_OPS = (
+    "set_rssi",
+    "drop_link",
+    "drop_after",
+    "set_latency",
+    "lose_irq",
+    "set_link_limit",
+)  # control requests here
 
 
 class Faults:
@@ -63,6 +70,15 @@ class Faults:
             if event not in ("connect", "disconnect", "write") or n < 1:
                 raise AirspaceError("lose_irq needs event connect|disconnect|write, n >= 1")
             node.session.send({"ev": "lose_irq", "event": event, "n": n}, delayed=False)
+            return None
+        if op == "set_link_limit":
+            limit = int(msg["limit"])
+            if limit < 1:
+                raise AirspaceError("a central holds at least one link")
+            if msg.get("central"):
+                self.link_limits[msg["central"]] = limit
+            else:
+                self.link_limit = limit
             return None
         if op == "set_latency":
             self.latency_ms = max(0.0, float(msg["ms"]))

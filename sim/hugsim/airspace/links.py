@@ -5,7 +5,7 @@ import asyncio
 
 from . import wire
 from .sessions import Conn, Node, Session
-from .wire import AirspaceError, AirspaceTimeoutError, NotConnectedError
+from .wire import AirspaceError, AirspaceTimeoutError, LinkLimitError, NotConnectedError
 
 SCAN_REPORT_MIN_S = 0.1
 SCAN_REPORT_MAX_S = 1.0
@@ -87,6 +87,7 @@ class Links:
             existing = central.conns.get(address)
             if existing is not None and existing.up:
                 return self._conn_info(existing)
+            self._check_link_limit(central)
             deadline = loop.time() + float(msg.get("timeout_ms", 10000)) / 1000.0
             while True:
                 node = self.on_air(address)
@@ -101,6 +102,7 @@ class Links:
                     raise AirspaceTimeoutError("%s is not advertising connectably in range" % address)
                 if central.closed:
                     raise NotConnectedError("central went away")
+            self._check_link_limit(central)  # another connect may have completed meanwhile
             conn = Conn(node, central, node.new_handle())
             node.conns[conn.handle] = conn
             central.conns[address] = conn
@@ -123,6 +125,12 @@ class Links:
                 self._drop(conn, wire.REASON_LOCAL_HOST, wire.REASON_REMOTE_USER)
             return None
         raise AirspaceError("unknown central op %r" % op)
+
+    def _check_link_limit(self, central: Session) -> None:
+        limit = self.link_limits.get(central.name or "", self.link_limit)
+        held = sum(1 for c in central.conns.values() if c.up)
+        if held >= limit:
+            raise LinkLimitError("%s holds %d links, as many as its radio allows" % (central.name, held))
 
     def _drop(
         self, conn: Conn, reason_central: int, reason_peripheral: int, *, tell_peripheral: bool = True

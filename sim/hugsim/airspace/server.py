@@ -41,6 +41,7 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
         port: int = 0,
         default_rssi: int = wire.DEFAULT_RSSI,
         record_path: str | None = None,
+        link_limit: int = wire.DEFAULT_LINK_LIMIT,
     ) -> None:
         wire.parse_addr("%s:%d" % (host, port))  # loopback only
         self.host = host
@@ -51,6 +52,8 @@ class Airspace(Links, GattRelay, Faults, ControlOps):
         self.timelines: dict[str, list] = {}
         self.rssi: dict[str, int | None] = {}  # per node; None = out of range
         self.pair_rssi: dict[tuple[str, str], int | None] = {}  # (central name, node) override
+        self.link_limit = link_limit  # links per central ...
+        self.link_limits: dict[str, int] = {}  # ... or, by central name, this many
         self.sessions: set[Session] = set()
         self._handlers: set[asyncio.Task] = set()  # one per client connection
         self._server: asyncio.AbstractServer | None = None

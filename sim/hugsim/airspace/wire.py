@@ -25,13 +25,17 @@ REASON_SUPERVISION_TIMEOUT = 0x08  # link lost (out of range, injected drop, pee
 REASON_REMOTE_USER = 0x13  # the other side terminated
 REASON_LOCAL_HOST = 0x16  # this side terminated
 
+# Links one central may hold at once, as real adapters allow (many BlueZ controllers and Android
+# phones manage about 7); a connect beyond it fails at once with LinkLimitError.
+DEFAULT_LINK_LIMIT = 7
+
 # ATT error codes used by the airspace.
 ATT_INVALID_HANDLE = 0x01
 ATT_READ_NOT_PERMITTED = 0x02
 ATT_WRITE_NOT_PERMITTED = 0x03
 ATT_UNLIKELY = 0x0E
 
-ERROR_CODES = ("bad_request", "not_found", "not_connected", "timeout", "gatt", "busy")
+ERROR_CODES = ("bad_request", "not_found", "not_connected", "timeout", "gatt", "busy", "link_limit")
 
 BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
 CCCD_UUID = "00002902" + BASE_UUID_SUFFIX
@@ -77,9 +81,23 @@ class BusyError(AirspaceError):
     code = "busy"
 
 
+class LinkLimitError(AirspaceError):
+    """The central already holds as many links as its adapter allows (see ``DEFAULT_LINK_LIMIT``)."""
+
+    code = "link_limit"
+
+
 _BY_CODE = {
     c.code: c
-    for c in (AirspaceError, NotFoundError, NotConnectedError, AirspaceTimeoutError, GattError, BusyError)
+    for c in (
+        AirspaceError,
+        NotFoundError,
+        NotConnectedError,
+        AirspaceTimeoutError,
+        GattError,
+        BusyError,
+        LinkLimitError,
+    )
 }
 
 

@@ -167,6 +167,7 @@ def test_a_companion_reads_only_its_own_inboxes(tmp_path: Path) -> None:
 
 def test_every_topic_the_app_builds_is_valid_on_nats() -> None:
     """NATS refuses '.' and ' ' in MQTT topics (they would break its subjects)."""
+    from hugapp.core import hubtunnel
     from hugapp.core.envelope import inbox_filter, inbox_topic, presence_topic, rendezvous_topic
     from hugapp.core.linking import CODE_ALPHABET, code_key
 
@@ -176,6 +177,7 @@ def test_every_topic_the_app_builds_is_valid_on_nats() -> None:
         inbox_filter(mailbox),
         presence_topic(os.urandom(32)),
         *(rendezvous_topic(code_key(CODE_ALPHABET[:8]), side) for side in ("a", "b")),
+        *(hubtunnel.topic(os.urandom(32), side) for side in (hubtunnel.DOWN, hubtunnel.UP)),
     ]
     for topic in topics:
         assert "." not in topic, topic

@@ -63,7 +63,7 @@ def test_bands_of_an_old_store_become_worn_by_its_own_member(tmp_path: Path, sch
     path = tmp_path / "old.sqlite3"
     old_store(path, schema=schema)
     store = Store(path)
-    assert store.schema_version == len(MIGRATIONS) == 5
+    assert store.schema_version == len(MIGRATIONS) == 6
     assert [(b.band_id, b.wearer) for b in store.bands()] == [(BAND, ME), (OTHER, ME)]
     assert store.owners() == []
     (dad,) = rs.members(store, "l" * 32)

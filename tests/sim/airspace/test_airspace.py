@@ -19,6 +19,7 @@ from hugsim.airspace import (
     AirspaceControl,
     AirspaceTimeoutError,
     GattError,
+    LinkLimitError,
     NotConnectedError,
     NotFoundError,
     PeripheralRadio,
@@ -542,5 +543,37 @@ def test_the_recorder_sees_adverts_links_and_gatt_bytes(tmp_path):
         assert {e["node"] for e in truth} == {BAND}  # the ground truth, for tests
         assert all(e["t_ms"] >= t0 for e in sniffed if e["kind"] != "adv")
         assert path.read_text().count("\n") == len(truth)  # the same, as JSON lines
+
+    run(main())
+
+
+def test_a_central_holds_at_most_its_link_limit():
+    """Real adapters hold a handful of links (default 7): one more fails at once; freeing a link, or
+    another central, connects; the limit is set per central."""
+    addresses = ["C0:FF:EE:00:01:%02X" % i for i in range(9)]
+
+    async def main():
+        async with Airspace() as server:
+            assert server.link_limit == wire.DEFAULT_LINK_LIMIT == 7
+            radios = [(await band(server.address, a))[0] for a in addresses]
+            async with (
+                AirspaceCentral(server.address, name="hub") as hub,
+                AirspaceCentral(server.address, name="phone") as phone,
+                AirspaceControl(server.address) as ctl,
+            ):
+                for a in addresses:
+                    await wait_advert(hub, a)
+                conns = [await hub.connect(a) for a in addresses[:7]]
+                with pytest.raises(LinkLimitError):
+                    await hub.connect(addresses[7], timeout=WAIT_S)
+                assert (await phone.connect(addresses[7])).is_connected  # another radio, its own limit
+                await conns[0].disconnect()
+                await conns[0].wait_disconnected(WAIT_S)
+                assert (await hub.connect(addresses[8])).is_connected
+
+                await ctl.set_link_limit(1, central="phone")  # it holds one already
+                with pytest.raises(LinkLimitError):
+                    await phone.connect(addresses[0], timeout=WAIT_S)
+            await close(*radios)
 
     run(main())

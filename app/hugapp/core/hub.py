@@ -1,0 +1,503 @@
+"""`hugbutton hub`: a classroom relay that carries bands' BLE traffic to their owners and reads none of it.
+
+A hub holds no band key and no circle key. An enrolment (a short code, SPAKE2 over the broker as for
+linking, see ``linking.offer_code``) gives it, per band, only:
+
+* the band's identity key (``hugproto.adv.identity_key``): enough to recognise the band's adverts
+  behind its rotating address, not to authenticate to it or read a frame;
+* a tunnel key shared with the band's owner (``hugapp.core.hubtunnel``).
+
+The hub then serves the owner's requests through the tunnel: the band's adverts while the owner
+scans, a link to the band (to that band only), reads, writes and notifications. The band's frames are
+sealed between band and owner (protocol 2), so a hub, honest or not, can delay or drop them, never
+read, forge or replay them into a buzz.
+
+    offer = await offer_enrolment(hub_store, broker_url)   # offer.code: what the parent types
+    enrolment = await offer.wait()
+    ... (the parent's app) await enrol_at_hub(code, store, band_id, broker_url)
+    await Hub(hub_store, broker_url, ble_config).run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from hugapp.core.bandlink import BleConfig, is_band
+from hugapp.core.envelope import EnvelopeError
+from hugapp.core.hubtunnel import ADV_EVERY_S, SCAN_LEASE_S, UP, HubTunnel, Tunnel, hexbytes
+from hugapp.core.linking import CodeOffer, LinkError, Purpose, join_code, offer_code
+from hugapp.core.relay import connect_any, parse_broker_urls, publish
+from hugapp.core.store import Store
+from hugproto import adv, gatt
+from hugproto.mac import Hmac
+
+log = logging.getLogger("hugapp.hub")
+
+HUB = Purpose(b"hugbutton/v1 hub rendezvous", b"hugbutton/v1 hub offer", b"hugbutton/v1 hub join")
+ADVERT_FRESH_S = 5.0  # a band not heard for longer is not connected to (it moved, or is connected)
+CONNECT_LIMIT_S = 20.0  # the longest connect a request may ask for
+RELOAD_S = 2.0  # how often a running hub reads its enrolments (`hugbutton hub enrol` adds them)
+WHOSE_CACHE = 4096  # adverts recognised (or not) by address and token, before starting over
+OUT_QUEUE = 1024  # messages waiting for the broker; beyond, notifications are dropped (and counted)
+
+
+def tunnel_key(exchange_key: bytes) -> bytes:
+    """The hub-owner tunnel key, from the enrolment exchange's key."""
+    return hmac.new(exchange_key, b"hugbutton/v1 hub tunnel key", hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """One band a hub serves: all it knows of the band and its owner."""
+
+    enrolment_id: str
+    tunnel_key: bytes
+    identity_key: bytes
+    added_at: float
+
+
+class HubStore:
+    """The hub's enrolments, in SQLite under its data folder (written by `enrol`, read by `run`)."""
+
+    def __init__(self, folder: Path | str, clock: Callable[[], float] = time.time) -> None:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self.db = sqlite3.connect(path / "hub.sqlite3", isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS enrolments (enrolment_id TEXT PRIMARY KEY, tunnel_key BLOB NOT NULL,"
+            " identity_key BLOB NOT NULL, added_at REAL NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, tunnel: bytes, identity_key: bytes) -> Enrolment:
+        e = Enrolment(secrets.token_hex(8), tunnel, identity_key, self.clock())
+        self.db.execute(
+            "INSERT INTO enrolments VALUES (?, ?, ?, ?)",
+            (e.enrolment_id, e.tunnel_key, e.identity_key, e.added_at),
+        )
+        return e
+
+    def remove(self, enrolment_id: str) -> bool:
+        return self.db.execute("DELETE FROM enrolments WHERE enrolment_id = ?", (enrolment_id,)).rowcount > 0
+
+    def enrolments(self) -> list[Enrolment]:
+        rows = self.db.execute("SELECT * FROM enrolments ORDER BY added_at").fetchall()
+        return [Enrolment(str(r[0]), bytes(r[1]), bytes(r[2]), float(r[3])) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ enrolment
+
+
+async def offer_enrolment(
+    hub_store: HubStore,
+    broker_url: str,
+    *,
+    ttl: float | None = None,
+    tls_context: ssl.SSLContext | None = None,
+) -> CodeOffer[Enrolment]:
+    """Show a code; the owner who types it enrols one band. Single use, 3 minutes, as link codes."""
+
+    def admit(info: dict[str, Any], key: bytes) -> tuple[Enrolment, dict[str, Any]]:
+        try:
+            ident = hexbytes(info, "ident")
+        except ValueError:
+            ident = b""
+        if len(ident) != adv.ID_KEY_LEN:
+            raise LinkError("The app sent no band to serve — update the app")
+        e = hub_store.add(tunnel_key(key), ident)
+        log.info("enrolled a band (%s)", e.enrolment_id)
+        return e, {"enrolment": e.enrolment_id}
+
+    kwargs: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
+    return await offer_code(broker_url, admit, purpose=HUB, tls_context=tls_context, **kwargs)
+
+
+async def enrol_at_hub(
+    code: str,
+    store: Store,
+    band_id: str,
+    broker_url: str,
+    *,
+    timeout: float = 10.0,
+    tls_context: ssl.SSLContext | None = None,
+) -> str:
+    """The owner: have the hub showing `code` serve this band; returns the enrolment id. The hub gets
+    the band's identity key only; the tunnel key is stored with the band."""
+    band = store.band(band_id)
+    info = {"ident": adv.identity_key(band.key).hex()}
+    bundle, key = await join_code(
+        code, broker_url, info, purpose=HUB, timeout=timeout, tls_context=tls_context
+    )
+    enrolment = bundle.get("enrolment")
+    if not isinstance(enrolment, str) or not enrolment:
+        raise LinkError("The hub answered with no enrolment — update the hub")
+    store.save_band_hub(band_id, enrolment, tunnel_key(key))
+    return enrolment
+
+
+async def leave_hub(store: Store, band_id: str, tunnel: HubTunnel) -> None:
+    """The owner: the hub stops serving this band (it forgets the enrolment), and so does this phone.
+    If the hub cannot be reached now, this phone forgets it anyway (the operator can remove it)."""
+    with contextlib.suppress(BleakError):
+        await tunnel.request("bye")
+    store.forget_band_hub(band_id)
+
+
+# ---------------------------------------------------------------------------------------------- hub
+
+
+@dataclass
+class _Served:
+    """One enrolled band on a running hub."""
+
+    enrolment: Enrolment
+    tunnel: Tunnel
+    ident: Hmac
+    heard: tuple[BLEDevice, AdvertisementData, float] | None = None
+    leased_until: float = 0.0
+    last_push: float = 0.0
+    pushed_address: str = ""
+    link: str = ""
+    client: BleakClient | None = None
+    counter: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
+
+
+@dataclass
+class HubStats:
+    requests: int = 0
+    rejected: int = 0  # tunnel messages that did not open
+    dropped: int = 0  # messages not sent: the out queue was full
+    connects: int = 0
+
+
+class Hub:
+    """Serves every enrolled band's owner until cancelled (reconnecting to the broker after a loss)."""
+
+    def __init__(
+        self,
+        hub_store: HubStore,
+        broker_url: str,
+        config: BleConfig,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = hub_store
+        self.brokers = parse_broker_urls(broker_url)
+        self.config = config
+        self.tls_context = tls_context
+        self.clock = clock
+        self.stats = HubStats()
+        self.served: dict[str, _Served] = {}  # by the topic its owner writes to
+        self.online = asyncio.Event()
+        self._out: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUT_QUEUE)
+        self._subscribed: set[str] = set()
+        self._client: aiomqtt.Client | None = None
+        self._whose: dict[tuple[str, bytes], str] = {}  # (address, token) -> topic of the band, or ""
+
+    async def run(self) -> None:
+        self._reload()
+        tasks = [
+            asyncio.ensure_future(self._scan()),
+            asyncio.ensure_future(self._broker()),
+            asyncio.ensure_future(self._watch_store()),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for served in list(self.served.values()):
+                for task in list(served.tasks):
+                    task.cancel()
+                await self._drop_link(served)
+
+    # ---- enrolments
+
+    def _reload(self) -> list[str]:
+        """Take up enrolments added (and let go of those removed) since; the new topics."""
+        current = {Tunnel(e.tunnel_key, UP, self.clock).in_topic: e for e in self.store.enrolments()}
+        for gone in set(self.served) - set(current):
+            served = self.served.pop(gone)
+            task = asyncio.ensure_future(self._drop_link(served))
+            served.tasks.add(task)
+        if set(current) != set(self.served):
+            self._whose.clear()
+        for t, e in current.items():
+            if t not in self.served:
+                self.served[t] = _Served(e, Tunnel(e.tunnel_key, UP, self.clock), Hmac(e.identity_key))
+        return sorted(set(self.served) - self._subscribed)
+
+    async def _watch_store(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_S)
+            new = self._reload()
+            client = self._client
+            if new and client is not None:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    for t in new:
+                        await client.subscribe(t, qos=1)
+                        self._subscribed.add(t)
+
+    # ---- the radio
+
+    async def _scan(self) -> None:
+        scanner = BleakScanner(
+            self._on_advert, service_uuids=[gatt.HUG_SERVICE_UUID], **self.config.scanner_kwargs()
+        )
+        async with scanner:
+            await asyncio.Event().wait()
+
+    def _recognise(self, device: BLEDevice, data: AdvertisementData) -> _Served | None:
+        """The enrolled band behind an advert, if any: one HMAC per enrolment per new address."""
+        raw = data.manufacturer_data.get(adv.COMPANY_ID, b"")
+        key = (device.address, bytes(raw))
+        topic = self._whose.get(key)
+        if topic is None:
+            topic = next((t for t, sv in self.served.items() if is_band(sv.ident, device, data)), "")
+            if len(self._whose) >= WHOSE_CACHE:
+                self._whose.clear()
+            self._whose[key] = topic
+        return self.served.get(topic) if topic else None
+
+    def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
+        now = self.clock()
+        served = self._recognise(device, data)
+        if served is not None:
+            served.heard = (device, data, now)
+            moved = device.address != served.pushed_address
+            if now < served.leased_until and (moved or now - served.last_push >= ADV_EVERY_S):
+                self._push_advert(served, device, data, now)
+
+    def _push_advert(self, served: _Served, device: BLEDevice, data: AdvertisementData, now: float) -> None:
+        served.last_push, served.pushed_address = now, device.address
+        manufacturer = {str(k): v.hex() for k, v in data.manufacturer_data.items()}
+        self._send(
+            served,
+            {"t": "adv", "a": device.address, "r": data.rssi, "d": manufacturer, "u": data.service_uuids},
+        )
+
+    # ---- the broker
+
+    def _send(self, served: _Served, msg: dict[str, Any]) -> None:
+        try:
+            self._out.put_nowait((served.tunnel.out_topic, served.tunnel.seal(msg)))
+        except asyncio.QueueFull:
+            self.stats.dropped += 1
+
+    async def _broker(self) -> None:
+        while True:
+            try:
+                async with connect_any(
+                    self.brokers,
+                    self.tls_context,
+                    identifier="hug-hub-" + secrets.token_hex(8),
+                    clean_session=True,
+                ) as client:
+                    self._subscribed.clear()
+                    for t in sorted(self.served):
+                        await client.subscribe(t, qos=1)
+                        self._subscribed.add(t)
+                    self._client = client
+                    self.online.set()
+                    sender = asyncio.ensure_future(self._publish(client))
+                    try:
+                        async for message in client.messages:
+                            if not message.retain:
+                                self._receive(str(message.topic), bytes(message.payload))
+                    finally:
+                        sender.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await sender
+            except aiomqtt.MqttError as exc:
+                log.info("hub: broker lost: %s", exc)
+            finally:
+                self._client = None
+                self.online.clear()
+            await asyncio.sleep(1.0)
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        while True:
+            t, data = await self._out.get()
+            await publish(client, t, data)
+
+    def _receive(self, t: str, data: bytes) -> None:
+        served = self.served.get(t)
+        if served is None:
+            return
+        try:
+            msg = served.tunnel.open(data)
+        except EnvelopeError as exc:
+            self.stats.rejected += 1
+            log.warning("hub: dropped a message for %s (%s)", served.enrolment.enrolment_id, exc)
+            return
+        self.stats.requests += 1
+        if msg["t"] == "scan":
+            self._lease(served)
+            return
+        task = asyncio.ensure_future(self._answer(served, msg))
+        served.tasks.add(task)
+        task.add_done_callback(served.tasks.discard)
+
+    def _lease(self, served: _Served) -> None:
+        now = self.clock()
+        fresh = served.leased_until < now  # a new scan: tell it at once what was heard last
+        served.leased_until = now + SCAN_LEASE_S
+        heard = served.heard
+        if fresh and heard is not None and now - heard[2] < ADVERT_FRESH_S:
+            self._push_advert(served, heard[0], heard[1], now)
+
+    async def _answer(self, served: _Served, msg: dict[str, Any]) -> None:
+        rid = msg.get("i")
+        try:
+            answer = await self._serve(served, msg)
+        except (BleakError, TimeoutError, OSError, ValueError, KeyError, TypeError) as exc:
+            answer = {"e": str(exc) or type(exc).__name__}
+        self._send(served, {"t": "re", "i": rid, **answer})
+
+    async def _serve(self, served: _Served, msg: dict[str, Any]) -> dict[str, Any]:
+        kind = msg["t"]
+        if kind == "connect":
+            return await self._connect(served, str(msg["a"]), float(msg.get("w", 10.0)))
+        if kind == "bye":
+            self.store.remove(served.enrolment.enrolment_id)
+            self._reload()
+            return {}
+        if not served.link or msg.get("l") != served.link or served.client is None:
+            raise BleakError("no such link")
+        client = served.client
+        if kind == "ping":
+            return {}
+        if kind == "disc":
+            await self._drop_link(served)
+            return {}
+        char = _char(client, int(msg["h"]))
+        if kind == "read":
+            return {"v": bytes(await client.read_gatt_char(char)).hex()}
+        if kind == "write":
+            await client.write_gatt_char(char, hexbytes(msg, "v"), response=bool(msg.get("r", True)))
+            return {}
+        if kind == "sub":
+            link = served.link
+
+            def forward(_c: BleakGATTCharacteristic, value: bytearray) -> None:
+                if served.link == link:
+                    served.counter += 1
+                    self._send(
+                        served, {"t": "n", "l": link, "k": served.counter, "h": char.handle, "v": value.hex()}
+                    )
+
+            await client.start_notify(char, forward)
+            return {}
+        raise ValueError(f"unknown request {kind!r}")
+
+    async def _connect(self, served: _Served, address: str, timeout: float) -> dict[str, Any]:
+        heard = served.heard
+        if heard is None or heard[0].address != address or self.clock() - heard[2] > ADVERT_FRESH_S:
+            raise BleakError("the band is not in range of the hub")  # only ever the enrolled band
+        await self._drop_link(served)
+        link = secrets.token_hex(8)
+
+        def lost(_c: BleakClient) -> None:
+            if served.link == link:
+                served.link, served.client = "", None
+                self._send(served, {"t": "gone", "l": link})
+
+        client = BleakClient(
+            heard[0],
+            disconnected_callback=lost,
+            timeout=min(timeout, CONNECT_LIMIT_S),
+            **self.config.client_kwargs(),
+        )
+        await client.connect()
+        served.link, served.client, served.counter = link, client, 0
+        self.stats.connects += 1
+        return {"l": link, "s": _table(client), "mtu": client.mtu_size}
+
+    async def _drop_link(self, served: _Served) -> None:
+        client, link = served.client, served.link
+        served.client, served.link = None, ""
+        if client is not None:
+            with contextlib.suppress(BleakError, TimeoutError, OSError):
+                await client.disconnect()
+            self._send(served, {"t": "gone", "l": link})
+
+
+def _char(client: BleakClient, handle: int) -> BleakGATTCharacteristic:
+    char = client.services.get_characteristic(handle)
+    if char is None:
+        raise BleakError(f"no characteristic {handle}")
+    return char
+
+
+def _table(client: BleakClient) -> list[dict[str, Any]]:
+    """The band's GATT table for the owner's bleak: uuids, handles, properties."""
+    return [
+        {
+            "u": s.uuid,
+            "h": s.handle,
+            "c": [
+                {
+                    "u": c.uuid,
+                    "h": c.handle,
+                    "p": list(c.properties),
+                    "d": [{"u": d.uuid, "h": d.handle} for d in c.descriptors],
+                }
+                for c in s.characteristics
+            ],
+        }
+        for s in client.services
+    ]
+
+
+async def run_hub(folder: Path, broker_url: str, config: BleConfig) -> None:
+    hub_store = HubStore(folder)
+    try:
+        count = len(hub_store.enrolments())
+        print(f"Hug Button hub serving {count} band(s) through {broker_url} (Ctrl-C to stop)", flush=True)
+        await Hub(hub_store, broker_url, config).run()
+    finally:
+        hub_store.close()
+
+
+async def enrol_once(folder: Path, broker_url: str) -> int:
+    hub_store = HubStore(folder)
+    try:
+        offer = await offer_enrolment(hub_store, broker_url)
+        print(f"Enrol a band: in the app, Bands -> At school, type {offer.code}", flush=True)
+        print(offer.qr_text(), flush=True)
+        try:
+            e = await offer.wait()
+        except LinkError as exc:
+            print(f"hugbutton hub: {exc}", flush=True)
+            return 1
+        print(f"enrolled: {e.enrolment_id}", flush=True)
+        return 0
+    finally:
+        hub_store.close()
