@@ -9,7 +9,6 @@ import contextlib
 import os
 from pathlib import Path
 
-import pytest
 from hubkit import TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
@@ -192,18 +191,14 @@ def test_a_hostile_hub_can_delay_but_never_forge_replay_or_buzz(broker: TestBrok
     run(scenario(), 240)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found here, not fixed: the band's Ack is cumulative (hugband.outbox.ack removes every press "
-    "up to the seq) and BandLink acks each press it stores, so a press frame dropped on the way while "
-    "the next one arrives is acknowledged by the next one's Ack and never resent (see HUB-STATUS.md)",
-)
 def test_a_hub_that_drops_one_press_frame_loses_no_press(broker: TestBroker, tmp_path: Path) -> None:
-    """Dropping is allowed to a hub; losing is not: the band must resend what never arrived."""
+    """Dropping is allowed to a hub; losing is not. The band's Ack is cumulative, so the owner must
+    not acknowledge the press after a missing frame: it sees the gap in the session's counter, drops
+    the link, and the band sends both presses again on the next."""
 
     async def scenario() -> None:
         async with school(tmp_path, broker) as s:
-            await s.at_school(TamperingHub)
+            link = await s.at_school(TamperingHub)
             hub = s.hub
             assert isinstance(hub, TamperingHub)
             await asyncio.sleep(1.0)
@@ -212,7 +207,10 @@ def test_a_hub_that_drops_one_press_frame_loses_no_press(broker: TestBroker, tmp
             await asyncio.sleep(1.0)
             await s.control.hold(s.band.address, TAP_MS)
             await s.until(lambda: len(s.pressed) >= 1, 20)
-            await asyncio.sleep(15.0)  # past the band's resend timer (10 s)
+            await s.until(lambda: len(s.store.presses(s.band_id)) >= 2, 30)
+            await asyncio.sleep(3.0)  # a press stored twice would be stored by now
             assert len(s.store.presses(s.band_id)) == 2
+            assert sorted(s.pressed) == sorted(set(s.pressed)), "each press handled once"
+            assert link.stats.frames_missing == 1, "the gap was seen, and the link started again"
 
     run(scenario(), 120)

@@ -72,6 +72,10 @@ class BandUnavailable(BandLinkError):
     pass
 
 
+class FrameMissing(BandLinkError):
+    """A frame of the band's session never arrived: the link is started again."""
+
+
 class ProtocolMismatch(BandLinkError):
     pass
 
@@ -238,7 +242,7 @@ class _Channel:
         def on_event(_c: BleakGATTCharacteristic, data: bytearray) -> None:
             try:
                 self.events.put_nowait(bytes(data))
-            except asyncio.QueueFull:  # the band resends unacknowledged presses; nothing is lost
+            except asyncio.QueueFull:  # the gap drops the link: the band sends its presses again
                 log.warning("event queue full; dropping a notification")
 
         await self.client.start_notify(self.state, on_state)
@@ -436,6 +440,7 @@ class LinkStats:
     presses_new: int = 0
     presses_duplicate: int = 0
     frames_rejected: int = 0
+    frames_missing: int = 0  # links dropped because a frame from the band never arrived
     felt: int = 0
     last_error: str = ""
     states: deque[LinkState] = field(default_factory=lambda: deque[LinkState](maxlen=32))  # the latest
@@ -570,12 +575,20 @@ class BandLink:
     async def _read_events(self, channel: _Channel, session: frames.Session) -> None:
         while True:
             data = await channel.events.get()
+            expected = session.rx_counter + 1
             try:
                 msg = session.open(data)
             except ProtocolError as exc:
                 self.stats.frames_rejected += 1
                 log.warning("band %s sent a frame that was rejected: %s", self.band_id, exc)
                 continue
+            if session.rx_counter != expected:
+                # a frame went missing (a full controller or queue, a relay dropping it): were it a
+                # press, acknowledging a later one would remove it from the band (acks are
+                # cumulative), so this frame is not handled and the link starts again, where the
+                # band sends every press it still holds
+                self.stats.frames_missing += 1
+                raise FrameMissing(f"frame {expected} from the band never arrived; reconnecting")
             await self._handle(msg)
 
     async def _handle(self, msg: frames.Message) -> None:

@@ -128,6 +128,12 @@ class AirspaceControl(_AsyncSession):
         right (``gap_disconnect`` and ``gatts_notify`` see the truth)."""
         await self._request({"op": "lose_irq", "address": address, "event": event, "n": n})
 
+    async def notify_busy(self, address: str, n: int = 1, *, uuid: str | None = None) -> None:
+        """The band's controller has no buffer for its next ``n`` notifications (of the characteristic
+        ``uuid``, if given): ``gatts_notify`` raises ``OSError(ENOMEM)``, nothing goes out, the link
+        stays up."""
+        await self._request({"op": "notify_busy", "address": address, "n": n, "uuid": uuid})
+
     async def set_link_limit(self, limit: int, *, central: str | None = None) -> None:
         """How many links every central (or the one named ``central``) may hold at once (default
         ``wire.DEFAULT_LINK_LIMIT``); links already up stay up."""

@@ -1,6 +1,6 @@
 """Faults the airspace injects on request of a control session: range (RSSI), dropped links, a link
-lost around the next notify or write, latency, and link events a band's BLE stack loses on their way
-to the firmware (its IRQ ring full)."""
+lost around the next notify or write, latency, a band's controller out of buffers, and link events a
+band's BLE stack loses on their way to the firmware (its IRQ ring full)."""
 
 from . import wire
 from .sessions import Node
@@ -12,6 +12,7 @@ FAULT_OPS = (
     "drop_after",
     "set_latency",
     "lose_irq",
+    "notify_busy",
     "set_link_limit",
 )  # control requests here
 
@@ -70,6 +71,17 @@ class Faults:
             if event not in ("connect", "disconnect", "write") or n < 1:
                 raise AirspaceError("lose_irq needs event connect|disconnect|write, n >= 1")
             node.session.send({"ev": "lose_irq", "event": event, "n": n}, delayed=False)
+            return None
+        if op == "notify_busy":
+            # the band's controller has no buffer for its next n notifications: gatts_notify fails
+            # (NimBLE's ENOMEM) and the link stays up
+            node = self._node(msg["address"])
+            n, uuid = int(msg.get("n", 1)), msg.get("uuid")
+            handles = [h for h, ch in node.chars.items() if ch["uuid"] == uuid]
+            if n < 1 or (uuid is not None and not handles):
+                raise AirspaceError("notify_busy needs n >= 1 and, if given, a characteristic's uuid")
+            busy = {"ev": "notify_busy", "n": n, "handle": handles[0] if handles else 0}
+            node.session.send(busy, delayed=False)
             return None
         if op == "set_link_limit":
             limit = int(msg["limit"])

@@ -20,7 +20,7 @@ from bluez_support import simulated_bluez
 from hugapp.core import bandlink
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugapp.core.store import Store
-from hugproto import patterns
+from hugproto import gatt, patterns
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
 from hugsim.phone.bleak_backend import airspace_backend
@@ -294,3 +294,26 @@ def test_a_band_on_another_protocol_version_is_named(header: int, words: str) ->
     channel = bandlink._Channel(cast("Any", client))  # pyright: ignore[reportPrivateUsage]
     with pytest.raises(bandlink.ProtocolMismatch, match=words):
         asyncio.run(channel.read_state(None))
+
+
+def test_a_press_whose_notification_found_no_buffer_is_not_lost(tmp_path: Path) -> None:
+    """The band's controller is out of buffers for one press notification and the next goes out:
+    the link sees the gap in the session, does not acknowledge past it (acks are cumulative) and
+    starts again, and the band sends both presses."""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        link = r.link()
+        await asyncio.wait_for(link.connected.wait(), 20)
+        await asyncio.sleep(0.5)  # SetTime and the battery read are done
+        await r.control.notify_busy(r.address, n=1, uuid=gatt.EVENT_CHAR_UUID)
+        await r.tap()
+        await asyncio.sleep(1.0)  # a press of its own, not a double tap
+        await r.tap()
+        await r.until(lambda: len(r.store.presses(r.band_id)) >= 2, 30)
+        await asyncio.sleep(2.0)  # anything resent has arrived
+        assert len(r.store.presses(r.band_id)) == 2, "both presses stored, once each"
+        assert len(r.pressed) == 2, "and handed on once each"
+        assert link.stats.frames_missing == 1
+
+    run("airspace", tmp_path, scenario)

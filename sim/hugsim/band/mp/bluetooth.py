@@ -11,7 +11,8 @@ https://docs.micropython.org/en/latest/library/bluetooth.html. Kept because firm
   NOTIFY/INDICATE value. EBUSY while advertising or connected.
 * Values live in a local store (20 bytes per attribute by default, ``gatts_set_buffer``); reads by
   the phone are answered from it without an IRQ. ``gatts_notify`` sends whether or not the client
-  subscribed; an unknown connection raises ``OSError(ENOTCONN)``.
+  subscribed; an unknown connection raises ``OSError(ENOTCONN)``, a controller out of buffers (the
+  airspace's ``notify_busy`` fault) ``OSError(ENOMEM)``.
 * A connection stops advertising. Methods need ``active(True)`` (``OSError(EPERM)``).
 * Addresses: the stack starts on the public address; ``config(addr_mode=1)`` (static random) and
   ``config(addr_mode=3)`` (non-resolvable private) draw a fresh random address on every call, as
@@ -38,6 +39,7 @@ _ENOENT = 2
 _EINVAL = 22
 _EBUSY = 16
 _ENOTCONN = 107
+_ENOMEM = 12
 _EOPNOTSUPP = 95
 
 _FIRST_USER_HANDLE = 10
@@ -314,6 +316,11 @@ class BLE:
             if a is None:
                 raise _err(_ENOENT)
             data = a[0]
+        busy = simlink.notify_busy
+        for h in (handle, 0):
+            if not indicate and busy.get(h):  # no controller buffer (the airspace's notify_busy fault)
+                busy[h] -= 1
+                raise _err(_ENOMEM)
         msg = {
             "op": "notify",
             "conn": conn,

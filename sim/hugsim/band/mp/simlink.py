@@ -59,6 +59,7 @@ connections = {}  # conn handle -> (addr_type, addr bytes)
 store = {}  # value handle -> [bytes, alloc, append]
 on_event = None  # bluetooth's handler: on_event(name, data)
 lose = {}  # event name -> how many of the next ones the IRQ ring loses (the airspace's lose_irq fault)
+notify_busy = {}  # value handle (0: any) -> how many of its next notifications find no controller buffer
 _sock = None
 _resetting = 0
 
@@ -306,6 +307,8 @@ def _handle(msg) -> None:
         apply_input(msg["name"], msg.get("value"))
     elif ev == "lose_irq":
         lose[msg["event"]] = lose.get(msg["event"], 0) + int(msg["n"])
+    elif ev == "notify_busy":
+        notify_busy[msg["handle"]] = notify_busy.get(msg["handle"], 0) + int(msg["n"])
     elif ev == "reset_done":
         _resetting = max(0, _resetting - 1)
     elif _resetting and ev in _LINK_EVENTS:
