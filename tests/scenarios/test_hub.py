@@ -13,7 +13,9 @@ from hubkit import TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, scho
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
-from hugapp.core.hub import leave_hub
+from hugapp.core.companion import Companion
+from hugapp.core.hub import leave_hub, offer_enrolment
+from hugapp.core.notify import DesktopNotifier
 from hugproto import frames, patterns
 
 BROKER_KINDS = ["mosquitto"]
@@ -214,3 +216,69 @@ def test_a_hub_that_drops_one_press_frame_loses_no_press(broker: TestBroker, tmp
             assert link.stats.frames_missing == 1, "the gap was seen, and the link started again"
 
     run(scenario(), 120)
+
+
+def test_a_band_walks_between_school_home_and_the_playground_losing_and_repeating_nothing(
+    broker: TestBroker, tmp_path: Path
+) -> None:
+    """Mum's companion owns the band and has it enrolled at the class hub. Home (her radio and the hub
+    both hear it: hers is preferred), school (only the hub), the playground (nobody), home, school:
+    every press is stored once, and a buzz sent through the hub buzzes once."""
+
+    async def scenario() -> None:
+        async with school(tmp_path, broker) as s:
+            await s.pair()
+            s.start_hub()
+            phone = Companion(s.store, s.phone, broker.url, name="Mum", notifier=DesktopNotifier())
+            async with phone:
+                live = lambda: phone.band_live(s.band_id)  # noqa: E731
+
+                async def link_via(via: str) -> None:
+                    await s.until(lambda: live().state is LinkState.CONNECTED and live().via == via, 40)
+
+                async def tap(expected: int) -> None:
+                    await s.control.hold(s.band.address, TAP_MS)
+                    await asyncio.sleep(1.0)  # a press of its own, not a double tap
+                    await s.until(lambda: len(s.store.presses(s.band_id)) >= expected, 40)
+
+                await link_via("")
+                offer = await offer_enrolment(s.hub_store, broker.url)
+                await phone.enrol_at_hub(offer.code, s.band_id)
+                await offer.wait()
+                assert phone.store.band_hub(s.band_id) is not None
+                await s.control.drop_link(s.band.address)  # both hear it now: Mum's own radio wins
+                await link_via("")
+                await tap(1)
+
+                await s.control.out_of_range(s.band.address, central="phone")  # at school
+                await link_via("hub")
+                await tap(2)
+                before = await s.motor_runs()
+                await phone.test_buzz(s.band_id)
+                await asyncio.sleep(3.0)
+                assert await s.motor_runs() > before, "a buzz through the hub reached the band"
+
+                await s.control.out_of_range(s.band.address, central="hub")  # the playground
+                await s.until(lambda: live().state is not LinkState.CONNECTED, 20)
+                await s.control.hold(s.band.address, TAP_MS)  # waits on the band
+                await asyncio.sleep(1.0)
+                await s.control.in_range(s.band.address, central="phone")  # home
+                await link_via("")
+                await s.until(lambda: len(s.store.presses(s.band_id)) >= 3, 40)
+
+                await s.control.in_range(s.band.address, central="hub")  # school again
+                await s.control.out_of_range(s.band.address, central="phone")
+                await link_via("hub")
+                await tap(4)
+                await asyncio.sleep(3.0)  # anything repeated would have arrived
+                seqs = [p.seq for p in s.store.presses(s.band_id)]
+                assert len(seqs) == 4, "four presses"
+                assert len(set(seqs)) == 4, "each stored once"
+                outgoing = [h for h in phone.history() if h.direction == "out"]
+                assert len(outgoing) == 4, "and each became one hug"
+
+                await phone.leave_hub(s.band_id)
+                assert s.store.band_hub(s.band_id) is None
+                await s.until(lambda: s.hub_store.enrolments() == [], 10)
+
+    run(scenario(), 300)

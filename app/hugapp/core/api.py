@@ -30,6 +30,7 @@ class BandLive:
 
     state: LinkState | None  # None: no link (not paired here, or the companion is not running it)
     battery: int | None
+    via: str = ""  # the relay the link runs through now ("hub": the classroom hub); "" this device's radio
 
 
 class Offer(Protocol):
@@ -92,6 +93,15 @@ class CompanionApi(Protocol):
         ...
 
     async def forget_band(self, band_id: str) -> None: ...
+
+    async def enrol_at_hub(self, code: str, band_id: str) -> str:
+        """Bands → "At school": the classroom hub showing ``code`` serves this band too (it learns only
+        which band to serve); this phone's own radio is still preferred. Returns the enrolment id."""
+        ...
+
+    async def leave_hub(self, band_id: str) -> None:
+        """The classroom hub stops serving this band."""
+        ...
 
     async def test_buzz(self, band_id: str) -> None: ...
 

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
 # Reconnecting without a scan waits this long for the band to advertise: long enough to queue behind
 # three strangers' 1 s holds, short enough that a band which rebooted to a new address is soon scanned for.
+PREFER_OWN_RADIO_S = 1.5  # a band a relay hears first waits this long for this device's radio to hear it
 STRAIGHT_BACK_TIMEOUT_S = 5.0
 BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
 MICROPYTHON_EPOCH = 946_684_800  # 2000-01-01 UTC, the band's epoch
@@ -102,6 +103,7 @@ class BleConfig:
 
     scanner_backend: type[BaseBleakScanner] | None = None
     client_backend: type[BaseBleakClient] | None = None
+    via: str = ""  # "": this device's own radio; else the relay that carries the band (a classroom hub)
 
     def scanner_kwargs(self) -> dict[str, Any]:
         return {} if self.scanner_backend is None else {"backend": self.scanner_backend}
@@ -295,6 +297,36 @@ async def find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice 
     )
 
 
+async def find_band_via(
+    routes: list[BleConfig], key: bytes, timeout: float
+) -> tuple[BLEDevice, BleConfig] | None:
+    """The band with this key on whichever route hears it, ``routes[0]`` (this device's own radio)
+    preferred: a band heard through a relay first gets ``PREFER_OWN_RADIO_S`` more to be heard here."""
+    looks = {asyncio.ensure_future(find_band(r, key, timeout)): r for r in routes}
+    own = next(iter(looks))
+    relayed: tuple[BLEDevice, BleConfig] | None = None
+    try:
+        pending = set(looks)
+        while pending:
+            wait = PREFER_OWN_RADIO_S if relayed is not None else None
+            done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                return relayed  # the own radio did not hear it in time
+            for look in done:
+                device = look.result()
+                if device is not None and look is own:
+                    return device, looks[look]
+                if device is not None and relayed is None:
+                    relayed = device, looks[look]
+            if own.done() and relayed is not None:
+                return relayed
+        return relayed
+    finally:
+        for look in looks:
+            look.cancel()
+        await asyncio.gather(*looks, return_exceptions=True)
+
+
 async def _find_at(
     config: BleConfig, address: str, timeout: float
 ) -> tuple[BLEDevice, AdvertisementData] | None:
@@ -471,6 +503,8 @@ class BandLink:
         self.store = store
         self.band_id = band_id
         self.config = config
+        self.relays: list[BleConfig] = []  # other routes to the band (hubs it is enrolled at)
+        self.via = ""  # the route of the link up now: "" this device's radio, else the relay's name
         self.on_press = on_press
         self.on_felt = on_felt
         self.on_state = on_state
@@ -503,30 +537,31 @@ class BandLink:
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff after any drop, until cancelled."""
         backoff = 1.0
-        again: BLEDevice | None = None  # a band whose working link just dropped: no scan first
+        # a band whose working link just dropped, with its route: no scan first
+        again: tuple[BLEDevice, BleConfig] | None = None
         try:
             while True:
                 key = self.store.band(self.band_id).key
-                device, again = again, None
-                straight = device is not None
-                if device is None:
+                found, again = again, None
+                straight = found is not None
+                if found is None:
                     self._set_state(LinkState.SCANNING)
-                    device = await find_band(self.config, key, self.scan_timeout)
-                if device is None:
+                    found = await find_band_via([self.config, *self.relays], key, self.scan_timeout)
+                if found is None:
                     self._set_state(LinkState.OUT_OF_RANGE)
                 else:
                     self._set_state(LinkState.CONNECTING)
                     connects = self.stats.connects
                     try:
                         await self._serve(
-                            device, key, STRAIGHT_BACK_TIMEOUT_S if straight else HANDSHAKE_TIMEOUT_S
+                            *found, key, STRAIGHT_BACK_TIMEOUT_S if straight else HANDSHAKE_TIMEOUT_S
                         )
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.band_id, self.stats.last_error)
                         if self.stats.connects > connects:  # it dropped after working: at once, and
                             backoff = 1.0  # straight to the band (a scan would wait for its next advert)
-                            again = device
+                            again = found
                             continue
                         if straight:  # not back at its old address: scan for it at once
                             continue
@@ -540,19 +575,20 @@ class BandLink:
         finally:
             self._set_state(LinkState.STOPPED)
 
-    async def _serve(self, device: BLEDevice, key: bytes, connect_timeout: float) -> None:
+    async def _serve(self, device: BLEDevice, route: BleConfig, key: bytes, connect_timeout: float) -> None:
         lost = asyncio.Event()
         async with BleakClient(
             device,
             disconnected_callback=lambda _c: lost.set(),
             timeout=connect_timeout,
-            **self.config.client_kwargs(),
+            **route.client_kwargs(),
         ) as client:
             channel = _Channel(client)
             await channel.subscribe()
             state = await channel.read_state(key)
             session, ok = await channel.authenticate(key, state.nonce)
             self._client, self._channel, self._session = client, channel, session
+            self.via = route.via
             self.stats.connects += 1
             try:
                 await self._send(frames.SetTime(int(self.clock()) - MICROPYTHON_EPOCH, _tz_minutes()))
@@ -570,6 +606,7 @@ class BandLink:
                     reader.result()  # re-raises what ended the reader
             finally:
                 self._client = self._channel = self._session = None
+                self.via = ""
         raise BandUnavailable("the link to the band dropped")
 
     async def _read_events(self, channel: _Channel, session: frames.Session) -> None:

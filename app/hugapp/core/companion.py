@@ -4,6 +4,7 @@
         band = await phone.pair_band(address)  # as a scan found it; the wearer held the heart 5 s
         mia = await phone.pair_band(address, new_wearer="Mia")  # a band for someone without a phone
         await phone.share_band(mia.band_id, gateway_id)         # the home gateway co-owns it
+        await phone.enrol_at_hub(code, mia.band_id)  # the code the classroom hub shows: served there too
         offer = await phone.offer_link()       # show offer.code / offer.qr_png(); await offer.wait()
         await phone.join_link(code)            # on the other phone
         phone.send_hug()                       # the big heart on the screen
@@ -25,10 +26,11 @@ from datetime import tzinfo
 from types import TracebackType
 from typing import Any
 
-from hugapp.core import bandlink, linking, uisettings
+from hugapp.core import bandlink, hub, linking, uisettings
 from hugapp.core import relaystore as rs
 from hugapp.core.api import BandLive
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
+from hugapp.core.hubtunnel import HubTunnel
 from hugapp.core.hugs import PlaySpec
 from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.notify import Notifier, make_notifier
@@ -118,6 +120,7 @@ class Companion:
                 retry_interval=relay_retry_interval,
                 outbox=self.outbox,
             )
+        self.tunnels: dict[str, HubTunnel] = {}  # band id -> the hub that serves it at school
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -206,9 +209,11 @@ class Companion:
             self._start_link(band_id)
         for band_id in set(self.links) - here:
             self.links.pop(band_id, None)
-            task = self._tasks.pop("band:" + band_id, None)
-            if task is not None:
-                task.cancel()
+            self.tunnels.pop(band_id, None)
+            for name in ("band:", "hub:"):
+                task = self._tasks.pop(name + band_id, None)
+                if task is not None:
+                    task.cancel()
         self.coowners.sync_wearers()
         self._changed()
 
@@ -228,13 +233,58 @@ class Companion:
         )
         self.links[band_id] = link
         self._spawn("band:" + band_id, link.run)
+        self._start_tunnel(band_id)
+
+    def _start_tunnel(self, band_id: str) -> None:
+        """A band enrolled at a hub is reached through it too (this phone's own radio preferred)."""
+        enrolled = self.store.band_hub(band_id)
+        link = self.links.get(band_id)
+        if enrolled is None or link is None or self.broker_url is None or band_id in self.tunnels:
+            return
+        tunnel = self.tunnels[band_id] = HubTunnel(self.broker_url, enrolled[1])
+        link.relays = [tunnel.config()]
+        self._spawn("hub:" + band_id, tunnel.run)
+
+    async def _stop_tunnel(self, band_id: str) -> None:
+        self.tunnels.pop(band_id, None)
+        link = self.links.get(band_id)
+        if link is not None:
+            link.relays = []
+        task = self._tasks.pop("hub:" + band_id, None)
+        if task is not None:
+            await _cancel([task])
 
     async def _stop_link(self, band_id: str) -> BandLink | None:
+        await self._stop_tunnel(band_id)
         link = self.links.pop(band_id, None)
         task = self._tasks.pop("band:" + band_id, None)
         if task is not None:
             await _cancel([task])
         return link
+
+    async def enrol_at_hub(self, code: str, band_id: str) -> str:
+        """Have the classroom hub showing ``code`` serve this band (Bands → "At school"); the hub
+        learns only which band to serve. Returns the enrolment id."""
+        if band_id not in self.links:
+            raise StoreError("that band is not paired with this phone")
+        await self._stop_tunnel(band_id)  # a band enrolled again, at another hub
+        enrolment = await hub.enrol_at_hub(code, self.store, band_id, self._broker())
+        self._start_tunnel(band_id)
+        self._changed()
+        return enrolment
+
+    async def leave_hub(self, band_id: str) -> None:
+        """The hub stops serving this band (it forgets it; if it cannot be reached, its operator
+        removes it), and this phone stops reaching the band through it."""
+        tunnel = self.tunnels.get(band_id)
+        if tunnel is not None:
+            with contextlib.suppress(TimeoutError):  # the broker is away: forgotten here anyway
+                await asyncio.wait_for(tunnel.online.wait(), 10)
+            await hub.leave_hub(self.store, band_id, tunnel)
+        else:
+            self.store.forget_band_hub(band_id)
+        await self._stop_tunnel(band_id)
+        self._changed()
 
     async def scan(
         self, timeout: float = 5.0, progress: Callable[[bandlink.FoundBand], None] | None = None
@@ -283,7 +333,9 @@ class Companion:
         self._changed()
 
     async def forget_band(self, band_id: str) -> None:
-        """Unpair a band here; its co-owners forget it too."""
+        """Unpair a band here; its co-owners forget it too, and so does a hub serving it."""
+        if band_id in self.tunnels:
+            await self.leave_hub(band_id)
         self.coowners.send_forget(band_id)
         link = self.links.get(band_id)
         if link is not None:
@@ -358,7 +410,7 @@ class Companion:
 
     def band_live(self, band_id: str) -> BandLive:
         link = self.links.get(band_id)
-        return BandLive(None, None) if link is None else BandLive(link.state, link.battery)
+        return BandLive(None, None) if link is None else BandLive(link.state, link.battery, link.via)
 
     def online(self, link_id: str, member_id: str) -> bool | None:
         return None if self.relay is None else self.relay.presence.get((link_id, member_id))

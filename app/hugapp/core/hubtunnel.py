@@ -151,7 +151,7 @@ class HubTunnel:
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         scanner = type("HubBleakScanner", (HubBleakScanner,), {"hub": self, "__module__": __name__})
         client = type("HubBleakClient", (HubBleakClient,), {"hub": self, "__module__": __name__})
-        self._config = BleConfig(scanner, client)
+        self._config = BleConfig(scanner, client, via="hub")
 
     def config(self) -> BleConfig:
         return self._config

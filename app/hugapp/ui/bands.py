@@ -28,6 +28,7 @@ class BandRow:
     last_seen: str
     wearer: str = ""  # who wears it ("you", or a name)
     co_owners: str = ""  # the other companions serving it ("Home"), or ""
+    at_school: bool = False  # enrolled at a classroom hub
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,19 @@ class BandsActions:
     def forget(self, band_id: str) -> None:
         self.shared.spawn(self.shared.api.forget_band(band_id), "forget")
 
+    def enrol_at_school(self, band_id: str, code: str) -> None:
+        """The code the classroom hub shows: the hub serves the band at school."""
+        s = self.shared
+
+        async def run() -> None:
+            await s.api.enrol_at_hub(code.strip(), band_id)
+            s.notice = f"{s.api.store.band(band_id).name} is served by the class hub at school"
+
+        s.spawn(run(), "enrol at the class hub")
+
+    def leave_school(self, band_id: str) -> None:
+        self.shared.spawn(self.shared.api.leave_hub(band_id), "leave the class hub")
+
     def rename_band(self, band_id: str, name: str) -> None:
         if not name.strip():
             self.shared.fail("A band needs a name")
@@ -216,13 +230,14 @@ class BandsActions:
                 BandRow(
                     b.band_id,
                     b.name,
-                    link_state_words(live.state, b.name),
+                    "at school, via the class hub" if live.via else link_state_words(live.state, b.name),
                     live.state is LinkState.CONNECTED,
                     battery if known else None,
                     uisettings.is_low(battery, low_battery_percent),
                     ago(now, b.last_seen) if b.last_seen else "never",
                     "you" if wearer == reads.me.member_id else reads.name_of(wearer),
                     owners,
+                    api.store.band_hub(b.band_id) is not None,
                 )
             )
         here = {b.band_id for b in paired}
@@ -256,6 +271,8 @@ def served_words(api: CompanionApi, reads: Reads, band_id: str) -> str:
     live = api.band_live(band_id)
     battery = live.battery if live.battery is not None else band.battery
     charge = f", battery {battery}%" if battery > 0 else ""
+    if live.state is LinkState.CONNECTED and live.via:
+        return f"band at school, via the class hub{charge}"
     if live.state is LinkState.CONNECTED:
         return f"band connected via this phone{charge}"
     owners = api.store.owners(band_id)

@@ -111,6 +111,7 @@ class BandsScreen(Screen):
                 "last_seen": b.last_seen,
                 "wearer": b.wearer,
                 "co_owners": b.co_owners,
+                "at_school": b.at_school,
             }
             for b in view.bands
         ]
@@ -162,6 +163,13 @@ class BandsScreen(Screen):
             button = make("HugButton", text=f"{w.name} band")
             button.bind(on_release=chosen)
             popup.ids.choices_box.add_widget(button)
+        popup.open()
+
+    def at_school(self, band_id: str, name: str, enrolled: bool) -> None:
+        """At school: type the code the classroom hub shows, or stop the hub serving the band."""
+        popup = make(
+            "SchoolPopup", band_id=band_id, band_name=name, enrolled=enrolled, hug_view=view_of(self)
+        )
         popup.open()
 
     def share(self, band_id: str) -> None:

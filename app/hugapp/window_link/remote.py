@@ -154,6 +154,12 @@ class RemoteCompanion:
     async def forget_band(self, band_id: str) -> None:
         await self._act("forget_band", band_id=band_id)
 
+    async def enrol_at_hub(self, code: str, band_id: str) -> str:
+        return await self._act("enrol_at_hub", code=code, band_id=band_id)
+
+    async def leave_hub(self, band_id: str) -> None:
+        await self._act("leave_hub", band_id=band_id)
+
     async def test_buzz(self, band_id: str) -> None:
         await self._act("test_buzz", band_id=band_id)
 

@@ -26,9 +26,11 @@ import hugapp.ui  # noqa: F401 - Kivy's environment before Kivy
 from hugapp.core.bandlink import LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.coowners import served_wearers
+from hugapp.core.hub import Hub, HubStore, offer_enrolment
 from hugapp.core.hugs import Receipt
 from hugapp.core.schedule import DayType
 from hugapp.dev import world as sim
+from hugapp.dev.radio import ble_config
 from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
 from hugapp.ui.app import ChangeHub, HugApp, run_app
 from hugapp.window_link.remote import RemoteCompanion
@@ -487,6 +489,59 @@ async def phoneless_child(w: World) -> None:
         await with_app(mum, hub, scenario)
 
 
+async def at_school(w: World) -> None:
+    """Bands → School: Mum types the code the class hub shows; the hub serves Mia's band at school
+    (out of Mum's range), the row says so, and Mia's press reaches Mum through it; then Mum stops the
+    hub serving it."""
+    mia_band = await w.band("Mia")
+    hub = ChangeHub()
+    mum = w.companion("Mum", hub)
+    class_hub = Hub(HubStore(w.tmp / "class-hub"), w.broker_url, ble_config(w.air, "hub"))
+    hub_task = asyncio.ensure_future(class_hub.run())
+
+    async def scenario(app: HugApp) -> None:
+        await w.control.hold(mia_band, PAIR_HOLD_MS)
+        found = await mum.pair_band(await w.control.air_address(mia_band), "Mia's band", new_wearer="Mia")
+        mia_id = found.band_id
+        await until(lambda: mum.connected(mia_id), 30, "Mia's band connected")
+        await go(app, "bands")
+        await frames(4)
+        offer = await offer_enrolment(class_hub.store, w.broker_url)
+        row = find(app.screen("bands").ids.bands_box, lambda x: getattr(x, "band_id", "") == mia_id)
+        await tap(find_text(row, "School"))
+        school = await until(lambda: _maybe(lambda: popup("SchoolPopup")), 5, "the school popup")
+        await frames(4)
+        school.ids.hub_code_input.text = offer.code
+        await tap(find_text(school, "Enrol at the class hub"))
+        await offer.wait()
+        await until(lambda: mum.store.band_hub(mia_id) is not None, 15, "enrolled")
+        await until(lambda: app.screen("bands").bands[0]["at_school"], 10, "the row knows")
+        await w.control.out_of_range(mia_band, central="mum-phone")  # Mia goes to school
+        await until(
+            lambda: app.screen("bands").bands[0]["state"] == "at school, via the class hub", 40, "at school"
+        )
+        await frames(4)
+        w.shot(app, "bands-at-school")
+        before = len(mum.store.presses(mia_id))
+        await w.control.hold(mia_band, TAP_MS)
+        await until(lambda: len(mum.store.presses(mia_id)) == before + 1, 30, "Mia's press via the hub")
+        row = find(app.screen("bands").ids.bands_box, lambda x: getattr(x, "band_id", "") == mia_id)
+        await tap(find_text(row, "School"))
+        school = await until(lambda: _maybe(lambda: popup("SchoolPopup")), 5, "the school popup again")
+        await frames(4)
+        await tap(find_text(school, "Stop the hub serving it"))
+        await until(lambda: mum.store.band_hub(mia_id) is None, 15, "left the hub")
+        await until(lambda: class_hub.store.enrolments() == [], 15, "the hub forgot it")
+
+    try:
+        async with mum:
+            await with_app(mum, hub, scenario)
+    finally:
+        hub_task.cancel()
+        await asyncio.gather(hub_task, return_exceptions=True)
+        class_hub.store.close()
+
+
 async def sim_band_window(w: World) -> None:
     """The virtual band's window: the space bar holds the band's heart (pairing), the mouse taps it
     (a press reaches the phone), and a buzz shows on the window."""
@@ -601,6 +656,7 @@ SCENARIOS = {
     "sim_band_window": sim_band_window,
     "phoneless_child": phoneless_child,
     "service_client": service_client,
+    "at_school": at_school,
 }
 
 

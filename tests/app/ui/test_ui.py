@@ -19,6 +19,7 @@ SHOTS = {
     "sim_band_window": ["simband"],
     "phoneless_child": ["bands-wearers", "home-wearers", "history-wearer", "settings-wearer"],
     "service_client": [],
+    "at_school": ["bands-at-school"],
 }
 
 
@@ -46,8 +47,10 @@ def test_scenario(scenario: str, xdisplay: str, tmp_path: Path) -> None:
     buzz shows in the window, a mouse tap reaches the phone. phoneless_child: pairing asks whose band
     it is (a new person without a phone), the home gateway co-owns it (Share), Home shows Mia with her
     band's state, History names her, Settings sets her quiet hours (chosen by name), the gateway gets
-    them. service_client: the window as a client
-    of the hug service process (Android's layout): pair, the heart buzzes the band, one BLE link."""
+    them. at_school: Bands → School takes the class hub's code, the row says the band is at school
+    via the hub, a press arrives through it, and the hub stops serving it. service_client: the window
+    as a client of the hug service process (Android's layout): pair, the heart buzzes the band, one
+    BLE link."""
     shots = shots_dir(tmp_path)
     run_scenario(scenario, xdisplay, tmp_path / "world", shots)
     for name in SHOTS[scenario]:
