@@ -3,6 +3,7 @@
 hugbutton hub --data DIR --broker URL enrol       show a code; a parent types it to enrol a band
 hugbutton hub --data DIR --broker URL run         serve the enrolled bands until stopped
 hugbutton hub --data DIR list | remove ID         the enrolled bands (ids only: nothing else is known)
+hugbutton hub --data DIR status                   the running hub: bands enrolled and heard, links, queue
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.envelope import RelayError
-from hugapp.core.hub import HubStore, enrol_once, run_hub
+from hugapp.core.hub import RELOAD_S, HubStore, enrol_once, run_hub
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,16 +29,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("enrol", help="show a code (and QR text) a parent types to have this hub serve a band")
     sub.add_parser("run", help="serve the enrolled bands until stopped")
     sub.add_parser("list", help="the enrolled bands' ids")
+    sub.add_parser("status", help="the running hub: bands enrolled and heard, links in use, its queue")
     remove = sub.add_parser("remove", help="stop serving a band")
     remove.add_argument("enrolment")
+
+
+def status_words(status: dict[str, Any] | None, now: float) -> str:
+    """The hub's status file in words; a hub that has not written it lately is not running."""
+    if status is None:
+        return "not running here yet (no status written)"
+    try:
+        age = now - float(status["at"])
+        broker = "broker online" if status["online"] else "broker NOT reachable"
+        line = (
+            f"{status['enrolled']} band(s) enrolled, {status['heard']} heard in the last minute, "
+            f"{status['links']} link(s) in use, {status['queue']} message(s) waiting; "
+            f"{status['dropped']} dropped, {status['rejected']} rejected"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "the status file is unreadable: is this a hub's data folder?"
+    if age > 3 * RELOAD_S:
+        return f"not running (last seen {int(age)} s ago): {line}"
+    return f"running, {broker}: {line}"
 
 
 def main(args: argparse.Namespace, config: BleConfig | None = None) -> int:
     folder = Path(args.data)
     command = str(args.hub_command)
-    if command in ("list", "remove"):
+    if command in ("list", "remove", "status"):
         store = HubStore(folder)
         try:
+            if command == "status":
+                print(status_words(store.read_status(), time.time()))
+                return 0
             if command == "list":
                 for e in store.enrolments():
                     print(e.enrolment_id)

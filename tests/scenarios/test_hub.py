@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 from hubkit import TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
@@ -16,6 +17,7 @@ from hugapp.core.bandlink import BandUnavailable, LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.hub import leave_hub, offer_enrolment
 from hugapp.core.notify import DesktopNotifier
+from hugapp.hubcli import status_words
 from hugproto import frames, patterns
 
 BROKER_KINDS = ["mosquitto"]
@@ -89,6 +91,37 @@ def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path)
     run(scenario(), 200)
 
 
+async def hub_status(folder: Path) -> str:
+    """What `hugbutton hub --data FOLDER status` prints."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hugapp.cli",
+        "hub",
+        "--data",
+        str(folder),
+        "status",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    return out.decode().strip()
+
+
+def test_hub_status_in_words() -> None:
+    """The operator's status line: counts only; a hub that stopped writing it is not running."""
+    status = {"at": 1000.0, "online": True, "enrolled": 30, "heard": 28, "links": 7, "queue": 0}
+    status |= {"dropped": 0, "rejected": 2, "requests": 50, "connects": 9}
+    assert status_words(status, 1001.0) == (
+        "running, broker online: 30 band(s) enrolled, 28 heard in the last minute, 7 link(s) in use, "
+        "0 message(s) waiting; 0 dropped, 2 rejected"
+    )
+    assert status_words(status | {"online": False}, 1001.0).startswith("running, broker NOT reachable")
+    assert status_words(status, 1060.0).startswith("not running (last seen 60 s ago)")
+    assert status_words(None, 0.0) == "not running here yet (no status written)"
+    assert status_words({"at": "x"}, 0.0).startswith("the status file is unreadable")
+
+
 def test_a_hub_process_killed_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path) -> None:
     """`hugbutton hub run` as its own process, killed (SIGKILL) while a press waits to be acknowledged
     and started again: every press arrives once, and a Play after it buzzes once."""
@@ -116,6 +149,15 @@ def test_a_hub_process_killed_mid_way_loses_nothing(broker: TestBroker, tmp_path
                 await hub.start()
                 await s.until(lambda: len(s.pressed) == 3, 60)
                 await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+                words = ""
+                for _ in range(20):  # the running hub writes its status every 2 s
+                    words = await hub_status(tmp_path / "hub")
+                    if "1 link(s) in use" in words:
+                        break
+                    await asyncio.sleep(0.5)
+                assert words.startswith("running, broker online: 1 band(s) enrolled, 1 heard"), words
+                assert "1 link(s) in use" in words, words
+                assert s.band_id not in words
                 before = await s.motor_runs()
                 token = await link.play(patterns.HUG, 1, 255, 1)
                 await s.until(lambda: token in s.felt, 30)

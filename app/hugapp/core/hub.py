@@ -24,15 +24,16 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import sqlite3
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 from bleak import BleakClient, BleakScanner
@@ -57,6 +58,7 @@ ADVERT_FRESH_S = 5.0  # a band not heard for longer is not connected to (it move
 CONNECT_LIMIT_S = 20.0  # the longest connect a request may ask for
 RELOAD_S = 2.0  # how often a running hub reads its enrolments (`hugbutton hub enrol` adds them)
 WHOSE_CACHE = 4096  # adverts recognised (or not) by address and token, before starting over
+HEARD_S = 60.0  # a band heard this recently counts as "heard" in the hub's status
 OUT_QUEUE = 1024  # messages waiting for the broker; beyond, notifications are dropped (and counted)
 
 
@@ -81,6 +83,7 @@ class HubStore:
     def __init__(self, folder: Path | str, clock: Callable[[], float] = time.time) -> None:
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
+        self.status_path = path / "status.json"  # a running hub's counts, for `hugbutton hub status`
         self.clock = clock
         self.db = sqlite3.connect(path / "hub.sqlite3", isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +95,18 @@ class HubStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.status_path)
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cast(dict[str, Any], status) if isinstance(status, dict) else None
 
     def add(self, tunnel: bytes, identity_key: bytes) -> Enrolment:
         e = Enrolment(secrets.token_hex(8), tunnel, identity_key, self.clock())
@@ -254,8 +269,24 @@ class Hub:
                 self.served[t] = _Served(e, Tunnel(e.tunnel_key, UP, self.clock), Hmac(e.identity_key))
         return sorted(set(self.served) - self._subscribed)
 
+    def status(self) -> dict[str, Any]:
+        """What the hub's operator sees: counts, no family data."""
+        now = self.clock()
+        served = list(self.served.values())
+        return {
+            "at": now,
+            "online": self.online.is_set(),
+            "enrolled": len(served),
+            "heard": sum(1 for s in served if s.heard is not None and now - s.heard[2] < HEARD_S),
+            "links": sum(1 for s in served if s.link),
+            "queue": self._out.qsize(),
+            **asdict(self.stats),
+        }
+
     async def _watch_store(self) -> None:
         while True:
+            with contextlib.suppress(OSError):
+                self.store.write_status(self.status())
             await asyncio.sleep(RELOAD_S)
             new = self._reload()
             client = self._client
