@@ -36,6 +36,11 @@ Untrackable: the band never advertises from its public address. Its first advert
 identity token computed for that address (``hugproto.adv``), so address and token change together;
 not while connected (a link keeps its address) or while the pairing window is open (the phone that
 saw "ready to pair" connects to that address), and at once after the band key changed.
+A press waiting to be sent shows only to holders of the identity key (owners, an enrolled hub): it is
+a bit inside the token, which also covers a roll the band steps on every advert after an address's
+first (the ``_ADV_REFRESH_MS`` beat), so the token changes whether or not a press waits; the band takes
+a new address before its roll comes round. A press does not speed advertising up (a scanner would see
+that).
 The action queue holds ``_ACTIONS`` entries; the shell drains it after every call. If it is full the
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
@@ -234,7 +239,10 @@ class BandLogic:
         self._rotate_ms = board.get("address_rotate_s", 900) * 1000
         self._rotate_at = now_ms  # the first advert comes from a fresh address
         self._addr_pending = False  # A_ADDRESS queued: adverts wait for on_address
-        self._token = b""
+        self._address = b""  # the address advertised from (its token is made per advert)
+        self._roll = 0
+        self._roll_first = 0  # the roll of the address's first advert: it must not come round
+        self._stepped = False  # an advert went out from this address: the next steps the roll
         # boot
         self._load_key()
         self._key_changed(now_ms)  # sets self._ident
@@ -339,7 +347,9 @@ class BandLogic:
         """The shell took a new random address (A_ADDRESS): advertise from it with its token."""
         self._addr_pending = False
         self._rotate_at = add(now_ms, self._rotate_ms)
-        self._token = adv.token(self._ident, bytes(address))
+        self._address = bytes(address)
+        self._roll = self._roll_first = self._random(1)[0] % adv.ROLLS
+        self._stepped = False
         if self._conn is None and not self._asleep:
             self._advertise(now_ms)
 
@@ -662,9 +672,7 @@ class BandLogic:
             gesture = frames.GESTURE_TAP if kind == button.TAP else frames.GESTURE_SQUEEZE
             self.presses += 1
             self.outbox.add(gesture, value, duration, now_ms, self.epoch_now(now_ms))
-            self._save_outbox()
-            if self._conn is None:
-                self.backoff.kick(now_ms)
+            self._save_outbox()  # (no faster advertising: a scanner would see a press)
         elif kind == button.PAIRING:
             self._window(True, now_ms)
             self._pairing_until = add(now_ms, _PAIRING_WINDOW_MS)
@@ -818,13 +826,20 @@ class BandLogic:
         on_address advertises; until then nothing is advertised with a token of the old one)."""
         if self._addr_pending:
             return
+        roll = (self._roll + 1) % adv.ROLLS if self._stepped else self._roll
+        if roll == self._roll_first and self._stepped:
+            if not self._pairing:
+                self._rotate_at = now_ms  # the roll came round: a new address first
+            roll = self._roll  # (the pairing window keeps its address: the roll waits)
         if self._rotation_due(now_ms):
             if self._qn < _ACTIONS:  # never lose an A_ADDRESS (the band would stay silent): next poll
                 self._addr_pending = True
                 self._push(A_ADDRESS, 0, 0)
             return
+        self._roll, self._stepped = roll, True
         self._adv_at = now_ms
-        self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, self._token))
+        tok = adv.token(self._ident, self._address, roll, 1 if len(self.outbox) else 0)
+        self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, tok, roll))
 
     def _key_changed(self, now_ms: int) -> None:
         """A new band key (or none): its identity key makes the tokens; the next advert comes from

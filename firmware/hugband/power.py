@@ -66,7 +66,7 @@ class AdvertisingBackoff:
         self.interval_ms = ADV_FAST_MS
 
     def kick(self, now_ms: int) -> None:
-        """Boot, disconnect or a press: advertise fast again."""
+        """Boot, disconnect or the pairing window: advertise fast again."""
         self._since = now_ms
 
     def poll(self, now_ms: int):

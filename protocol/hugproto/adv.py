@@ -1,17 +1,21 @@
 """The advertising payload (at most 31 bytes): what any scanner in range sees of a band.
 
 Flags, the Hug service UUID and manufacturer data (company id 0xFFFF, reserved for development)
-holding one state byte (paired, pairing window open) and a 5-byte identity token. No name, no
-scan response. The band advertises from a random address that it replaces every few minutes
-(``hugband.logic``); the token is ``HMAC(identity key, address)`` truncated, so it changes with
-every address and only holders of the identity key (the band's owners, later its enrolled hub) can
-tell which band it is. The identity key is derived from the band key and cannot authenticate.
+holding one state byte and a 5-byte identity token. No name, no scan response. The state byte is
+the public state (paired, pairing window open: bits 0-1) and a 6-bit *roll* (bits 2-7, in clear).
+The band advertises from a random address that it replaces every few minutes (``hugband.logic``);
+the token is ``HMAC(identity key, address || roll || waiting)`` truncated, where *waiting* is 1 when
+a press waits on the band to be sent. Only holders of the identity key (the band's owners, its
+enrolled hub) can tell which band it is, and whether a press waits: they try both values
+(``recognise``). The band steps the roll on a fixed beat, so the token changes whether or not a
+press waits and a scanner learns nothing from it. The identity key is derived from the band key
+and cannot authenticate.
 """
 
 from hugproto.compat import const
 from hugproto.errors import Incomplete, Malformed
 from hugproto.gatt import HUG_SERVICE_UUID
-from hugproto.mac import Hmac
+from hugproto.mac import Hmac, equal
 
 MAX_ADV = const(31)
 TOKEN_LEN = const(5)
@@ -27,6 +31,8 @@ AD_MANUFACTURER = const(0xFF)
 COMPANY_ID = const(0xFFFF)
 _GENERAL_DISC_NO_BREDR = const(0x06)
 STATE_MASK = const(0x03)  # frames.FLAG_PAIRED | FLAG_PAIRING_OPEN: nothing that changes more often
+ROLL_SHIFT = const(2)  # the roll sits above the state bits
+ROLLS = const(64)  # roll values: a band takes a new address before one comes round again
 _MANUFACTURER_LEN = const(3 + TOKEN_LEN)
 _ID_LABEL = b"hug adv id"
 
@@ -50,23 +56,30 @@ def identity_key(band_key: bytes) -> bytes:
     return Hmac(band_key).digest(_ID_LABEL)[:ID_KEY_LEN]
 
 
-def token(ident: Hmac, address: bytes) -> bytes:
-    """The identity token for one advertising address (6 bytes, most significant first)."""
+def token(ident: Hmac, address: bytes, roll: int = 0, waiting: int = 0) -> bytes:
+    """The identity token for one advertising address (6 bytes, most significant first), roll and
+    waiting bit."""
     if len(address) != ADDR_LEN:
         raise Malformed("a BLE address has 6 bytes, got %d" % len(address))
-    return ident.digest(address)[:TOKEN_LEN]
+    if not 0 <= roll < ROLLS:
+        raise Malformed("a roll is 0..%d, got %d" % (ROLLS - 1, roll))
+    return ident.digest(address, bytes((roll, 1 if waiting else 0)))[:TOKEN_LEN]
 
 
-def encode_advertising(state_flags: int, tok: bytes) -> bytes:
-    """Flags + Hug service UUID + manufacturer data: state (paired, pairing open) and token (31 bytes)."""
+def encode_advertising(state_flags: int, tok: bytes, roll: int = 0) -> bytes:
+    """Flags + Hug service UUID + manufacturer data: state (paired, pairing open), roll and token
+    (31 bytes)."""
     if not 0 <= state_flags <= 0xFF:
         raise Malformed("state flags must fit one byte")
     if len(tok) != TOKEN_LEN:
         raise Malformed("an identity token has %d bytes, got %d" % (TOKEN_LEN, len(tok)))
+    if not 0 <= roll < ROLLS:
+        raise Malformed("a roll is 0..%d, got %d" % (ROLLS - 1, roll))
+    state = (state_flags & STATE_MASK) | (roll << ROLL_SHIFT)
     out = bytearray()
     _field(out, AD_FLAGS, bytes((_GENERAL_DISC_NO_BREDR,)))
     _field(out, AD_UUID128_COMPLETE, uuid128_le(HUG_SERVICE_UUID))
-    _field(out, AD_MANUFACTURER, bytes((COMPANY_ID & 0xFF, COMPANY_ID >> 8, state_flags & STATE_MASK)) + tok)
+    _field(out, AD_MANUFACTURER, bytes((COMPANY_ID & 0xFF, COMPANY_ID >> 8, state)) + tok)
     if len(out) > MAX_ADV:  # pragma: no cover - fixed layout, checked by the vectors
         raise Malformed("advertising payload is %d bytes; at most %d" % (len(out), MAX_ADV))
     return bytes(out)
@@ -89,8 +102,8 @@ def fields(payload: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
-def _manufacturer(payload: bytes) -> bytes | None:
-    """The Hug manufacturer data (state + token) of a Hug band's advert, else None."""
+def hug_data(payload: bytes) -> bytes | None:
+    """The Hug manufacturer data (state byte + token) of a Hug band's advert, else None."""
     has_service = False
     found = None
     want = uuid128_le(HUG_SERVICE_UUID)
@@ -107,13 +120,31 @@ def _manufacturer(payload: bytes) -> bytes | None:
 
 def hug_state(payload: bytes) -> int:
     """The band state flags from an advertisement, or -1 when it is not a Hug band's."""
-    m = _manufacturer(payload)
-    return -1 if m is None else m[0]
+    m = hug_data(payload)
+    return -1 if m is None else m[0] & STATE_MASK
+
+
+def hug_roll(payload: bytes) -> int:
+    """The roll of a Hug band's advertisement, or -1 when it is not one."""
+    m = hug_data(payload)
+    return -1 if m is None else m[0] >> ROLL_SHIFT
+
+
+def recognise(ident: Hmac, address: bytes, data: bytes) -> int:
+    """-1 when ``data`` (a Hug advert's manufacturer data: state byte + token, as ``hug_data``
+    gives) is not from the band of ``ident`` at ``address``; else its waiting bit (1: a press waits)."""
+    if len(data) != 1 + TOKEN_LEN or len(address) != ADDR_LEN:
+        return -1
+    roll, tok = data[0] >> ROLL_SHIFT, data[1:]
+    for waiting in (0, 1):
+        if equal(token(ident, address, roll, waiting), tok):
+            return waiting
+    return -1
 
 
 def hug_token(payload: bytes) -> bytes | None:
     """The identity token of a Hug band's advertisement, or None when it is not one."""
-    m = _manufacturer(payload)
+    m = hug_data(payload)
     return None if m is None else m[1:]
 
 

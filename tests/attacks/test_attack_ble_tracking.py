@@ -281,7 +281,7 @@ def test_only_its_owner_recognises_the_band(day: Day) -> None:
         total += 1
         address = bytes.fromhex(e["address"].replace(":", ""))
         for node, ident in idents.items():
-            match = adv.token(ident, address) == _token(e)
+            match = adv.recognise(ident, address, adv.hug_data(bytes.fromhex(e["adv"])) or b"") >= 0
             mine += match and node == e["node"]
             theirs += match and node != e["node"]
     found = sorted(t for w in day.wearers for t in w.found_after)

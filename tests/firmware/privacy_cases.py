@@ -22,9 +22,14 @@ def _band(seed=11):
     return Harness(board, MemBlob(), MemBlob(), rng), rng
 
 
-def _expect(h, key):
-    """The token the band's owner (holder of ``key``) computes for the band's current address."""
-    return adv.token(Hmac(adv.identity_key(key)), h.addresses[-1])
+def _waiting(h, key):
+    """What the band's owner (holder of ``key``) reads in the band's last advert: -1 not its band,
+    else whether a press waits on it."""
+    return adv.recognise(Hmac(adv.identity_key(key)), h.addresses[-1], adv.hug_data(h.advert))
+
+
+def _mine(h, key):
+    return _waiting(h, key) >= 0
 
 
 def _pair(h, rng):
@@ -50,7 +55,7 @@ def _wait(h, ms):
 def case_the_first_advert_comes_from_a_fresh_address_with_its_token():
     h, _ = _band()
     assert len(h.addresses) == 1 and h.adverts >= 1
-    assert adv.hug_token(h.advert) == _expect(h, frames.UNPAIRED_KEY)
+    assert _mine(h, frames.UNPAIRED_KEY)
     assert len(h.advert) <= adv.MAX_ADV and adv.local_name(h.advert) is None
 
 
@@ -60,11 +65,11 @@ def case_address_and_token_change_together_every_period():
     h.disconnect()
     h.run(100)
     seen = [(h.addresses[-1], adv.hug_token(h.advert))]
-    assert seen[0][1] == _expect(h, key)  # the owner recognises it
+    assert _mine(h, key)  # the owner recognises it
     for _ in range(4):
         _wait(h, ROTATE_S * 1000)
         seen.append((h.addresses[-1], adv.hug_token(h.advert)))
-        assert seen[-1][1] == _expect(h, key)
+        assert _mine(h, key)
     assert len({a for a, _ in seen}) == 5 and len({t for _, t in seen}) == 5
 
 
@@ -75,7 +80,7 @@ def case_pairing_moves_to_a_new_address_and_the_new_keys_token():
     h.disconnect()
     h.run(100)
     assert h.addresses[-1] != before
-    assert adv.hug_token(h.advert) == _expect(h, key)
+    assert _mine(h, key)
     assert adv.hug_state(h.advert) == frames.FLAG_PAIRED
 
 
@@ -121,4 +126,60 @@ def case_a_full_action_queue_delays_the_new_address_never_loses_it():
     while core.pop_action() is not None:
         pass
     h.run(100)
-    assert len(h.addresses) == n + 1 and adv.hug_token(h.advert) == _expect(h, frames.UNPAIRED_KEY)
+    assert len(h.addresses) == n + 1 and _mine(h, frames.UNPAIRED_KEY)
+
+
+def _adverts(h, ms):
+    """(time, address, roll, token) of every advert the band pushes in the next ``ms``."""
+    out = []
+    end = h.now + ms
+    while h.now < end:
+        n = h.adverts
+        h.run(50)
+        if h.adverts != n:
+            out.append((h.now, bytes(h.addresses[-1]), adv.hug_roll(h.advert), adv.hug_token(h.advert)))
+    return out
+
+
+def _unlinked(press, seed=5):
+    h, rng = _band(seed)
+    key = _pair(h, rng).key
+    h.disconnect()
+    h.run(3000)
+    if press:
+        h.taps(1)
+    else:
+        h.run(230)
+    h.run(1500)  # past the multi-tap window: the press is kept, or nothing happened
+    h.run(3000)  # and the next advert on the beat carries it
+    return h, key
+
+
+def case_a_press_waiting_shows_to_the_owner_only():
+    """With and without a press waiting, a scanner sees the same adverts at the same times from the
+    same addresses with the same rolls; only the tokens differ, and only the owner can read them."""
+    waiting, key = _unlinked(True)
+    idle, _ = _unlinked(False)
+    assert len(waiting.core.outbox) == 1 and len(idle.core.outbox) == 0
+    assert _waiting(waiting, key) == 1 and _waiting(idle, key) == 0
+    assert _waiting(waiting, KEY + b"!") == -1 and _waiting(idle, KEY + b"!") == -1  # a stranger
+    seen_w, seen_i = _adverts(waiting, 30000), _adverts(idle, 30000)
+    assert len(seen_w) >= 9
+    assert [a[:3] for a in seen_w] == [a[:3] for a in seen_i], "same times, addresses and rolls"
+    assert all(seen_w[k][3] != seen_i[k][3] for k in range(len(seen_w))), "the tokens are all that differ"
+    assert len({a[3] for a in seen_w}) == len(seen_w), "and they change with every advert anyway"
+
+
+def case_the_roll_steps_each_advert_and_never_comes_round_at_one_address():
+    h, rng = _band()
+    h.core._rotate_ms = 3600 * 1000  # no scheduled new address in this test: only the roll's
+    _pair(h, rng)
+    h.disconnect()
+    seen = _adverts(h, 500 * 1000)
+    by_address = {}
+    for _t, address, roll, _tok in seen:
+        by_address.setdefault(address, []).append(roll)
+    assert len(by_address) >= 2, "a new address before the roll came round"
+    for rolls in by_address.values():
+        assert len(set(rolls)) == len(rolls) <= adv.ROLLS
+        assert all((rolls[k + 1] - rolls[k]) % adv.ROLLS == 1 for k in range(len(rolls) - 1))

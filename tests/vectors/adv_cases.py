@@ -26,7 +26,8 @@ def case_identity_key_and_tokens():
     tokens = set()
     for v in V["adverts"]:
         address = bytes.fromhex(v["address"].replace(":", ""))
-        assert adv.token(h, address).hex() == v["token"]
+        assert adv.token(h, address, v["roll"], v["waiting"]).hex() == v["token"]
+        assert adv.token(h, address, v["roll"], 1 - v["waiting"]).hex() != v["token"]
         tokens.add(v["token"])
     assert len(tokens) == len(V["adverts"])  # every address its own token
 
@@ -34,11 +35,15 @@ def case_identity_key_and_tokens():
 def case_advertising_payloads():
     for v in V["adverts"]:
         token = bytes.fromhex(v["token"])
-        data = adv.encode_advertising(v["state"], token)
+        data = adv.encode_advertising(v["state"], token, v["roll"])
         assert data.hex() == v["hex"]
         assert len(data) <= adv.MAX_ADV
         assert adv.hug_state(data) == v["state"]
+        assert adv.hug_roll(data) == v["roll"]
         assert adv.hug_token(data) == token
+        address = bytes.fromhex(v["address"].replace(":", ""))
+        assert adv.recognise(Hmac(adv.identity_key(KEY)), address, adv.hug_data(data)) == v["waiting"]
+        assert adv.recognise(Hmac(adv.identity_key(KEY + b"!")), address, adv.hug_data(data)) == -1
         assert adv.local_name(data) is None  # no name on the air
 
 
@@ -51,6 +56,8 @@ def case_bad_input_is_refused():
     assert _error_name(adv.encode_advertising, 1, b"1234") == "Malformed"
     assert _error_name(adv.encode_advertising, 256, bytes(adv.TOKEN_LEN)) == "Malformed"
     assert _error_name(adv.token, Hmac(KEY), b"12345") == "Malformed"
+    assert _error_name(adv.token, Hmac(KEY), b"123456", adv.ROLLS) == "Malformed"
+    assert _error_name(adv.encode_advertising, 1, bytes(adv.TOKEN_LEN), -1) == "Malformed"
     assert _error_name(adv.fields, bytes((5, 9, 65))) == "Incomplete"
     assert _error_name(adv.fields, bytes(32)) == "Malformed"
 

@@ -278,7 +278,8 @@ ADV_ADDRESSES = ("3a:17:c0:55:02:9e", "01:02:03:04:05:06", "3f:ff:ff:ff:ff:fe")
 
 
 def build_adv() -> dict[str, object]:
-    """Advertising: the identity key from the band key, a token per address, whole payloads."""
+    """Advertising: the identity key from the band key, a token per address, roll and waiting bit,
+    whole payloads."""
     import hmac
 
     ident = adv.identity_key(BAND_KEY)
@@ -286,14 +287,17 @@ def build_adv() -> dict[str, object]:
     cases: list[dict[str, object]] = []
     for i, address in enumerate(ADV_ADDRESSES):
         raw = bytes.fromhex(address.replace(":", ""))
-        token = hmac.new(ident, raw, "sha256").digest()[: adv.TOKEN_LEN]
+        roll, waiting = ((0, 0), (17, 1), (63, 0))[i]
+        token = hmac.new(ident, raw + bytes((roll, waiting)), "sha256").digest()[: adv.TOKEN_LEN]
         state = (frames.FLAG_PAIRED, frames.FLAG_PAIRED | frames.FLAG_PAIRING_OPEN, 0)[i]
         cases.append(
             {
                 "address": address,
+                "roll": roll,
+                "waiting": waiting,
                 "state": state,
                 "token": token.hex(),
-                "hex": adv.encode_advertising(state, token).hex(),
+                "hex": adv.encode_advertising(state, token, roll).hex(),
             }
         )
     return {"band_key": BAND_KEY.hex(), "identity_key": ident.hex(), "adverts": cases}

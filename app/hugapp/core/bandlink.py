@@ -163,10 +163,18 @@ def _hug_advert(data: AdvertisementData) -> tuple[int, bytes] | None:
     return raw[0], bytes(raw[1:])
 
 
+def band_waiting(ident: Hmac, device: BLEDevice, data: AdvertisementData) -> int:
+    """-1 when this advert is not from the band whose identity key made ``ident``; else 1 when a
+    press waits on the band to be sent, 0 when none does."""
+    found, addr = _hug_advert(data), _address_bytes(device.address)
+    if found is None or addr is None:
+        return -1
+    return adv.recognise(ident, addr, bytes((found[0],)) + found[1])
+
+
 def is_band(ident: Hmac, device: BLEDevice, data: AdvertisementData) -> bool:
     """Whether this advert comes from the band whose identity key made ``ident``."""
-    found, addr = _hug_advert(data), _address_bytes(device.address)
-    return found is not None and addr is not None and found[1] == adv.token(ident, addr)
+    return band_waiting(ident, device, data) >= 0
 
 
 def _identities(bands: list[Band]) -> list[tuple[Band, Hmac]]:

@@ -42,7 +42,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from hugapp.core.bandlink import BleConfig, is_band
+from hugapp.core.bandlink import BleConfig, band_waiting
 from hugapp.core.envelope import EnvelopeError
 from hugapp.core.hubtunnel import ADV_EVERY_S, SCAN_LEASE_S, UP, HubTunnel, Tunnel, hexbytes
 from hugapp.core.linking import CodeOffer, LinkError, Purpose, join_code, offer_code
@@ -193,6 +193,7 @@ class _Served:
     tunnel: Tunnel
     ident: Hmac
     heard: tuple[BLEDevice, AdvertisementData, float] | None = None
+    waiting: bool = False  # its last advert said a press waits on it (readable by this hub only)
     leased_until: float = 0.0
     last_push: float = 0.0
     pushed_address: str = ""
@@ -233,7 +234,7 @@ class Hub:
         self._out: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=OUT_QUEUE)
         self._subscribed: set[str] = set()
         self._client: aiomqtt.Client | None = None
-        self._whose: dict[tuple[str, bytes], str] = {}  # (address, token) -> topic of the band, or ""
+        self._whose: dict[str, str] = {}  # advertising address -> topic of the band there, or ""
 
     async def run(self) -> None:
         self._reload()
@@ -306,16 +307,32 @@ class Hub:
             await asyncio.Event().wait()
 
     def _recognise(self, device: BLEDevice, data: AdvertisementData) -> _Served | None:
-        """The enrolled band behind an advert, if any: one HMAC per enrolment per new address."""
-        raw = data.manufacturer_data.get(adv.COMPANY_ID, b"")
-        key = (device.address, bytes(raw))
-        topic = self._whose.get(key)
-        if topic is None:
-            topic = next((t for t, sv in self.served.items() if is_band(sv.ident, device, data)), "")
-            if len(self._whose) >= WHOSE_CACHE:
-                self._whose.clear()
-            self._whose[key] = topic
-        return self.served.get(topic) if topic else None
+        """The enrolled band behind an advert, if any, with its waiting bit noted: two HMACs for an
+        address seen before, two per enrolment for a new one."""
+        topic = self._whose.get(device.address)
+        if topic == "":
+            return None
+        if topic is not None:
+            served = self.served.get(topic)
+            if served is not None and self._note_waiting(served, device, data):
+                return served
+        for t, served in self.served.items():
+            if self._note_waiting(served, device, data):
+                self._remember(device.address, t)
+                return served
+        self._remember(device.address, "")
+        return None
+
+    def _note_waiting(self, served: _Served, device: BLEDevice, data: AdvertisementData) -> bool:
+        waiting = band_waiting(served.ident, device, data)
+        if waiting >= 0:
+            served.waiting = waiting == 1
+        return waiting >= 0
+
+    def _remember(self, address: str, topic: str) -> None:
+        if len(self._whose) >= WHOSE_CACHE:
+            self._whose.clear()
+        self._whose[address] = topic
 
     def _on_advert(self, device: BLEDevice, data: AdvertisementData) -> None:
         now = self.clock()
