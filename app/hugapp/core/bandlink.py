@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
 # Reconnecting without a scan waits this long for the band to advertise: long enough to queue behind
 # three strangers' 1 s holds, short enough that a band which rebooted to a new address is soon scanned for.
+IDLE_RELEASE_S = 3.0  # a link through a relay that carried nothing this long is let go (a hub holds few)
+FELT_WAIT_S = 30.0  # ... unless a Play sent less than this ago is not felt yet
+PARKED_LOOK_S = 30.0  # a parked link's looks (this phone's radio, the relay's waiting bit) last this long
 PREFER_OWN_RADIO_S = 1.5  # a band a relay hears first waits this long for this device's radio to hear it
 STRAIGHT_BACK_TIMEOUT_S = 5.0
 BUSY_RETRY_S = (0.1, 0.5)  # the band was in range but not ours to have: retry after this (jittered)
@@ -131,6 +134,7 @@ class LinkState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     OUT_OF_RANGE = "out of range"
+    PARKED = "at school, idle"  # reachable through a relay, link let go until there is something to carry
     STOPPED = "stopped"
 
 
@@ -294,11 +298,14 @@ class _Channel:
                 return msg
 
 
-async def find_band(config: BleConfig, key: bytes, timeout: float) -> BLEDevice | None:
-    """The band with this key, by the token in its adverts (its address changes)."""
+async def find_band(
+    config: BleConfig, key: bytes, timeout: float, *, waiting: bool = False
+) -> BLEDevice | None:
+    """The band with this key, by the token in its adverts (its address changes); with ``waiting``,
+    only once its advert says a press waits on it."""
     ident = Hmac(adv.identity_key(key))
     return await BleakScanner.find_device_by_filter(
-        lambda d, a: is_band(ident, d, a),
+        lambda d, a: band_waiting(ident, d, a) >= (1 if waiting else 0),
         timeout=timeout,
         service_uuids=[gatt.HUG_SERVICE_UUID],
         **config.scanner_kwargs(),
@@ -481,6 +488,7 @@ class LinkStats:
     presses_duplicate: int = 0
     frames_rejected: int = 0
     frames_missing: int = 0  # links dropped because a frame from the band never arrived
+    releases: int = 0  # links through a relay let go when idle
     felt: int = 0
     last_error: str = ""
     states: deque[LinkState] = field(default_factory=lambda: deque[LinkState](maxlen=32))  # the latest
@@ -529,6 +537,22 @@ class BandLink:
         self._session: frames.Session | None = None
         self._write_lock = asyncio.Lock()
         self._token = random.randrange(0x10000)
+        self._active_at = 0.0  # when the link last carried something (monotonic)
+        self._unfelt: dict[int, float] = {}  # Play tokens sent on this link and not felt yet
+        self._wanted = asyncio.Event()  # something waits to go to the band: a parked link connects
+
+    def want(self) -> None:
+        """Something waits to be sent to the band: a link parked at a relay connects now."""
+        self._wanted.set()
+
+    async def ready(self, timeout: float = 20.0) -> None:
+        """Until the link is up: a link parked at a relay is asked for and awaited."""
+        if self.state is LinkState.PARKED:
+            self.want()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), timeout)
+        if self.state is not LinkState.CONNECTED:
+            raise BandUnavailable("the band is not connected")
 
     def _set_state(self, state: LinkState) -> None:
         if state is self.state:
@@ -547,11 +571,17 @@ class BandLink:
         backoff = 1.0
         # a band whose working link just dropped, with its route: no scan first
         again: tuple[BLEDevice, BleConfig] | None = None
+        parked = False
         try:
             while True:
                 key = self.store.band(self.band_id).key
                 found, again = again, None
                 straight = found is not None
+                if parked and self.relays:
+                    self._set_state(LinkState.PARKED)
+                    found = await self._watch(key)
+                    self.via = ""
+                parked = False
                 if found is None:
                     self._set_state(LinkState.SCANNING)
                     found = await find_band_via([self.config, *self.relays], key, self.scan_timeout)
@@ -561,9 +591,12 @@ class BandLink:
                     self._set_state(LinkState.CONNECTING)
                     connects = self.stats.connects
                     try:
-                        await self._serve(
+                        parked = await self._serve(
                             *found, key, STRAIGHT_BACK_TIMEOUT_S if straight else HANDSHAKE_TIMEOUT_S
                         )
+                        if parked:
+                            self.via = found[1].via
+                            continue
                     except (BleakError, BandLinkError, ProtocolError, TimeoutError, OSError) as exc:
                         self.stats.last_error = f"{type(exc).__name__}: {exc}"
                         log.info("band %s: %s", self.band_id, self.stats.last_error)
@@ -583,7 +616,49 @@ class BandLink:
         finally:
             self._set_state(LinkState.STOPPED)
 
-    async def _serve(self, device: BLEDevice, route: BleConfig, key: bytes, connect_timeout: float) -> None:
+    async def _watch(self, key: bytes) -> tuple[BLEDevice, BleConfig] | None:
+        """Parked: until this phone's radio hears the band (it came home), a relay hears it say a
+        press waits (that route), or something waits to go to it (None: look everywhere)."""
+        while True:
+            looks: dict[asyncio.Future[Any], BleConfig] = {
+                asyncio.ensure_future(find_band(self.config, key, PARKED_LOOK_S)): self.config
+            }
+            for r in self.relays:
+                looks[asyncio.ensure_future(find_band(r, key, PARKED_LOOK_S, waiting=True))] = r
+            wanted: asyncio.Future[Any] = asyncio.ensure_future(self._wanted.wait())
+            try:
+                pending: set[asyncio.Future[Any]] = {*looks, wanted}
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if wanted in done:
+                        return None
+                    for look in done:
+                        device = None if look.exception() is not None else look.result()
+                        if device is not None:
+                            return device, looks[look]
+                    if pending == {wanted}:
+                        break  # every look ended empty: look again
+            finally:
+                for task in (*looks, wanted):
+                    task.cancel()
+                await asyncio.gather(*looks, wanted, return_exceptions=True)
+            await asyncio.sleep(0.5)
+
+    async def _idle(self, route: BleConfig) -> None:
+        """Returns once a link through a relay has carried nothing for ``IDLE_RELEASE_S`` (and no Play
+        is waiting for its Felt); never on this phone's own radio."""
+        if not route.via:
+            await asyncio.Event().wait()
+        while True:
+            now = time.monotonic()
+            self._unfelt = {t: at for t, at in self._unfelt.items() if now - at < FELT_WAIT_S}
+            quiet = now - self._active_at
+            if quiet >= IDLE_RELEASE_S and not self._unfelt and not self._wanted.is_set():
+                return
+            await asyncio.sleep(max(0.1, IDLE_RELEASE_S - quiet))
+
+    async def _serve(self, device: BLEDevice, route: BleConfig, key: bytes, connect_timeout: float) -> bool:
+        """Serve one link until it drops (raises) or, through a relay, is let go when idle (True)."""
         lost = asyncio.Event()
         async with BleakClient(
             device,
@@ -598,20 +673,26 @@ class BandLink:
             self._client, self._channel, self._session = client, channel, session
             self.via = route.via
             self.stats.connects += 1
+            self._active_at, self._unfelt = time.monotonic(), {}
             try:
                 await self._send(frames.SetTime(int(self.clock()) - MICROPYTHON_EPOCH, _tz_minutes()))
                 self._battery_reading(ok.battery)
                 self._set_state(LinkState.CONNECTED)
+                self._wanted.clear()
                 reader = asyncio.ensure_future(self._read_events(channel, session))
                 waiter = asyncio.ensure_future(lost.wait())
+                idler = asyncio.ensure_future(self._idle(route))
                 try:
-                    await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({reader, waiter, idler}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for task in (reader, waiter):
+                    for task in (reader, waiter, idler):
                         task.cancel()
-                    await asyncio.gather(reader, waiter, return_exceptions=True)
+                    await asyncio.gather(reader, waiter, idler, return_exceptions=True)
                 if reader.done() and not reader.cancelled():
                     reader.result()  # re-raises what ended the reader
+                if idler.done() and not idler.cancelled() and not waiter.done():
+                    self.stats.releases += 1
+                    return True  # let go: leaving the client's context disconnects
             finally:
                 self._client = self._channel = self._session = None
                 self.via = ""
@@ -634,6 +715,7 @@ class BandLink:
                 # band sends every press it still holds
                 self.stats.frames_missing += 1
                 raise FrameMissing(f"frame {expected} from the band never arrived; reconnecting")
+            self._active_at = time.monotonic()
             await self._handle(msg)
 
     async def _handle(self, msg: frames.Message) -> None:
@@ -649,6 +731,7 @@ class BandLink:
                 self.stats.presses_duplicate += 1
             await self._send(frames.Ack(msg.seq))  # only once the press is durably stored
         elif isinstance(msg, frames.Felt):
+            self._unfelt.pop(msg.token, None)
             self.stats.felt += 1
             if self.on_felt is not None:
                 await self.on_felt(self.band_id, msg.token)
@@ -669,6 +752,7 @@ class BandLink:
             channel, session = self._channel, self._session
             if channel is None or session is None:
                 raise BandUnavailable("the band is not connected")
+            self._active_at = time.monotonic()
             await channel.write(session.seal(msg))
 
     @property
@@ -686,6 +770,7 @@ class BandLink:
     ) -> int:
         """Ask the band to play; returns the token its Felt will carry. Raises BandUnavailable."""
         token = self.next_token() if token is None else token
+        self._unfelt[token] = time.monotonic()
         try:
             await self._send(frames.Play(pattern, signature, intensity, repeat, token))
         except BleakError as exc:

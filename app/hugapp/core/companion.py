@@ -60,6 +60,11 @@ class BandLinks(dict[str, BandLink]):
             (b for b, link in self.items() if link.address and link.address.upper() == address.upper()), ""
         )
 
+    def want(self, band_id: str) -> None:
+        link = self.get(band_id)
+        if link is not None:
+            link.want()
+
     async def play(self, band_id: str, spec: PlaySpec, token: int) -> None:
         link = self.get(band_id)
         if link is None:
@@ -349,6 +354,7 @@ class Companion:
         link = self.links.get(band_id)
         if link is None:
             raise bandlink.BandUnavailable("that band is not paired with this phone")
+        await link.ready()  # at school the hub's link comes when asked for
         await link.identify(2)
 
     # ------------------------------------------------------------------ circles

@@ -40,7 +40,18 @@ class Bands(Protocol):
 
     def connected(self, band_id: str) -> bool: ...
 
+    def want(self, band_id: str) -> None:
+        """Something is due for a band that is not connected: a link parked at a hub connects."""
+        ...
+
     async def play(self, band_id: str, spec: PlaySpec, token: int) -> None: ...
+
+
+def _due_unheld(p: Play, now: float) -> bool:
+    """A felt tick due now, or a Play sent and not felt whose resend is due."""
+    if p.state == "pending":
+        return p.hug is None and p.not_before <= now
+    return p.state == "sent" and p.sent_at + RESEND_PLAY_AFTER_S <= now
 
 
 def sender_name(store: Store, link_id: str, member_id: str) -> str:
@@ -132,6 +143,8 @@ class Playback:
             if self.bands.connected(band):  # a band away: the rest waits for its link
                 wakes += held
                 wakes += await self._deliver_to(band, plays, decisions, now)
+            elif decisions or any(_due_unheld(p, now) for p in plays):
+                self.bands.want(band)
         return min(wakes) if wakes else None
 
     async def _deliver_to(

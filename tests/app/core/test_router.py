@@ -49,9 +49,13 @@ class FakeBands:
     def __init__(self) -> None:
         self.up: set[str] = set()
         self.played: list[tuple[str, hugs.PlaySpec, int]] = []
+        self.wanted: list[str] = []
 
     def connected(self, band_id: str) -> bool:
         return band_id in self.up
+
+    def want(self, band_id: str) -> None:
+        self.wanted.append(band_id)
 
     async def play(self, band_id: str, spec: hugs.PlaySpec, token: int) -> None:
         self.played.append((band_id, spec, token))
