@@ -63,6 +63,20 @@ class Handler(Protocol):
         ...
 
 
+class _Admission(asyncio.StreamReaderProtocol):
+    """A connection to the link: closed as it is made, before a byte is read, if not admitted."""
+
+    def __init__(self, server: LinkServer, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader, server._serve)  # pyright: ignore[reportPrivateUsage]
+        self._link = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._link.admit():
+            transport.close()
+            return
+        super().connection_made(transport)
+
+
 class LinkServer:
     """Serves ``handler`` to windows in other processes. Call :meth:`changed` when its state changes."""
 
@@ -92,8 +106,11 @@ class LinkServer:
         await self.close()
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         # the reader's limit bounds what a connection can make the service buffer, token or not
-        self._server = await asyncio.start_server(self._serve, self.host, 0, limit=MAX_REQUEST)
+        self._server = await loop.create_server(
+            lambda: _Admission(self, asyncio.StreamReader(MAX_REQUEST, loop)), self.host, 0
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.link_file.with_suffix(f".{os.getpid()}.tmp")
@@ -134,12 +151,16 @@ class LinkServer:
                     c.send(message)
             await asyncio.sleep(PUSH_EVERY_S)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(reader, writer)
+    def admit(self) -> bool:
+        """A new connection, before anything is read from it: it owes its token; none is admitted
+        while ``MAX_UNAUTHENTICATED`` do (a local process opening connections costs nothing more)."""
         if self._unauthenticated >= MAX_UNAUTHENTICATED:
-            writer.close()  # a local process opening connections without the token costs nothing more
-            return
+            return False
         self._unauthenticated += 1
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = Session(reader, writer)  # admitted: counted among those owing their token
         try:
             try:
                 hello: Any = json.loads(await asyncio.wait_for(reader.readline(), HELLO_TIMEOUT_S) or b"null")
