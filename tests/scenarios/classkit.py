@@ -56,11 +56,27 @@ class Classroom:
     def spawn(self, coro: object) -> None:
         self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
 
-    async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self.changed.clear()
-                await asyncio.wait({asyncio.ensure_future(self.changed.wait())}, timeout=0.2)
+    async def until(self, predicate: Callable[[], bool], timeout: float, what: str = "") -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    self.changed.clear()
+                    await asyncio.wait({asyncio.ensure_future(self.changed.wait())}, timeout=0.2)
+        except TimeoutError:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}\n{self.report()}") from None
+
+    def report(self) -> str:
+        """Each family's link: state, connects, releases, presses, the last error; the hub's status."""
+        lines = [f"hub: {self.hub.status()}, most links at once {self.most_links}"]
+        for i, p in enumerate(self.pupils):
+            link = p.link
+            if link is not None:
+                s = link.stats
+                lines.append(
+                    f"{i}: {link.state.value}, connects {s.connects}, releases {s.releases}, "
+                    f"pressed {len(p.pressed)}, felt {len(p.felt)}, last error {s.last_error}"
+                )
+        return "\n".join(lines)
 
     async def add_pupils(self, n: int, batch: int = 5) -> None:
         """N bands, paired ``batch`` at a time by their families' phones (each phone the band at its

@@ -682,15 +682,16 @@ class BandLink:
                 reader = asyncio.ensure_future(self._read_events(channel, session))
                 waiter = asyncio.ensure_future(lost.wait())
                 idler = asyncio.ensure_future(self._idle(route))
+                done: set[asyncio.Task[Any]] = set()
                 try:
-                    await asyncio.wait({reader, waiter, idler}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({reader, waiter, idler}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for task in (reader, waiter, idler):
                         task.cancel()
                     await asyncio.gather(reader, waiter, idler, return_exceptions=True)
-                if reader.done() and not reader.cancelled():
+                if reader in done:
                     reader.result()  # re-raises what ended the reader
-                if idler.done() and not idler.cancelled() and not waiter.done():
+                if idler in done and waiter not in done:
                     self.stats.releases += 1
                     return True  # let go: leaving the client's context disconnects
             finally:
