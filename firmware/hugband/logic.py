@@ -37,10 +37,10 @@ identity token computed for that address (``hugproto.adv``), so address and toke
 not while connected (a link keeps its address) or while the pairing window is open (the phone that
 saw "ready to pair" connects to that address), and at once after the band key changed.
 A press waiting to be sent shows only to holders of the identity key (owners, an enrolled hub): it is
-a bit inside the token, which also covers a roll the band steps on every advert after an address's
-first (the ``_ADV_REFRESH_MS`` beat), so the token changes whether or not a press waits; the band takes
-a new address before its roll comes round. A press does not speed advertising up (a scanner would see
-that).
+a bit inside the token, which also covers a roll the band steps at most once per ``_ADV_REFRESH_MS``
+beat (the bit is taken then; adverts in between repeat the roll's token), so the token changes
+whether or not a press waits; the band takes a new address before its roll comes round. A press
+does not speed advertising up (a scanner would see that).
 The action queue holds ``_ACTIONS`` entries; the shell drains it after every call. If it is full the
 newest action is dropped and ``actions_dropped`` counts it (presses stay in the outbox and are resent).
 
@@ -242,7 +242,9 @@ class BandLogic:
         self._address = b""  # the address advertised from (its token is made per advert)
         self._roll = 0
         self._roll_first = 0  # the roll of the address's first advert: it must not come round
-        self._stepped = False  # an advert went out from this address: the next steps the roll
+        self._stepped = False  # an advert went out from this address: later ones step the roll
+        self._roll_at = 0  # when the roll last stepped: at most once per _ADV_REFRESH_MS
+        self._waiting = 0  # the waiting bit of this roll, taken when it stepped
         # boot
         self._load_key()
         self._key_changed(now_ms)  # sets self._ident
@@ -350,6 +352,7 @@ class BandLogic:
         self._address = bytes(address)
         self._roll = self._roll_first = self._random(1)[0] % adv.ROLLS
         self._stepped = False
+        self._roll_at = now_ms
         if self._conn is None and not self._asleep:
             self._advertise(now_ms)
 
@@ -826,19 +829,25 @@ class BandLogic:
         on_address advertises; until then nothing is advertised with a token of the old one)."""
         if self._addr_pending:
             return
-        roll = (self._roll + 1) % adv.ROLLS if self._stepped else self._roll
-        if roll == self._roll_first and self._stepped:
+        # the roll (and with it the waiting bit) steps at most once per beat, whatever else
+        # re-advertises in between: an advert off the beat repeats the roll's token
+        step = self._stepped and diff(now_ms, self._roll_at) >= _ADV_REFRESH_MS
+        roll = (self._roll + 1) % adv.ROLLS if step else self._roll
+        if step and roll == self._roll_first:
             if not self._pairing:
                 self._rotate_at = now_ms  # the roll came round: a new address first
-            roll = self._roll  # (the pairing window keeps its address: the roll waits)
+            roll, step = self._roll, False  # (the pairing window keeps its address: the roll waits)
         if self._rotation_due(now_ms):
             if self._qn < _ACTIONS:  # never lose an A_ADDRESS (the band would stay silent): next poll
                 self._addr_pending = True
                 self._push(A_ADDRESS, 0, 0)
             return
+        if step or not self._stepped:
+            self._roll_at = now_ms
+            self._waiting = 1 if len(self.outbox) else 0
         self._roll, self._stepped = roll, True
         self._adv_at = now_ms
-        tok = adv.token(self._ident, self._address, roll, 1 if len(self.outbox) else 0)
+        tok = adv.token(self._ident, self._address, roll, self._waiting)
         self._push(A_ADVERTISE, interval_ms, adv.encode_advertising(self.flags, tok, roll))
 
     def _key_changed(self, now_ms: int) -> None:
