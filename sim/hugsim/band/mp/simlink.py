@@ -18,6 +18,7 @@ MicroPython code (not a package module): ``bandboot.py`` starts it, ``machine``,
 
 import asyncio
 import gc
+import io
 import json
 import socket
 import struct
@@ -214,12 +215,60 @@ def _frame(msg) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+class _Tx(io.IOBase):
+    """The outgoing frame, encoded into one buffer taken at import. NimBLE is C with its own memory;
+    this module must not ask the firmware's heap for a frame's worth of contiguous bytes per send
+    (the GATT table is ~1.5 KB, and after the firmware's imports the heap's free space is in holes
+    of a few hundred bytes: that failed ``gatts_register_services`` at boot)."""
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.busy = False  # a send from a scheduled IRQ while another is encoding: that one allocates
+
+    def write(self, s) -> int:
+        k = len(s)
+        if self.n + k > len(self.buf):
+            raise ValueError  # too big for the buffer: the caller encodes it the allocating way
+        self.mv[self.n : self.n + k] = s.encode() if type(s) is str else s
+        self.n += k
+        return k
+
+    def frame(self, msg):
+        """The frame in the buffer (a memoryview, valid until the next call), or None."""
+        if self.busy:
+            return None
+        self.busy = True
+        self.n = 4
+        try:
+            json.dump(msg, self)
+        except ValueError:
+            self.busy = False
+            return None
+        struct.pack_into(">I", self.buf, 0, self.n - 4)
+        return self.mv[: self.n]
+
+
+_tx = _Tx(2048)
+
+
 def send(msg) -> None:
     """Fire-and-forget; never blocks for long (loopback), safe in an IRQ handler."""
     s = _sock
     if s is None:
         return
-    data = memoryview(_frame(msg))
+    data = _tx.frame(msg)
+    if data is None:
+        _send_all(s, memoryview(_frame(msg)))
+        return
+    try:
+        _send_all(s, data)
+    finally:
+        _tx.busy = False
+
+
+def _send_all(s, data) -> None:
     i = 0
     while i < len(data):
         try:
