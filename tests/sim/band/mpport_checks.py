@@ -351,3 +351,31 @@ def case_a_lost_irq_leaves_the_stack_right():
     assert simlink.connections == {}  # but the stack knows the link is gone
     assert raises(OSError, ble.gatts_notify, 3, 15, b"x").args[0] == 107  # ENOTCONN
     assert ble.gap_disconnect(3) is False
+
+
+def case_frames_go_out_of_one_buffer_not_the_firmwares_heap():
+    import gc
+    import json
+
+    fresh(C3)
+    table = {
+        "op": "gatts_register",
+        "services": [[str(i) * 36, [["%036d" % j, 26] for j in range(8)]] for i in range(4)],
+    }
+    plain = simlink._frame(table)
+    assert 1400 < len(plain) < 2048, len(plain)  # like the band's GATT table
+    gc.collect()
+    before = gc.mem_alloc()
+    framed = simlink._tx.frame(table)
+    grew = gc.mem_alloc() - before
+    assert bytes(framed) == plain
+    simlink._tx.busy = False
+    assert grew < len(plain) // 2, grew  # small pieces only: no block of the frame's size
+    odd = {"op": "output", "kind": "x", "value": ["é", None, True, 1.5, -3]}
+    assert bytes(simlink._tx.frame(odd)) == simlink._frame(odd)
+    assert simlink._tx.frame(odd) is None  # still busy (a send from an IRQ meanwhile): allocate instead
+    simlink._tx.busy = False
+    assert simlink._tx.frame({"v": "x" * 3000}) is None  # bigger than the buffer: allocate instead
+    assert not simlink._tx.busy
+    assert json.loads(bytes(simlink._tx.frame(odd))[4:]) == odd
+    simlink._tx.busy = False
