@@ -154,8 +154,10 @@ def _retrieve(fut: asyncio.Future[None]) -> None:
 class _Client(aiomqtt.Client):
     """aiomqtt 2.5's client, quiet when a broker node dies under it. Otherwise it may (a) add a writer
     for a socket paho has just closed (asyncio logs an OSError traceback, or worse, a reused file
-    descriptor gets the writer) and (b) leave the disconnection's error unretrieved (asyncio logs
-    "Future exception was never retrieved"). The caller learns of the loss through MqttError anyway."""
+    descriptor gets the writer), (b) leave the disconnection's error unretrieved (asyncio logs
+    "Future exception was never retrieved") and (c) raise CancelledError out of paho's reader when a
+    connect that timed out is answered late ("Exception in callback None()"). The caller learns of the
+    loss through MqttError anyway."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -182,6 +184,11 @@ class _Client(aiomqtt.Client):
         if lost.done():
             raise aiomqtt.MqttError("the connection ended while waiting for the broker")
         raise aiomqtt.MqttError("Operation timed out")
+
+    def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
+        if self._connected.cancelled():
+            return  # the connect was given up (timeout): no one waits for this connection
+        super()._on_disconnect(*args, **kwargs)
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         def write() -> None:

@@ -25,6 +25,7 @@ from typing import Self
 import aiomqtt
 
 from hugapp.core.broker import BrokerError, free_port
+from hugapp.core.relay import make_client, parse_broker_url
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0  # JetStream's first leader elections take seconds, longer on a loaded machine
@@ -77,8 +78,11 @@ async def _mqtt_round_trip(url_port: int) -> bool:
     topic = f"hug/probe/{secrets.token_hex(8)}"
     try:
         async with asyncio.timeout(5):
-            async with aiomqtt.Client(
-                HOST, url_port, identifier="hug-probe-" + secrets.token_hex(6), clean_session=True, timeout=4
+            async with make_client(
+                parse_broker_url(f"mqtt://{HOST}:{url_port}"),
+                None,
+                identifier="hug-probe-" + secrets.token_hex(6),
+                clean_session=True,
             ) as client:
                 await client.subscribe(topic, qos=1)
                 await client.publish(topic, b"ok", qos=1)
