@@ -9,10 +9,15 @@ from pathlib import Path
 
 from hugapp import bandtools
 
+MAX_CLASS = 40  # children's bands on the demo's hub (each a MicroPython process)
+
 
 def _demo(args: argparse.Namespace) -> int:
     if args.ui and args.hugs:
         print("hugbutton demo: --ui shows the school day; it does not go with --hugs", file=sys.stderr)
+        return 2
+    if not 1 <= args.klass <= MAX_CLASS:
+        print(f"hugbutton demo: --class takes 1 to {MAX_CLASS} children (Mia is one)", file=sys.stderr)
         return 2
     if args.ui:
         from hugapp.ui.platform import window_problem
@@ -105,8 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hugbutton", description="Hug Button: wristbands that send hugs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="a school day of hugs between two virtual bands and two phones")
+    demo = sub.add_parser("demo", help="a school day of hugs: Mia (no phone) at school, Mum and Dad at work")
     demo.add_argument("--hugs", type=int, help="instead of the day, send N hugs and measure them")
+    demo.add_argument(
+        "--class",
+        dest="klass",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N children's bands on the class hub: Mia and N-1 classmates of other families (default 1)",
+    )
     demo.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     demo.add_argument(
         "--broker",

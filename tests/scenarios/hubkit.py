@@ -52,7 +52,8 @@ def pulses(pattern: int, signature: int, intensity: int, repeat: int) -> int:
 
 
 class TamperingHub(Hub):
-    """A hostile hub: flips a bit in what it carries, replays it, or injects frames of its own."""
+    """A hostile hub: flips a bit in what it carries, replays it, drops it, swaps it with the next, or
+    injects frames of its own."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,11 +61,27 @@ class TamperingHub(Hub):
         self.flip_writes = False
         self.replay = False
         self.drop_notifications = 0  # how many of the next notifications to drop
+        self.swap_notifications = 0  # how many of the next pairs of notifications to carry newer first
+        self.swap_writes = 0  # how many of the next pairs of writes to carry newer first
+        self.swapped = 0  # pairs carried in the wrong order so far
         self.written: list[bytes] = []  # every command the owner wrote, as the hub saw it
+        self._held_notification: dict[str, Any] | None = None
+        self._held_write: dict[str, Any] | None = None
 
     def _send(self, served: Any, msg: dict[str, Any]) -> None:
         if msg["t"] == "n" and self.drop_notifications > 0:
             self.drop_notifications -= 1
+            return
+        if msg["t"] == "n" and (self.swap_notifications > 0 or self._held_notification is not None):
+            held, self._held_notification = self._held_notification, None
+            if held is None or held["l"] != msg["l"]:
+                self._held_notification = msg  # kept back until the band says something more
+                return
+            self.swap_notifications -= 1
+            self.swapped += 1
+            super()._send(served, msg)  # the newer first, then the older, each with the next counter
+            served.counter += 1
+            super()._send(served, {**held, "k": served.counter})
             return
         if msg["t"] == "n" and (self.flip_notifications or self.replay):
             value = bytearray.fromhex(msg["v"])
@@ -79,6 +96,18 @@ class TamperingHub(Hub):
         super()._send(served, msg)
 
     async def _serve(self, served: Any, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg["t"] == "write" and (self.swap_writes > 0 or self._held_write is not None):
+            self.written.append(bytes.fromhex(msg["v"]))
+            held, self._held_write = self._held_write, None
+            if held is None or held["l"] != msg["l"]:
+                self._held_write = msg  # "written", says the hub; it waits for the next one
+                return {}
+            self.swap_writes -= 1
+            self.swapped += 1
+            answer = await super()._serve(served, msg)
+            with contextlib.suppress(BleakError):
+                await super()._serve(served, held)
+            return answer
         if msg["t"] == "write":
             value = bytearray.fromhex(msg["v"])
             self.written.append(bytes(value))

@@ -260,6 +260,55 @@ def test_a_hub_that_drops_one_press_frame_loses_no_press(broker: TestBroker, tmp
     run(scenario(), 120)
 
 
+def test_a_hub_that_reorders_loses_nothing_and_buzzes_nothing_wrong(
+    broker: TestBroker, tmp_path: Path
+) -> None:
+    """The hub carries the band's frames newer first, and the owner's commands too (it says "written"
+    to the first and holds it back until the next has gone). The owner's band link sees the gap in
+    the band's counter and starts the link again: both presses arrive, once each. The band refuses a
+    command out of order: each Play buzzes exactly once (the owner's playback sends an unfelt one
+    again, with its token), and nothing else buzzes."""
+
+    async def scenario() -> None:
+        async with school(tmp_path, broker) as s:
+            link = await s.at_school(TamperingHub)
+            hub = s.hub
+            assert isinstance(hub, TamperingHub)
+            await asyncio.sleep(1.0)
+            once = pulses(patterns.HUG, 1, 255, 1)
+
+            hub.swap_notifications = 1  # two presses, carried newer first
+            await s.control.hold(s.band.address, TAP_MS)
+            await asyncio.sleep(1.0)
+            await s.control.hold(s.band.address, TAP_MS)
+            await s.until(lambda: len(s.store.presses(s.band_id)) >= 2, 40)
+            await asyncio.sleep(3.0)  # a press stored twice would be stored by now
+            assert hub.swapped == 1
+            assert len(s.store.presses(s.band_id)) == 2
+            assert sorted(s.pressed) == sorted(set(s.pressed)), "each press handled once"
+            assert len(s.pressed) == 2
+            assert link.stats.frames_missing >= 1, "the gap was seen, and the link started again"
+
+            await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+            hub.swap_writes = 1  # two Plays, carried newer first
+            before = await s.motor_runs()
+            first, second = await asyncio.gather(
+                link.play(patterns.HUG, 1, 255, 1), link.play(patterns.HUG, 2, 255, 1)
+            )
+            await asyncio.sleep(5.0)
+            for token, signature in ((first, 1), (second, 2)):  # as Playback sends an unfelt Play again
+                if token not in s.felt:
+                    await s.until(lambda: link.state is LinkState.CONNECTED, 30)
+                    await link.play(patterns.HUG, signature, 255, 1, token=token)
+            await s.until(lambda: first in s.felt and second in s.felt, 30)
+            await asyncio.sleep(3.0)  # a Play buzzing twice would have buzzed by now
+            assert hub.swapped == 2
+            assert (s.felt.count(first), s.felt.count(second)) == (1, 1)
+            assert await s.motor_runs() == before + once + pulses(patterns.HUG, 2, 255, 1)
+
+    run(scenario(), 180)
+
+
 def test_a_band_walks_between_school_home_and_the_playground_losing_and_repeating_nothing(
     broker: TestBroker, tmp_path: Path
 ) -> None:

@@ -486,6 +486,7 @@ class LinkStats:
     connects: int = 0
     presses_new: int = 0
     presses_duplicate: int = 0
+    presses_relayed: int = 0  # new presses that came through a relay (a classroom hub)
     frames_rejected: int = 0
     frames_missing: int = 0  # links dropped because a frame from the band never arrived
     releases: int = 0  # links through a relay let go when idle
@@ -726,6 +727,8 @@ class BandLink:
             )
             if new:
                 self.stats.presses_new += 1
+                if self.via:
+                    self.stats.presses_relayed += 1
                 if self.on_press is not None:
                     await self.on_press(self.band_id, msg.seq)
             else:

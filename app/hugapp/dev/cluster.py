@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -29,6 +30,7 @@ from hugapp.core.relay import make_client, parse_broker_url
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0  # JetStream's first leader elections take seconds, longer on a loaded machine
+SETTLE_S = 20.0  # after a node's restart, JetStream is usually current again within 3-9 s
 
 
 def find_nats_server() -> str | None:
@@ -43,6 +45,7 @@ class Node:
         self.client_port = free_port(HOST)
         self.route_port = free_port(HOST)
         self.mqtt_port = free_port(HOST)
+        self.monitor_port = free_port(HOST)
         self.store = workdir / self.name
         self.conf = workdir / f"{self.name}.conf"
         self.log = workdir / f"{self.name}.log"
@@ -62,6 +65,7 @@ class Node:
             f'jetstream {{ store_dir: "{self.store}", max_memory_store: 64MB, max_file_store: 1GB }}\n'
             f'cluster {{ name: "hug-dev", listen: {HOST}:{self.route_port}, routes: [{route_urls}] }}\n'
             f"mqtt {{ listen: {HOST}:{self.mqtt_port}, stream_replicas: {replicas} }}\n"
+            f"http: {HOST}:{self.monitor_port}\n"
         )
 
 
@@ -70,6 +74,16 @@ def _port_open(port: int) -> bool:
         with socket.create_connection((HOST, port), timeout=0.2):
             return True
     except OSError:
+        return False
+
+
+def _healthy(monitor_port: int) -> bool:
+    """The node's /healthz: 200 once it is current with JetStream's meta leader and every stream and
+    consumer it holds is current (after a node's restart, sessions resume only then)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{monitor_port}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+    except (OSError, ValueError):  # refused, 503 (HTTPError is an OSError), garbled
         return False
 
 
@@ -134,16 +148,29 @@ class NatsCluster:
             )
 
     async def wait_ready(self, indexes: list[int] | None = None, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until each node answers a QoS 1 round trip over MQTT (JetStream has a leader)."""
+        """Until each node answers a QoS 1 round trip over MQTT, then until every running node is
+        healthy (current with JetStream's meta leader, every stream and consumer it holds current:
+        after a node's restart, sessions stall until then), for up to SETTLE_S: a consumer has been
+        seen to stay "not current" for a minute while MQTT worked."""
         deadline = time.monotonic() + timeout
         for i in indexes if indexes is not None else range(len(self.nodes)):
             node = self.nodes[i]
             while not (_port_open(node.mqtt_port) and await _mqtt_round_trip(node.mqtt_port)):
-                if node.proc is not None and node.proc.poll() is not None:
-                    raise BrokerError(f"nats-server {node.name} exited; see {node.log}")
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"nats-server {node.name} not ready in {timeout:.0f} s; see {node.log}")
+                self._check(node, deadline, timeout)
                 await asyncio.sleep(0.2)  # polling an external process: there is no event to await
+        settled = min(deadline, time.monotonic() + SETTLE_S)
+        for i, node in enumerate(self.nodes):
+            while self.running(i) and time.monotonic() < settled:
+                if await asyncio.to_thread(_healthy, node.monitor_port):
+                    break
+                self._check(node, deadline, timeout)
+                await asyncio.sleep(0.2)
+
+    def _check(self, node: Node, deadline: float, timeout: float) -> None:
+        if node.proc is not None and node.proc.poll() is not None:
+            raise BrokerError(f"nats-server {node.name} exited; see {node.log}")
+        if time.monotonic() > deadline:
+            raise BrokerError(f"nats-server {node.name} not ready in {timeout:.0f} s; see {node.log}")
 
     async def start(self) -> None:
         for node in self.nodes:

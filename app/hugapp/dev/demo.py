@@ -1,11 +1,12 @@
 """`hugbutton demo`: one day of Mia (who has no phone), Mum and Dad (at work), for real.
 
-Everything runs on this machine: the embedded broker (or --broker), the simulated radio, three virtual
-bands running the real firmware in their own processes, and three companions (the app's core): Mum's
-phone owning Mum's band and Mia's, Dad's phone with his, and the family's home gateway co-owning
-Mia's band. They talk to the bands through bleak and to each other through the broker, sealed end to
-end. Mia's band is served by whichever of its owners is in range; there is no classroom hub yet, so
-Mia spends the day at home, in range of the gateway. Latency is measured from the press on one band
+Everything runs on this machine: the embedded broker (or --broker), the simulated radio, virtual bands
+running the real firmware in their own processes, and companions (the app's core): Mum's phone owning
+Mum's band and Mia's, Dad's phone with his, and the family's home gateway co-owning Mia's band. They
+talk to the bands through bleak and to each other through the broker, sealed end to end. Mia spends
+the school day at school: Mum enrols her band at the class hub, which carries it to Mum's phone at
+work; after school the band comes home to its owners. ``--class N`` puts N children's bands on the
+hub (Mia and N-1 classmates, each of another family). Latency is measured from the press on one band
 to the motor starting on another.
 """
 
@@ -25,10 +26,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hugapp.core.bandlink import LinkState
 from hugapp.core.companion import Companion
 from hugapp.core.hugs import Receipt
 from hugapp.core.hugstore import HistoryEntry
 from hugapp.core.schedule import DayType, QuietMode, QuietWindow, Schedule
+from hugapp.dev.school import HUB_CENTRAL, School
 from hugapp.dev.world import NO_QUIET_HOURS, TAP_MS, Family, Person, World, open_world
 from hugsim.airspace import AirspaceControl, AirspaceTimeoutError
 
@@ -47,6 +50,7 @@ class Day:
         self.changed = asyncio.Event()
         self.latencies: list[float] = []
         self.sent = 0
+        self.burst: dict[str, Any] = {}  # the class-wide burst's figures, when there is a class
 
     def say(self, clock: str, text: str) -> None:
         if not self.quiet:
@@ -115,7 +119,21 @@ def _serving(family: Family) -> str:
     band = family.mia.band_id
     if family.home.connected(band):
         return "the home gateway"
+    if _via_hub(family):
+        return "Mum's phone, through the class hub"
     return "Mum's phone" if family.mum.phone.connected(band) else "nobody"
+
+
+def _via_hub(family: Family) -> bool:
+    """Mum's phone reaches Mia's band through the class hub (linked now, or parked there while idle)."""
+    link = family.mum.phone.links.get(family.mia.band_id)
+    return link is not None and (link.via == "hub" or link.state is LinkState.PARKED)
+
+
+def _presses_via_hub(family: Family) -> int:
+    """Mia's presses that reached her band's owners through the hub (counted by their band links)."""
+    links = [c.links.get(family.mia.band_id) for c in (family.mum.phone, family.home)]
+    return sum(link.stats.presses_relayed for link in links if link is not None)
 
 
 @contextlib.asynccontextmanager
@@ -128,25 +146,48 @@ async def world(
         yield w, w.broker_url
 
 
-async def _setup(day: Day, w: World, on_change: Callable[[], None]) -> Family:
+async def _setup(
+    day: Day, w: World, school: School, class_size: int, on_change: Callable[[], None]
+) -> Family:
     family = await w.family(on_change, say=day.say)
     await w.online_family(family)
     day.say("07:50", "every band connected, every phone and the gateway online")
-    await day.control.out_of_range(family.mia.band.address, central="mum-phone")
-    day.say("08:00", "Mum and Dad leave for work with their phones and bands. Mia stays at home today")
-    day.say("", "(there is no classroom hub yet, so at school her band would reach no one):")
-    await day.until("the gateway to serve Mia's band", lambda: family.home.connected(family.mia.band_id))
-    day.say("08:00", "Mia's band is now served by the home gateway, in range of it")
+    if class_size > 1:
+        day.say("07:55", f"at school, the parents of {class_size - 1} other children of Mia's class pair")
+        await school.add_classmates(class_size - 1)
+        day.say("", "their children's bands and enrol them at the class hub (no child has a phone)")
+    code = await school.enrol(family.mum.phone, family.mia.band_id)
+    day.say("08:20", f"at the classroom door the hub shows a code, {code}; Mum types it in her app")
+    day.say("", "(Bands -> At school): the hub will carry Mia's band to Mum's phone, and learns only")
+    day.say("", "which band to serve, never its key")
+    for central in ("mum-phone", "home-phone"):
+        await day.control.out_of_range(family.mia.band.address, central=central)
+    day.say("08:30", "Mum and Dad leave for work with their phones and bands; Mia stays at school,")
+    await day.until("Mum's phone to reach Mia's band through the hub", lambda: _via_hub(family))
+    day.say("", "in range of the class hub only: Mum's phone at work reaches her band through it")
     return family
 
 
-async def scripted_day(day: Day, family: Family) -> None:
+async def class_burst(day: Day, family: Family, school: School) -> None:
+    """ "Everyone, send a hug home!": every classmate taps within 10 s; each press reaches its family."""
+    n = len(school.classmates)
+    before = school.presses_home()
+    first = await school.burst(within_s=10.0)
+    day.say("11:00", f'the teacher says "everyone, send a hug home!": {n} classmates tap within 10 s')
+    await day.until("each classmate's press to reach home", lambda: school.presses_home() >= before + n, 120)
+    last_s = round((await day.control.now() - first) / 1000, 1)
+    day.burst = {"sent": n, "received": school.presses_home() - before, "last_s": last_s}
+    day.say("11:00", f"all {n} reached their families through the hub, the last {last_s} s after")
+    day.say("", "the first tap (the hub's radio holds only a few links at once: it takes turns)")
+
+
+async def scripted_day(day: Day, family: Family, school: School) -> None:
     mia, mum, dad, home = family.mia, family.mum, family.dad, family.home
 
     await day.control.hold(mia.band.address, TAP_MS)
     await asyncio.sleep(0.15)
     t = await day.press(mia)  # a second tap: one hug of two taps
-    day.say("10:05", "at home, Mia taps her heart twice")
+    day.say("10:05", "at school, Mia taps her heart twice")
     latency = await day.buzz_after(mum, t)
     day.say("10:05", f"Mum's band buzzes {latency:.0f} ms after Mia's last tap (0.4 s of it is the band")
     day.say("", "waiting to be sure no third tap comes); it plays twice, with Mia's signature first")
@@ -165,6 +206,8 @@ async def scripted_day(day: Day, family: Family) -> None:
 
     await day.until("the felt receipt", first_felt)
     day.say("10:05", f"{_serving(family)}: delivered, then felt; Mia's band gives a small tick")
+    if school.classmates:
+        await class_burst(day, family, school)
 
     t = await day.press(mum, 1200)
     day.say("10:06", "Mum squeezes her heart for 1.2 s within 10 s of feeling it: a hug back")
@@ -176,7 +219,7 @@ async def scripted_day(day: Day, family: Family) -> None:
         f"Mia's band plays the hug-back pattern {latency:.0f} ms after Mum's squeeze"
         + (" (marked as an answer)" if back and back[0].hug.hug_back_of else ""),
     )
-    day.say("", "(the gateway played it: Mum's phone is at work, out of range)")
+    day.say("", "(Mum's phone at work sent it through the class hub)")
 
     await asyncio.sleep(11)
     t = await day.press(mia, 2200)
@@ -186,15 +229,21 @@ async def scripted_day(day: Day, family: Family) -> None:
 
     await asyncio.sleep(1.0)
     await day.control.out_of_range(mia.band.address)
-    day.say("14:10", "Mia plays at the bottom of the garden, out of the gateway's range")
+    day.say("14:10", "Mia plays at the far end of the playground, out of the hub's range")
     t = await day.press(mia)
     day.say("14:10", "she taps anyway: the band keeps the press in its flash outbox")
     await asyncio.sleep(3.0)
-    await day.control.in_range(mia.band.address, central="home-phone")
+    await day.control.in_range(mia.band.address, central=HUB_CENTRAL)
     latency = await day.buzz_after(mum, t)
     day.say(
         "14:11", f"back in range: the press goes out and Mum feels it, {latency / 1000:.1f} s after the tap"
     )
+
+    await day.control.in_range(mia.band.address, central="home-phone")
+    await day.control.out_of_range(mia.band.address, central=HUB_CENTRAL)
+    day.say("15:30", "after school Mia comes home: her band leaves the hub's range for the gateway's")
+    await day.until("the gateway to serve Mia's band", lambda: home.connected(mia.band_id))
+    day.say("15:31", "the home gateway serves it again")
 
     await day.control.in_range(mia.band.address, central="mum-phone")
     await day.control.out_of_range(mia.band.address, central="home-phone")
@@ -238,7 +287,7 @@ async def scripted_day(day: Day, family: Family) -> None:
 
 
 async def many_hugs(day: Day, family: Family, n: int) -> None:
-    """N presses on Mia's band (served by the home gateway), as fast as taps can be told apart;
+    """N presses on Mia's band (at school: through the class hub), as fast as taps can be told apart;
     each hug's latency runs from its release to the start of the buzz that played it on Mum's band
     (storms fold several into one)."""
     mia, mum = family.mia, family.mum
@@ -266,7 +315,8 @@ def _presses(hugs: list[HistoryEntry]) -> int:
 
 
 def _summary(day: Day, family: Family, presses_sent: int | None = None) -> dict[str, Any]:
-    """Hugs Mia sent and Mum received; with `presses_sent` (the --hugs run), counted in presses."""
+    """Hugs Mia sent and Mum received; with `presses_sent` (the --hugs run), counted in presses;
+    `via_hub`: Mia's presses carried by the class hub; `class`: the class-wide burst."""
     mum = family.mum
     received = _to_mum(family)
     ids = [h.hug_id for h in received]
@@ -299,6 +349,8 @@ def _summary(day: Day, family: Family, presses_sent: int | None = None) -> dict[
             "buzzes": int(buzzes),
             "latency_ms": latency,
             "child_phones": 0,
+            "via_hub": _presses_via_hub(family),
+            **_class(day),
         }
     return {
         "sent": sent_by_mia,
@@ -310,7 +362,17 @@ def _summary(day: Day, family: Family, presses_sent: int | None = None) -> dict[
         "duplicates": len(ids) - len(set(ids)),
         "latency_ms": latency,
         "child_phones": 0,
+        "via_hub": _presses_via_hub(family),
+        **_class(day),
     }
+
+
+def _class(day: Day) -> dict[str, Any]:
+    if not day.burst:
+        return {}
+    b = day.burst
+    lost, dup = max(0, b["sent"] - b["received"]), max(0, b["received"] - b["sent"])
+    return {"class": {"bands": b["sent"] + 1, **b, "lost": lost, "duplicates": dup}}
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -321,25 +383,28 @@ async def _main(args: argparse.Namespace) -> int:
             day_ref[0].changed.set()
 
     with tempfile.TemporaryDirectory(prefix="hugbutton-demo-") as tmp:
-        async with world(args.broker, Path(tmp), changed) as (w, broker_url):
+        async with world(args.broker, Path(tmp), changed) as (w, broker_url), School.open(w) as school:
             day = Day(w.control, quiet=args.json)
             day_ref.append(day)
             if not args.json:
                 print(
                     f"Hug Button demo: broker {broker_url}; Mia (a band, no phone), Mum (a phone owning"
-                    " her band and Mia's), Dad (a phone and a band), the home gateway co-owning Mia's band\n",
+                    " her band and Mia's), Dad (a phone and a band), the home gateway co-owning Mia's"
+                    f" band, the class hub{f' and {args.klass - 1} classmates' if args.klass > 1 else ''}\n",
                     flush=True,
                 )
-            family = await _setup(day, w, changed)
+            family = await _setup(day, w, school, args.klass, changed)
             if args.hugs:
                 await many_hugs(day, family, args.hugs)
+                if school.classmates:
+                    await class_burst(day, family, school)
             elif getattr(args, "ui", False):  # the same day, both phones' apps on screen
                 from hugapp.dev import demo_ui
 
                 phones = {"Mum": family.mum.phone, "Dad": family.dad.phone}
-                await demo_ui.run(phones, scripted_day(day, family))
+                await demo_ui.run(phones, scripted_day(day, family, school))
             else:
-                await scripted_day(day, family)
+                await scripted_day(day, family, school)
             await day.until(
                 "every hug to be felt", lambda: len(_felt_by_mum(family)) >= len(_to_mum(family)), 120
             )
@@ -355,9 +420,18 @@ async def _main(args: argparse.Namespace) -> int:
         print(
             f"\n{summary['sent']} hugs sent by Mia, {summary['received']} received by Mum, "
             f"{summary['felt']} felt, {summary['lost']} lost, {summary['duplicates']} duplicates; "
-            f"press -> partner motor: p50 {lat['p50']} ms, p99 {lat['p99']} ms; Mia has no phone"
+            f"press -> partner motor: p50 {lat['p50']} ms, p99 {lat['p99']} ms; Mia has no phone; "
+            f"{summary['via_hub']} of her presses came through the class hub"
         )
-    return 0 if summary["lost"] == 0 and summary["duplicates"] == 0 else 1
+        if "class" in summary:
+            c = summary["class"]
+            print(
+                f"class of {c['bands']}: {c['sent']} burst presses, {c['received']} reached home, "
+                f"{c['lost']} lost, {c['duplicates']} duplicates, the last {c['last_s']} s after the first"
+            )
+    ok = summary["lost"] == 0 and summary["duplicates"] == 0
+    burst = summary.get("class", {"lost": 0, "duplicates": 0})
+    return 0 if ok and burst["lost"] == 0 and burst["duplicates"] == 0 else 1
 
 
 def main(args: argparse.Namespace) -> int:
