@@ -37,6 +37,7 @@ class Classmate:
     name: str
     band: BandProcess
     parent: Companion
+    central: str  # the parent's phone's radio
     band_id: str = ""
 
     def presses_home(self) -> int:
@@ -79,11 +80,11 @@ class School:
         at the hub; then the parents leave: each band is in range of the hub only."""
         w = self.world
         for i in range(n):
-            name = f"Pupil{i + 1}"
+            name, parent_name = f"Pupil{i + 1}", f"Parent{i + 1}"
             band = await w.band(name)
-            parent = w.companion(f"Parent{i + 1}", broker=True)
+            parent = w.companion(parent_name)
             await w.stack.enter_async_context(parent)
-            self.classmates.append(Classmate(name, band, parent))
+            self.classmates.append(Classmate(name, band, parent, f"{parent_name.lower()}-phone"))
         for k in range(0, n, PAIR_BATCH):
             group = self.classmates[k : k + PAIR_BATCH]
             await asyncio.gather(*(w.control.hold(c.band.address, PAIR_HOLD_MS) for c in group))
@@ -92,7 +93,7 @@ class School:
             await self.enrol(c.parent, c.band_id)
         await asyncio.sleep(PAIRING_BUZZES_S)
         for c in self.classmates:
-            await w.control.out_of_range(c.band.address, central=f"{c.parent.name.lower()}-phone")
+            await w.control.out_of_range(c.band.address, central=c.central)
 
     async def _pair(self, c: Classmate) -> None:
         on_air = await self.world.control.air_address(c.band.address)
