@@ -6,8 +6,8 @@
                                        set up, then run the whole test suite (pytest, 4 workers:
                                        HUG_TEST_WORKERS=N or -n N to change); --strict (or
                                        HUG_STRICT=1) turns every skipped test into a failure
-    python3 dev.py bench [NAME...]     set up, then run the benchmarks (latency, scale, band, x25519; all
-                                       by default): figures printed and saved in tests/bench/results/
+    python3 dev.py bench [NAME...]     set up, then run the benchmarks (latency, scale, band, x25519,
+                                       hub, class; all by default): figures saved in tests/bench/results/
     python3 dev.py setup               only create/refresh .venv and node_modules
     python3 dev.py lock                re-resolve the Python lock files from pyproject.toml
 

@@ -139,14 +139,26 @@ CPU_BOUND = (
 )
 
 
+# Modules whose tests all read one recording made by a module-scoped fixture (a minute of a world):
+# on one worker it is made once, not once per worker.
+ONE_RECORDING = ("tests/attacks/test_attack_ble_tracking.py",)
+# A class of twenty bands at a time (the hub's class test, the demo's class): never two classes at once.
+CLASSROOM = ("tests/scenarios/test_hub_class.py", "tests/scenarios/test_demo_hugs.py")
+
+
 def work_unit(nodeid: str) -> str:
     """The tests one worker runs together, in turn: the CPU-bound ones (a ``*_cases.py`` module's
-    MicroPython half is also one MicroPython run for all its cases), the NATS cluster's (three
+    MicroPython half is also one MicroPython run for all its cases), a module of ONE_RECORDING, the
+    CLASSROOM, the NATS cluster's (three
     nats-server nodes per worker would starve each other's JetStream elections on two cores), the UI
     tests (one window at a time); any other test on its own."""
     path, _, name = nodeid.partition("::")
     if path.endswith("_cases.py") or path.startswith(CPU_BOUND) or path == "tests/mp/test_runner.py":
         return "cpu"
+    if path in ONE_RECORDING:
+        return path
+    if path in CLASSROOM:
+        return "classroom"
     if "cluster" in path or "cluster" in name:  # one NATS cluster per run, not one per worker
         return "cluster"
     if path.startswith("tests/app/ui/"):

@@ -15,7 +15,7 @@ from hugapp.core import bandlink, linking
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
 from hugapp.core.envelope import acl_lines, presence_id
-from hugapp.core.store import Store, default_path
+from hugapp.core.store import Store, StoreError, default_path
 
 log = logging.getLogger("hugapp.gateway")
 
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("offer", help="show a code to link another phone, and wait for it")
     join = sub.add_parser("join", help="join another phone's circle with its code")
     join.add_argument("code")
+    school = sub.add_parser("school", help="have a classroom hub serve a band: type the code the hub shows")
+    school.add_argument("code")
+    school.add_argument("--band", metavar="ID", help="the band's id (default: this gateway's only band)")
     sub.add_parser("status", help="bands, circles and the last hugs")
     sub.add_parser("account", help="this companion's broker user name and its lines for deploy/'s ACL")
 
@@ -117,6 +120,11 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
             result = await companion.join_link(args.code)
             print(f"joined {result.member.name}'s circle")
             return 0
+        if command == "school":
+            band_id = args.band or _only_band(store)
+            enrolment = await companion.enrol_at_hub(args.code, band_id)
+            print(f"band {band_id} enrolled at the hub ({enrolment}): the hub carries it to this gateway")
+            return 0
         print(
             f"gateway {companion.me.name} running: {len(store.bands())} band(s), "
             f"broker {args.broker or 'none (local hugs only)'}",
@@ -130,13 +138,23 @@ async def _run(args: argparse.Namespace, ble: BleConfig) -> int:
     return 0
 
 
+def _only_band(store: Store) -> str:
+    bands = store.bands()
+    if len(bands) != 1:
+        raise bandlink.BandLinkError(
+            f"this gateway has {len(bands)} bands: say which with --band "
+            f"({', '.join(b.band_id for b in bands) or 'pair one first'})"
+        )
+    return bands[0].band_id
+
+
 def run_command(command: Coroutine[Any, Any, int]) -> int:
     """Run a companion command: log to stderr, and turn the core's errors into a message and exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("bleak").setLevel(logging.WARNING)
     try:
         return asyncio.run(command)
-    except (bandlink.BandLinkError, linking.LinkError) as exc:
+    except (bandlink.BandLinkError, linking.LinkError, StoreError) as exc:
         print(f"hugbutton: {exc}", file=sys.stderr)
         return 2
 

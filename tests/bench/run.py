@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python3 dev.py bench [latency|scale|band|x25519|hub ...]` (all when none is named).
+"""Run the benchmarks: `python3 dev.py bench [latency|scale|band|x25519|hub|class ...]` (all when none
+is named).
 
 Figures are printed and merged into tests/bench/results/latest.json + SUMMARY.md. Not part of pytest.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "app" / "core")]  # common, relaykit
 
-NAMES = ("latency", "scale", "band", "x25519", "hub")
+NAMES = ("latency", "scale", "band", "x25519", "hub", "class")
 
 
 def main(argv: list[str]) -> int:

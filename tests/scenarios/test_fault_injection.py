@@ -10,7 +10,11 @@ of every kind are injected, by two injectors at once (never two of the same kind
 - ``phone_kill``: a phone's app is killed (SIGKILL) and started again;
 - ``broker_kill``: the family broker (Mosquitto) is killed (SIGKILL) and started again;
 - ``partition``: the network between the phones and the broker stalls or resets (a TCP proxy);
-- ``clock_skew``: a phone's wall clock jumps by up to two minutes either way.
+- ``clock_skew``: a phone's wall clock jumps by up to two minutes either way;
+- ``hub_kill``: the classroom hub (``hugbutton hub run``, where each child's band is enrolled by
+  its gateway) is killed (SIGKILL) and started again;
+- ``school``: a child goes to school for a few seconds: her band is out of every radio's range but
+  the hub's, so her gateway reaches it through the hub (and the hub's faults reach her), then home.
 
 Outcomes: every press reaches the partner's phone exactly once and is felt on the partner's band;
 no Play token buzzes twice on any band; the delivery latency counted from the end of the last
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import pytest
 from faultkit import Mosquitto, Phone, Proxy
+from hubkit import HubProcess
 from testkit import require_tool
 
 from hugapp.core.broker import free_port
@@ -38,8 +44,11 @@ from hugsim.band.process import BandProcess
 
 FAMILIES = 2
 PRESSES = 1000  # 250 on each of the four bands
-KINDS = ("ble_drop", "band_reboot", "phone_kill", "broker_kill", "partition", "clock_skew")
-PER_KIND = 17  # 102 faults
+KINDS = (
+    *("ble_drop", "band_reboot", "phone_kill", "broker_kill", "partition", "clock_skew"),
+    *("hub_kill", "school"),
+)
+PER_KIND = 17  # 136 faults
 TAP_MS = 150  # a child's tap
 GAP_S = 0.45  # longer than the band's multi-tap gap: every press is its own hug
 MAX_SKEW_S = 120.0
@@ -50,6 +59,7 @@ SETTLE_S = 300.0  # after the last press, for every hug to be felt
 STORM_RULE = (3, 10.0)
 TIME_LIMIT_S = 600.0
 TOKEN_INTERNAL = 0x10000  # play tokens from here up are the band's own patterns
+HUB = "hub"  # the classroom hub's radio
 
 
 @dataclass
@@ -86,6 +96,7 @@ class Run:
         self.faults: list[Fault] = []
         self.holds: dict[str, list[tuple[float, float]]] = {}  # airspace times of each press
         self.observed = asyncio.Event()  # set after every look at the phones' stores
+        self.hub: HubProcess
 
     def now(self) -> float:
         return self.loop.time()
@@ -100,7 +111,26 @@ class Run:
             for side in (child, parent):
                 _set_settings(side.phone, schedule=NO_QUIET_HOURS.to_settings(), storm=STORM_RULE)
             self.sides += (child, parent)
+        await self._enrol_children()
         await asyncio.gather(*(s.phone.start() for s in self.sides))
+
+    async def _enrol_children(self) -> None:
+        """The class hub starts; each child's gateway types the code it shows. At home (the start)
+        the hub does not hear the children's bands."""
+        self.hub = HubProcess(self.tmp / "hub", self.proxy.url, self.air)
+        (self.tmp / "hub").mkdir()
+        for child in self.sides[::2]:
+            offer = await asyncio.create_subprocess_exec(
+                sys.executable, *self.hub.args[:-1], "enrol", stdout=asyncio.subprocess.PIPE
+            )
+            assert offer.stdout is not None
+            line = await asyncio.wait_for(offer.stdout.readline(), 60)
+            code = line.decode().rsplit(" ", 1)[-1].strip()
+            await child.phone.run_command("school", code)
+            await asyncio.wait_for(offer.communicate(), 60)
+            assert offer.returncode == 0
+            await self.control.out_of_range(child.address, central=HUB)
+        await self.hub.start()
 
     async def _family(self, i: int) -> tuple[Side, Side]:
         pair: list[Side] = []
@@ -191,6 +221,23 @@ class Run:
 
     def _pick(self) -> Side:
         return self.rng.choice(self.sides)
+
+    async def _hub_kill(self) -> str:
+        await self.hub.kill()
+        await asyncio.sleep(self.rng.uniform(0.2, 1.5))
+        await self.hub.start()
+        return "hub"
+
+    async def _school(self) -> str:
+        child = self.rng.choice(self.sides[::2])
+        async with self.locks[child.address]:  # between two presses
+            await self.control.out_of_range(child.address)
+            await self.control.in_range(child.address, central=HUB)
+        await asyncio.sleep(self.rng.uniform(2.0, 6.0))  # she presses on at school
+        async with self.locks[child.address]:
+            await self.control.in_range(child.address)
+            await self.control.out_of_range(child.address, central=HUB)
+        return child.address
 
     async def _ble_drop(self) -> str:
         side = self._pick()
@@ -432,6 +479,8 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
             for side in run.sides:
                 await side.phone.stop()
                 await side.band.kill()
+            if hasattr(run, "hub"):
+                await run.hub.kill()
             await proxy.close()
             await broker.stop()
             await server.close()
@@ -453,7 +502,7 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
         )
         assert sent == PRESSES
         assert all(by_kind[k] >= PER_KIND for k in KINDS)
-        assert len(run.faults) >= 100
+        assert len(run.faults) >= len(KINDS) * PER_KIND
         # The band time-stamps button edges in a hard IRQ, but a tap is only kept (in flash) once its
         # multi-tap window has passed: a reboot right after a press's GAP_S, with the band's process
         # starved of CPU, can still take it. Reported; the promise starts at the press the band kept.

@@ -24,7 +24,6 @@ BURST_S = 10.0
 
 
 @pytest.mark.slow
-@pytest.mark.alone  # twenty band processes: nothing else beside it, for its figures and the others'
 def test_a_class_of_twenty_on_a_seven_link_hub(broker: TestBroker, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with classroom(tmp_path, broker, CLASS) as c:

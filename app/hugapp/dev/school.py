@@ -39,6 +39,7 @@ class Classmate:
     parent: Companion
     central: str  # the parent's phone's radio
     band_id: str = ""
+    parent_band: BandProcess | None = None  # the parent's own band, worn at work (paired to the phone)
 
     def presses_home(self) -> int:
         """The child's presses that reached the parent's phone (each stored once: (band, seq))."""
@@ -75,18 +76,25 @@ class School:
         await offer.wait()
         return offer.code
 
-    async def add_classmates(self, n: int) -> None:
+    async def add_classmates(self, n: int, parent_bands: bool = False) -> None:
         """N children's bands, each paired by its own parent's phone (PAIR_BATCH at a time) and enrolled
-        at the hub; then the parents leave: each band is in range of the hub only."""
+        at the hub; then the parents leave: each band is in range of the hub only. ``parent_bands``:
+        each parent wears a band too, paired to the same phone (the child's hugs buzz it)."""
         w = self.world
         for i in range(n):
             name, parent_name = f"Pupil{i + 1}", f"Parent{i + 1}"
             band = await w.band(name)
             parent = w.companion(parent_name)
             await w.stack.enter_async_context(parent)
-            self.classmates.append(Classmate(name, band, parent, f"{parent_name.lower()}-phone"))
+            c = Classmate(name, band, parent, f"{parent_name.lower()}-phone")
+            c.parent_band = await w.band(parent_name) if parent_bands else None
+            self.classmates.append(c)
         for k in range(0, n, PAIR_BATCH):
             group = self.classmates[k : k + PAIR_BATCH]
+            worn = [c.parent_band for c in group if c.parent_band is not None]
+            if worn:
+                await asyncio.gather(*(w.control.hold(b.address, PAIR_HOLD_MS) for b in worn))
+                await asyncio.gather(*(self._pair_parent(c) for c in group))
             await asyncio.gather(*(w.control.hold(c.band.address, PAIR_HOLD_MS) for c in group))
             await asyncio.gather(*(self._pair(c) for c in group))
         for c in self.classmates:  # one code at a time, as parents at the classroom door
@@ -100,18 +108,23 @@ class School:
         found = await c.parent.pair_band(on_air, f"{c.name}'s band", new_wearer=c.name)
         c.band_id = found.band_id
 
-    async def burst(self, within_s: float = 10.0) -> float:
-        """Every classmate taps once, at random moments within `within_s`; returns the airspace time (ms)
-        of the first tap."""
+    async def _pair_parent(self, c: Classmate) -> None:
+        assert c.parent_band is not None
+        on_air = await self.world.control.air_address(c.parent_band.address)
+        await c.parent.pair_band(on_air, f"{c.name}'s parent's band")
+
+    async def burst(self, within_s: float = 10.0) -> dict[str, float]:
+        """Every classmate taps once, at random moments within `within_s`; returns each band's tap
+        release in airspace time (ms), by band address."""
         rng = random.Random(len(self.classmates))
-        order = sorted(((rng.uniform(0, within_s), c) for c in self.classmates), key=lambda x: x[0])
+        order = sorted((rng.uniform(0, within_s), i) for i in range(len(self.classmates)))
         t0 = time.monotonic()
-        first = 0.0
-        for at, c in order:
+        released: dict[str, float] = {}
+        for at, i in order:
+            c = self.classmates[i]
             await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
-            _, released = await self.world.control.hold(c.band.address, TAP_MS)
-            first = first or released
-        return first
+            _, released[c.band.address] = await self.world.control.hold(c.band.address, TAP_MS)
+        return released
 
     def presses_home(self) -> int:
         return sum(c.presses_home() for c in self.classmates)
