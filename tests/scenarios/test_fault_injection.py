@@ -3,7 +3,7 @@
 Two families, each a child's band (the child has no phone: the family's home gateway owns her band
 and sends her presses as hers) and a parent's band and phone; all four bands are pressed all the
 time, each band's presses going to the other band of its family. Meanwhile faults
-of every kind are injected, by two injectors at once (never two of the same kind together):
+of every kind are injected, by three injectors at once (never two of the same kind together):
 
 - ``ble_drop``: a band's link drops in the middle of a write or a notification (either side of it);
 - ``band_reboot``: a band loses power and boots again (SIGKILL of its process);
@@ -203,7 +203,7 @@ class Run:
     # ------------------------------------------------------------------ faults
 
     async def inject_all(self) -> None:
-        """Every fault of the plan, by two injectors at once: faults of different kinds overlap."""
+        """Every fault of the plan, by three injectors at once: faults of different kinds overlap."""
         plan = [k for k in KINDS for _ in range(PER_KIND)]
         self.rng.shuffle(plan)
         one_at_a_time = {k: asyncio.Lock() for k in KINDS}
@@ -217,7 +217,7 @@ class Run:
                     target = await getattr(self, "_" + kind)()
                     self.faults.append(Fault(kind, target, start, self.now()))
 
-        await asyncio.gather(injector(), injector())
+        await asyncio.gather(injector(), injector(), injector())
 
     def _pick(self) -> Side:
         return self.rng.choice(self.sides)
