@@ -10,15 +10,17 @@ import os
 import sys
 from pathlib import Path
 
-from hubkit import TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
+from hubkit import PAIR_HOLD_MS, TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hub import leave_hub, offer_enrolment
+from hugapp.core.hub import HubStore, leave_hub, offer_enrolment
 from hugapp.core.notify import DesktopNotifier
 from hugapp.hubcli import status_words
 from hugproto import frames, patterns
+from hugsim.airspace import Airspace, AirspaceControl
+from hugsim.band.process import BandProcess
 
 BROKER_KINDS = ["mosquitto"]
 
@@ -379,3 +381,57 @@ def test_a_band_walks_between_school_home_and_the_playground_losing_and_repeatin
                 await s.until(lambda: s.hub_store.enrolments() == [], 10)
 
     run(scenario(), 300)
+
+
+def test_a_gateway_enrols_its_band_at_a_hub_from_the_command_line(broker: TestBroker, tmp_path: Path) -> None:
+    """`hugbutton hub enrol` shows a code; `hugbutton gateway school CODE` types it for the gateway's
+    band. Without a band to enrol, the gateway says so and the hub is unchanged."""
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hugapp.cli",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 90)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    async def scenario() -> None:
+        async with broker:
+            server = Airspace()
+            air = await server.start()
+            band = BandProcess(air, tmp_path / "band")
+            await band.start()
+            hub = ["hub", "--data", str(tmp_path / "hub"), "--broker", broker.url, "--airspace", air]
+            gateway = ["gateway", "--data", str(tmp_path / "gw"), "--broker", broker.url, "--airspace", air]
+            (tmp_path / "hub").mkdir()
+            try:
+                async with AirspaceControl(air) as control:
+                    code, out = await cli(*gateway, "school", "ABCD-EFGH")
+                    assert code == 2, out
+                    assert "this gateway has 0 bands" in out
+                    await control.hold(band.address, PAIR_HOLD_MS)
+                    code, out = await cli(*gateway, "pair", await control.air_address(band.address))
+                    assert code == 0, out
+                    offer = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "hugapp.cli", *hub, "enrol", stdout=asyncio.subprocess.PIPE
+                    )
+                    assert offer.stdout is not None
+                    shown = (await asyncio.wait_for(offer.stdout.readline(), 60)).decode()
+                    code, out = await cli(*gateway, "school", shown.rsplit(" ", 1)[-1].strip())
+                    assert code == 0, out
+                    assert "enrolled at the hub" in out
+                    await asyncio.wait_for(offer.communicate(), 60)
+                    assert offer.returncode == 0
+                    store = HubStore(tmp_path / "hub")
+                    assert len(store.enrolments()) == 1
+                    store.close()
+            finally:
+                await band.kill()
+                await server.close()
+
+    run(scenario(), 240)
