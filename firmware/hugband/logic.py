@@ -34,10 +34,9 @@ Actions are tuples whose first item is one of the A_* kinds:
 Untrackable: the band never advertises from its public address. Its first advert and every
 ``address_rotate_s`` (board file) after it come from a fresh random address (A_ADDRESS), with an
 identity token computed for that address (``hugproto.adv``), so address and token change together;
-not while connected (a link keeps its address), for ``_REJOIN_MS`` (at most a quarter of
-``address_rotate_s``) after a link ended (its owner reconnects straight to the address it knows) or
-while the pairing window is open (the phone that saw "ready to pair" connects to that address), and
-at once after the band key changed.
+not while connected (a link keeps its address), for ``_REJOIN_MS`` after a link ended (its owner
+reconnects straight to the address it knows) or while the pairing window is open (the phone that
+saw "ready to pair" connects to that address), and at once after the band key changed.
 A press waiting to be sent shows only to holders of the identity key (owners, an enrolled hub): it is
 a bit inside the token, which also covers a roll the band steps at most once per ``_ADV_REFRESH_MS``
 beat (the bit is taken then; adverts in between repeat the roll's token), so the token changes
@@ -241,8 +240,7 @@ class BandLogic:
         self._battery_sent = -1
         self._rotate_ms = board.get("address_rotate_s", 900) * 1000
         self._rotate_at = now_ms  # the first advert comes from a fresh address
-        self._rejoin_ms = min(_REJOIN_MS, self._rotate_ms // 4)  # a small part of an address's life
-        self._ended_at = add(now_ms, -self._rejoin_ms)  # when the last link ended
+        self._ended_at = add(now_ms, -_REJOIN_MS)  # when the last link ended
         self._rekeyed = True  # a new key: a new address even just after a link
         self._addr_pending = False  # A_ADDRESS queued: adverts wait for on_address
         self._address = b""  # the address advertised from (its token is made per advert)
@@ -832,7 +830,7 @@ class BandLogic:
     def _rotation_due(self, now_ms: int) -> bool:
         if self._addr_pending or self._pairing or diff(now_ms, self._rotate_at) < 0:
             return False
-        return self._rekeyed or diff(now_ms, self._ended_at) >= self._rejoin_ms
+        return self._rekeyed or diff(now_ms, self._ended_at) >= _REJOIN_MS
 
     def _push_advert(self, interval_ms: int, now_ms: int) -> None:
         """Advertise the current flags and token, or first take a new address if one is due (its
