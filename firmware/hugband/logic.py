@@ -34,8 +34,7 @@ Actions are tuples whose first item is one of the A_* kinds:
 Untrackable: the band never advertises from its public address. Its first advert and every
 ``address_rotate_s`` (board file) after it come from a fresh random address (A_ADDRESS), with an
 identity token computed for that address (``hugproto.adv``), so address and token change together;
-not while connected (a link keeps its address), for ``_REJOIN_MS`` after a link ended (its owner
-reconnects straight to the address it knows) or while the pairing window is open (the phone that
+not while connected (a link keeps its address) or while the pairing window is open (the phone that
 saw "ready to pair" connects to that address), and at once after the band key changed.
 A press waiting to be sent shows only to holders of the identity key (owners, an enrolled hub): it is
 a bit inside the token, which also covers a roll the band steps at most once per ``_ADV_REFRESH_MS``
@@ -134,7 +133,6 @@ _ADDR_LEN = const(6)
 _PAUSE_MS = const(125)
 _PAUSE_MAX_MS = const(500)
 _ADV_REFRESH_MS = const(3000)
-_REJOIN_MS = const(10000)  # after a link ends, the address stays: the owner reconnects straight to it
 _MAX_BAD = const(3)
 _RESEND_MS = const(10000)
 _SEND_BURST = const(4)
@@ -240,8 +238,6 @@ class BandLogic:
         self._battery_sent = -1
         self._rotate_ms = board.get("address_rotate_s", 900) * 1000
         self._rotate_at = now_ms  # the first advert comes from a fresh address
-        self._ended_at = add(now_ms, -_REJOIN_MS)  # when the last link ended
-        self._rekeyed = True  # a new key: a new address even just after a link
         self._addr_pending = False  # A_ADDRESS queued: adverts wait for on_address
         self._address = b""  # the address advertised from (its token is made per advert)
         self._roll = 0
@@ -352,7 +348,6 @@ class BandLogic:
     def on_address(self, address, now_ms: int) -> None:
         """The shell took a new random address (A_ADDRESS): advertise from it with its token."""
         self._addr_pending = False
-        self._rekeyed = False
         self._rotate_at = add(now_ms, self._rotate_ms)
         self._address = bytes(address)
         self._roll = self._roll_first = self._random(1)[0] % adv.ROLLS
@@ -390,7 +385,6 @@ class BandLogic:
         if c is None or c.handle != conn:
             return
         self._conn = None
-        self._ended_at = now_ms
         if c.pairing is not None:
             c.pairing = None
             _unload_pairing()
@@ -828,9 +822,7 @@ class BandLogic:
         self._push_advert(self.backoff.interval_ms, now_ms)
 
     def _rotation_due(self, now_ms: int) -> bool:
-        if self._addr_pending or self._pairing or diff(now_ms, self._rotate_at) < 0:
-            return False
-        return self._rekeyed or diff(now_ms, self._ended_at) >= _REJOIN_MS
+        return not self._addr_pending and not self._pairing and diff(now_ms, self._rotate_at) >= 0
 
     def _push_advert(self, interval_ms: int, now_ms: int) -> None:
         """Advertise the current flags and token, or first take a new address if one is due (its
@@ -844,7 +836,7 @@ class BandLogic:
         if step and roll == self._roll_first:
             if not self._pairing:
                 self._rotate_at = now_ms  # the roll came round: a new address first
-            roll, step = self._roll, False  # (until the new address, the roll waits)
+            roll, step = self._roll, False  # (the pairing window keeps its address: the roll waits)
         if self._rotation_due(now_ms):
             if self._qn < _ACTIONS:  # never lose an A_ADDRESS (the band would stay silent): next poll
                 self._addr_pending = True
@@ -863,7 +855,6 @@ class BandLogic:
         a new address, so nothing links the band before and after."""
         self._ident = Hmac(adv.identity_key(self._key if self._key is not None else frames.UNPAIRED_KEY))
         self._rotate_at = now_ms
-        self._rekeyed = True
 
     # ------------------------------------------------------------------ storage
     def _random_seq(self) -> int:

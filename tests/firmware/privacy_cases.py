@@ -187,19 +187,3 @@ def case_the_roll_steps_on_the_beat_and_never_comes_round_at_one_address():
         assert all((rolls[k + 1] - rolls[k]) % adv.ROLLS in (0, 1) for k in range(len(rolls) - 1))
         steps = sum(1 for k in range(len(rolls) - 1) if rolls[k + 1] != rolls[k])
         assert steps < adv.ROLLS, "a new address before the roll came round"
-
-
-def case_an_address_due_just_after_a_link_ended_waits_for_the_owner_to_reconnect():
-    h, rng = _band()
-    _pair(h, rng)
-    h.disconnect()
-    _wait(h, 3000)
-    known = len(h.addresses)
-    h.core._rotate_at = h.now + 1000  # a new address is due in 1 s
-    h.connect(FakePhone(KEY, rng))  # a link (anyone's) comes and goes
-    h.run(500)
-    h.disconnect()
-    _wait(h, 9000)
-    assert len(h.addresses) == known, "the address the owner knows stays for 10 s after the link"
-    _wait(h, 2000)
-    assert len(h.addresses) == known + 1, "then the new address comes"
