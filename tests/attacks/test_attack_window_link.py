@@ -1,6 +1,6 @@
 """A hostile local process against the hug service's window link: it cannot bloat the service before
-authenticating (300 connections each sending a 1 MB line without its end), cannot crash it with deep
-JSON, and even with the token its bad arguments get clear errors and change nothing."""
+authenticating (three rounds of 300 connections each sending a 1 MB line without its end), cannot
+crash it with deep JSON, and even with the token its bad arguments get clear errors and change nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from hugapp.window_link import LINK_FILE, WindowLinkError
 from hugapp.window_link.remote import RemoteCompanion
 
 CONNECTIONS = 300
+ROUNDS = 3
 
 
 def rss_kb(pid: int) -> int:
@@ -27,6 +28,27 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+async def flood(info: dict[str, object], pid: int, writers: list[asyncio.StreamWriter]) -> int:
+    """``CONNECTIONS`` connections each sending 1 MB without a newline or token; the service's RSS after."""
+    chunk = b"x" * 65_536
+    for _ in range(CONNECTIONS):
+        try:
+            _, w = await asyncio.open_connection(str(info["host"]), int(str(info["port"])))
+        except OSError:
+            continue
+        writers.append(w)
+        for _ in range(16):
+            w.write(chunk)
+        with contextlib.suppress(OSError):
+            await w.drain()
+    await asyncio.sleep(1.0)
+    peak = rss_kb(pid)
+    for w in writers:
+        w.close()
+    writers.clear()
+    return peak
 
 
 def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_path: Path) -> None:
@@ -41,7 +63,7 @@ def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_pa
         rs.save_member(db, gran, 0)
     store.close()
 
-    async def main() -> dict[str, int]:
+    async def main() -> tuple[int, list[int]]:
         service = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -54,23 +76,9 @@ def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_pa
         try:
             remote = await RemoteCompanion.connect(data, timeout=30)
             async with remote:
-                base = rss_kb(service.pid)
                 info = json.loads((data / LINK_FILE).read_text())
-                chunk = b"x" * 65_536
-                for _ in range(CONNECTIONS):
-                    try:
-                        _, w = await asyncio.open_connection(info["host"], info["port"])
-                    except OSError:
-                        continue
-                    writers.append(w)
-                    for _ in range(16):  # 1 MB, no newline, no token
-                        w.write(chunk)
-                    with contextlib.suppress(OSError):
-                        await w.drain()
-                await asyncio.sleep(1.0)
-                peak = rss_kb(service.pid)
-                for w in writers:
-                    w.close()
+                base = rss_kb(service.pid)
+                peaks = [await flood(info, service.pid, writers) for _ in range(ROUNDS)]
                 # deep JSON and junk from a process that has the token: dropped, the service lives on
                 reader, w = await asyncio.open_connection(info["host"], info["port"])
                 w.write(json.dumps({"token": info["token"]}).encode() + b"\n")
@@ -94,7 +102,7 @@ def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_pa
                 assert rs.identity(Store(data / "companion.sqlite3")) == before
                 assert remote.identity().name == me.name
             assert service.returncode is None
-            return {"base": base, "peak": peak}
+            return base, peaks
         finally:
             for w in writers:
                 w.close()
@@ -102,7 +110,11 @@ def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_pa
             out, _ = await service.communicate()
             assert b"Traceback" not in out, out.decode()[-3000:]
 
-    r = run(main(), timeout=120)
-    grown = (r["peak"] - r["base"]) / 1024
-    print(f"window link: {CONNECTIONS} connections x 1 MB without a token: service +{grown:.1f} MB")
-    assert grown <= 20
+    base, peaks = run(main(), timeout=120)
+    grown = [(p - base) / 1024 for p in peaks]
+    shown = ", ".join(f"+{g:.1f} MB" for g in grown)
+    print(f"window link: {ROUNDS} rounds of {CONNECTIONS} x 1 MB without a token: service {shown}")
+    # unbounded, each round would add 300 MB; what is left is the allocator's transient peak (15-25 MB)
+    assert max(grown) <= 40
+    # and nothing is kept per connection: 64 KB kept for each would add ~38 MB over the later rounds
+    assert grown[-1] - grown[0] <= 10
