@@ -592,9 +592,10 @@ class BandLink:
                     self._set_state(LinkState.CONNECTING)
                     connects = self.stats.connects
                     try:
-                        parked = await self._serve(
-                            *found, key, STRAIGHT_BACK_TIMEOUT_S if straight else HANDSHAKE_TIMEOUT_S
-                        )
+                        if straight:
+                            parked = await self._serve_straight(found, key)
+                        else:
+                            parked = await self._serve(*found, key, HANDSHAKE_TIMEOUT_S)
                         if parked:
                             self.via = found[1].via
                             continue
@@ -657,6 +658,40 @@ class BandLink:
             if quiet >= IDLE_RELEASE_S and not self._unfelt and not self._wanted.is_set():
                 return
             await asyncio.sleep(max(0.1, IDLE_RELEASE_S - quiet))
+
+    async def _serve_straight(self, found: tuple[BLEDevice, BleConfig], key: bytes) -> bool:
+        """Back straight to the address the band just had, while a look listens for it at a new one
+        (its address may have rolled meanwhile): heard there before the link is up, that is served."""
+        device, route = found
+        straight = asyncio.ensure_future(self._serve(device, route, key, STRAIGHT_BACK_TIMEOUT_S))
+        ident = Hmac(adv.identity_key(key))
+        look = asyncio.ensure_future(
+            BleakScanner.find_device_by_filter(
+                lambda d, a: d.address != device.address and is_band(ident, d, a),
+                timeout=STRAIGHT_BACK_TIMEOUT_S,
+                service_uuids=[gatt.HUG_SERVICE_UUID],
+                **route.scanner_kwargs(),
+            )
+        )
+        up = asyncio.ensure_future(self.connected.wait())
+        try:
+            await asyncio.wait({straight, look, up}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            straight.cancel()
+            await asyncio.gather(straight, return_exceptions=True)
+            raise
+        finally:
+            for task in (look, up):
+                task.cancel()
+            await asyncio.gather(look, up, return_exceptions=True)
+        heard = look.done() and not look.cancelled() and look.exception() is None
+        moved = look.result() if heard else None
+        if moved is None or straight.done() or self.connected.is_set():
+            return await straight
+        straight.cancel()
+        await asyncio.gather(straight, return_exceptions=True)
+        log.info("band %s: heard at a new address; connecting there", self.band_id)
+        return await self._serve(moved, route, key, HANDSHAKE_TIMEOUT_S)
 
     async def _serve(self, device: BLEDevice, route: BleConfig, key: bytes, connect_timeout: float) -> bool:
         """Serve one link until it drops (raises) or, through a relay, is let go when idle (True)."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bluez_support import simulated_bluez
@@ -20,6 +23,7 @@ from bluez_support import simulated_bluez
 from hugapp.core import bandlink
 from hugapp.core.bandlink import BandLink, BleConfig, LinkState
 from hugapp.core.store import Store
+from hugband import board as boards
 from hugproto import gatt, patterns
 from hugsim.airspace import Airspace, AirspaceControl
 from hugsim.band.process import BandProcess
@@ -112,10 +116,12 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(path: str, tmp: Path) -> AsyncIterator[Rig]:
+async def rig(path: str, tmp: Path, board: dict[str, Any] | None = None) -> AsyncIterator[Rig]:
+    """An airspace with one band (``board`` overrides the default board file's values)."""
     server = Airspace()
     air = await server.start()
-    band = BandProcess(air, tmp / "band")
+    flash = {} if board is None else {"board.json": json.dumps({**boards.load(), **board})}
+    band = BandProcess(air, tmp / "band", flash_files=flash)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
         stack.push_async_callback(band.kill)
@@ -132,9 +138,15 @@ async def rig(path: str, tmp: Path) -> AsyncIterator[Rig]:
         yield r
 
 
-def run(path: str, tmp: Path, scenario: Callable[[Rig], Awaitable[None]], timeout: float = 120) -> None:
+def run(
+    path: str,
+    tmp: Path,
+    scenario: Callable[[Rig], Awaitable[None]],
+    timeout: float = 120,
+    board: dict[str, Any] | None = None,
+) -> None:
     async def main() -> None:
-        async with rig(path, tmp) as r:
+        async with rig(path, tmp, board) as r:
             await asyncio.wait_for(scenario(r), timeout)
 
     asyncio.run(main())
@@ -184,6 +196,33 @@ def test_press_exactly_once_across_link_drops(path: str, op: str, when: str, tmp
         assert len(r.pressed) == 1, "and handed on exactly once"
 
     run(path, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_band_at_a_new_address_as_its_link_drops_is_back_at_once(path: str, tmp_path: Path) -> None:
+    """The band takes a new address the moment each link ends (address_rotate_s 1): the phone's
+    straight reconnect to the old address is overtaken by the look that hears the new one, so each
+    press arrives well inside the straight reconnect's 5 s wait."""
+
+    async def scenario(r: Rig) -> None:
+        await r.pair()
+        link = r.link()
+        await asyncio.wait_for(link.connected.wait(), 20)
+        for round_ in range(4):
+            await asyncio.sleep(1.2)  # a new address is due
+            before = await r.control.air_address(r.address)
+            await r.control.drop_link(r.address)
+            t0 = time.monotonic()
+            await r.tap()
+            await r.until(lambda round_=round_: len(r.pressed) == round_ + 1, 30)
+            took = time.monotonic() - t0
+            await r.until(lambda: link.state is LinkState.CONNECTED, 30)
+            assert await r.control.air_address(r.address) != before, f"round {round_}: no new address"
+            print(f"press {round_}: {took:.2f} s")
+            assert took < bandlink.STRAIGHT_BACK_TIMEOUT_S / 2, f"press {round_} took {took:.2f} s"
+        assert len(r.store.presses(r.band_id)) == 4
+
+    run(path, tmp_path, scenario, board={"address_rotate_s": 1})
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -275,7 +314,7 @@ def test_a_link_that_keeps_dropping_after_working_reconnects_at_once(tmp_path: P
 def test_a_band_on_another_protocol_version_is_named(header: int, words: str) -> None:
     """A band still on protocol 1 (or already on 3) gets a clear error, not a MAC failure."""
     from types import SimpleNamespace
-    from typing import Any, cast
+    from typing import cast
 
     from hugproto import gatt
 
