@@ -4,6 +4,7 @@ hugbutton hub --data DIR --broker URL enrol       show a code; a parent types it
 hugbutton hub --data DIR --broker URL run         serve the enrolled bands until stopped
 hugbutton hub --data DIR list | remove ID         the enrolled bands (ids only: nothing else is known)
 hugbutton hub --data DIR status                   the running hub: bands enrolled and heard, links, queue
+hugbutton hub --data DIR name [NAME]              what parents see the hub called ("Class 2")
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.envelope import RelayError
-from hugapp.core.hub import RELOAD_S, HubStore, enrol_once, run_hub
+from hugapp.core.hub import MAX_HUB_NAME, RELOAD_S, HubStore, enrol_once, run_hub
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("status", help="the running hub: bands enrolled and heard, links in use, its queue")
     remove = sub.add_parser("remove", help="stop serving a band")
     remove.add_argument("enrolment")
+    name = sub.add_parser("name", help='show or set what parents see this hub called, e.g. "Class 2"')
+    name.add_argument("name", nargs="?", help=f"at most {MAX_HUB_NAME} characters")
 
 
 def status_words(status: dict[str, Any] | None, now: float) -> str:
@@ -53,12 +56,26 @@ def status_words(status: dict[str, Any] | None, now: float) -> str:
     return f"running, {broker}: {line}"
 
 
+def name_command(store: HubStore, name: str | None) -> int:
+    """Show the hub's name, or set it (bands enrolled from now on are told it)."""
+    if name is not None:
+        try:
+            store.set_name(name)
+        except ValueError as exc:
+            print(f"hugbutton hub name: {exc}", file=sys.stderr)
+            return 2
+    print(store.name or '(no name: parents see "the class hub")')
+    return 0
+
+
 def main(args: argparse.Namespace, config: BleConfig | None = None) -> int:
     folder = Path(args.data)
     command = str(args.hub_command)
-    if command in ("list", "remove", "status"):
+    if command in ("list", "remove", "status", "name"):
         store = HubStore(folder)
         try:
+            if command == "name":
+                return name_command(store, args.name)
             if command == "status":
                 print(status_words(store.read_status(), time.time()))
                 return 0

@@ -15,7 +15,8 @@ from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hub import HubStore, leave_hub, offer_enrolment
+from hugapp.core.hub import OWNER_SILENT_S, RELOAD_S, HubStore, leave_hub, offer_enrolment
+from hugapp.core.hubtunnel import PING_S, HubTunnel
 from hugapp.core.notify import DesktopNotifier
 from hugapp.hubcli import status_words
 from hugproto import frames, patterns
@@ -64,10 +65,46 @@ def assert_sealed(published: list[tuple[str, bytes]], frames_on_air: list[bytes]
     assert len([t for t in topics if t.startswith("hug/v1/hub/")]) == 2
     for t, payload in published:
         if t.startswith("hug/v1/hub/"):
-            assert payload[0] == 1  # an envelope: version, nonce, ciphertext
+            assert payload == b"" or payload[0] == 1  # a session's probe, or an envelope
         for secret in (band_key, *frames_on_air):
             assert secret not in payload
             assert secret.hex().encode() not in payload
+
+
+def test_a_link_its_owner_stopped_asking_about_is_let_go(broker: TestBroker, tmp_path: Path) -> None:
+    """The owner's link through the hub is up (authenticated: the band keeps it) when the owner goes
+    silent without a word (its phone died, or lost the broker): the hub lets the link go, so the band
+    advertises again and its owner reaches it later."""
+
+    async def scenario() -> None:
+        async with school(tmp_path, broker) as s:
+            await s.pair_and_leave()
+            hub = s.start_hub()
+            await s.enrol()
+            enrolled = s.store.band_hub(s.band_id)
+            assert enrolled is not None
+            tunnel = HubTunnel(broker.url, enrolled[1])
+            tunnel_task = asyncio.ensure_future(tunnel.run())
+            await asyncio.wait_for(tunnel.online.wait(), 10)
+            link = s.link(tunnel.config())
+            await asyncio.wait_for(link.connected.wait(), 30)
+            tunnel_task.cancel()  # the owner's phone is gone: nothing more reaches the hub from it
+            await asyncio.gather(tunnel_task, return_exceptions=True)
+            await s.stop_link(link)
+            gone = asyncio.get_running_loop().time()
+            assert any(x.link for x in hub.served.values()), "the hub still holds the band's link"
+            await s.control.wait_advertising(s.band.address, OWNER_SILENT_S + RELOAD_S + 3)
+            held = asyncio.get_running_loop().time() - gone
+            assert held >= OWNER_SILENT_S - PING_S, f"let go after {held:.1f} s"
+            assert all(not x.link for x in hub.served.values())
+            await s.open_tunnel()  # the owner is back
+            link = s.link()
+            await asyncio.wait_for(link.connected.wait(), 30)
+            await s.control.hold(s.band.address, TAP_MS)
+            await s.until(lambda: len(s.pressed) == 1)
+            assert [p.seq for p in s.store.presses(s.band_id)] == s.pressed
+
+    run(scenario(), 120)
 
 
 def test_hub_restarted_mid_way_loses_nothing(broker: TestBroker, tmp_path: Path) -> None:
@@ -384,8 +421,8 @@ def test_a_band_walks_between_school_home_and_the_playground_losing_and_repeatin
 
 
 def test_a_gateway_enrols_its_band_at_a_hub_from_the_command_line(broker: TestBroker, tmp_path: Path) -> None:
-    """`hugbutton hub enrol` shows a code; `hugbutton gateway school CODE` types it for the gateway's
-    band. Without a band to enrol, the gateway says so and the hub is unchanged."""
+    """`hugbutton hub enrol` shows a code and its QR; `hugbutton gateway school` takes the QR's text
+    for the gateway's band. Without a band to enrol, the gateway says so and the hub is unchanged."""
 
     async def cli(*args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -421,8 +458,13 @@ def test_a_gateway_enrols_its_band_at_a_hub_from_the_command_line(broker: TestBr
                         sys.executable, "-m", "hugapp.cli", *hub, "enrol", stdout=asyncio.subprocess.PIPE
                     )
                     assert offer.stdout is not None
-                    shown = (await asyncio.wait_for(offer.stdout.readline(), 60)).decode()
-                    code, out = await cli(*gateway, "school", shown.rsplit(" ", 1)[-1].strip())
+                    shown: list[str] = []  # the words, the QR drawn in text, the QR's text
+                    while not shown or not shown[-1].startswith("hugbutton:hub:"):
+                        shown.append((await asyncio.wait_for(offer.stdout.readline(), 60)).decode().strip())
+                    assert "Bands -> At school" in shown[0]
+                    assert len(shown) > 10
+                    assert all(set(line) <= set(" █▀▄") for line in shown[1:-1])
+                    code, out = await cli(*gateway, "school", shown[-1])  # as a scanner reads it
                     assert code == 0, out
                     assert "enrolled at the hub" in out
                     await asyncio.wait_for(offer.communicate(), 60)

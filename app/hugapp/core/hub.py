@@ -44,21 +44,33 @@ from bleak.exc import BleakError
 
 from hugapp.core.bandlink import BleConfig, band_waiting
 from hugapp.core.envelope import EnvelopeError
-from hugapp.core.hubtunnel import ADV_EVERY_S, SCAN_LEASE_S, UP, HubTunnel, Tunnel, hexbytes
-from hugapp.core.linking import CodeOffer, LinkError, Purpose, join_code, offer_code
-from hugapp.core.relay import connect_any, parse_broker_urls, publish
+from hugapp.core.hubtunnel import (
+    ADV_EVERY_S,
+    PING_S,
+    PING_TIMEOUT_S,
+    SCAN_LEASE_S,
+    UP,
+    HubTunnel,
+    Tunnel,
+    hexbytes,
+)
+from hugapp.core.linking import HUB, CodeOffer, LinkError, join_code, offer_code
+from hugapp.core.relay import NotDelivering, connect_any, delivering, parse_broker_urls, publish
 from hugapp.core.store import Store
 from hugproto import adv, gatt
 from hugproto.mac import Hmac
 
 log = logging.getLogger("hugapp.hub")
 
-HUB = Purpose(b"hugbutton/v1 hub rendezvous", b"hugbutton/v1 hub offer", b"hugbutton/v1 hub join")
 ADVERT_FRESH_S = 5.0  # a band not heard for longer is not connected to (it moved, or is connected)
 CONNECT_LIMIT_S = 20.0  # the longest connect a request may ask for
 RELOAD_S = 2.0  # how often a running hub reads its enrolments (`hugbutton hub enrol` adds them)
+MAX_HUB_NAME = 40
 WHOSE_CACHE = 4096  # adverts recognised (or not) by address and token, before starting over
 HEARD_S = 60.0  # a band heard this recently counts as "heard" in the hub's status
+# a link its owner has not asked about (pinged) for this long is let go: the owner gave up on it (a
+# connect it stopped waiting for, a phone gone) and the band, linked to no one, could not advertise
+OWNER_SILENT_S = 2 * PING_S + PING_TIMEOUT_S
 OUT_QUEUE = 1024  # messages waiting for the broker; beyond, notifications are dropped (and counted)
 
 
@@ -92,6 +104,7 @@ class HubStore:
             "CREATE TABLE IF NOT EXISTS enrolments (enrolment_id TEXT PRIMARY KEY, tunnel_key BLOB NOT NULL,"
             " identity_key BLOB NOT NULL, added_at REAL NOT NULL)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def close(self) -> None:
         self.db.close()
@@ -107,6 +120,15 @@ class HubStore:
         except (OSError, ValueError):
             return None
         return cast(dict[str, Any], status) if isinstance(status, dict) else None
+
+    @property
+    def name(self) -> str:
+        """What parents see the hub called ("Class 2"), told to each band's owner at enrolment."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'name'").fetchone()
+        return "" if row is None else str(row[0])
+
+    def set_name(self, name: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO settings VALUES ('name', ?)", (hub_name(name),))
 
     def add(self, tunnel: bytes, identity_key: bytes) -> Enrolment:
         e = Enrolment(secrets.token_hex(8), tunnel, identity_key, self.clock())
@@ -145,7 +167,7 @@ async def offer_enrolment(
             raise LinkError("The app sent no band to serve — update the app")
         e = hub_store.add(tunnel_key(key), ident)
         log.info("enrolled a band (%s)", e.enrolment_id)
-        return e, {"enrolment": e.enrolment_id}
+        return e, {"enrolment": e.enrolment_id, "name": hub_store.name}
 
     kwargs: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
     return await offer_code(broker_url, admit, purpose=HUB, tls_context=tls_context, **kwargs)
@@ -170,8 +192,19 @@ async def enrol_at_hub(
     enrolment = bundle.get("enrolment")
     if not isinstance(enrolment, str) or not enrolment:
         raise LinkError("The hub answered with no enrolment — update the hub")
-    store.save_band_hub(band_id, enrolment, tunnel_key(key))
+    try:
+        name = hub_name(bundle.get("name", ""))
+    except ValueError:
+        name = ""  # a hub's name is only words for the parent: one that is not a name is not shown
+    store.save_band_hub(band_id, enrolment, tunnel_key(key), name)
     return enrolment
+
+
+def hub_name(name: object) -> str:
+    """A hub's name as parents see it: printable, at most ``MAX_HUB_NAME`` characters, or ""."""
+    if not isinstance(name, str) or not name.isprintable() or len(name.strip()) > MAX_HUB_NAME:
+        raise ValueError(f"a hub's name is at most {MAX_HUB_NAME} printable characters")
+    return name.strip()
 
 
 async def leave_hub(store: Store, band_id: str, tunnel: HubTunnel) -> None:
@@ -200,6 +233,7 @@ class _Served:
     link: str = ""
     client: BleakClient | None = None
     counter: int = 0
+    asked_at: float = 0.0  # when its owner last asked anything about its link
     tasks: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
 
 
@@ -289,6 +323,7 @@ class Hub:
             with contextlib.suppress(OSError):
                 self.store.write_status(self.status())
             await asyncio.sleep(RELOAD_S)
+            self._let_go_unasked()
             new = self._reload()
             client = self._client
             if new and client is not None:
@@ -296,6 +331,15 @@ class Hub:
                     for t in new:
                         await client.subscribe(t, qos=1)
                         self._subscribed.add(t)
+
+    def _let_go_unasked(self) -> None:
+        now = self.clock()
+        for served in self.served.values():
+            if served.link and now - served.asked_at > OWNER_SILENT_S:
+                log.info("hub: %s's owner stopped asking; letting its link go", served.enrolment.enrolment_id)
+                task = asyncio.ensure_future(self._drop_link(served))
+                served.tasks.add(task)
+                task.add_done_callback(served.tasks.discard)
 
     # ---- the radio
 
@@ -373,16 +417,18 @@ class Hub:
                         await client.subscribe(t, qos=1)
                         self._subscribed.add(t)
                     self._client = client
-                    self.online.set()
                     sender = asyncio.ensure_future(self._publish(client))
+                    probe = min(self._subscribed, default=None)
                     try:
-                        async for message in client.messages:
-                            if not message.retain:
-                                self._receive(str(message.topic), bytes(message.payload))
+                        async for message in delivering(client, probe, self.online):
+                            self._receive(str(message.topic), bytes(message.payload))
                     finally:
                         sender.cancel()
                         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                             await sender
+            except NotDelivering as exc:
+                log.warning("hub: %s; trying the next node", exc)
+                self.brokers = exc.next_first(self.brokers)
             except aiomqtt.MqttError as exc:
                 log.info("hub: broker lost: %s", exc)
             finally:
@@ -409,6 +455,7 @@ class Hub:
         if msg["t"] == "scan":
             self._lease(served)
             return
+        served.asked_at = self.clock()
         task = asyncio.ensure_future(self._answer(served, msg))
         served.tasks.add(task)
         task.add_done_callback(served.tasks.discard)
@@ -485,6 +532,7 @@ class Hub:
         )
         await client.connect()
         served.link, served.client, served.counter = link, client, 0
+        served.asked_at = self.clock()
         self.stats.connects += 1
         return {"l": link, "s": _table(client), "mtu": client.mtu_size}
 
@@ -538,7 +586,8 @@ async def enrol_once(folder: Path, broker_url: str) -> int:
     hub_store = HubStore(folder)
     try:
         offer = await offer_enrolment(hub_store, broker_url)
-        print(f"Enrol a band: in the app, Bands -> At school, type {offer.code}", flush=True)
+        print(f"Enrol a band: in the app, {HUB.where}, type {offer.code} (or scan this)", flush=True)
+        print(offer.qr_terminal(), end="", flush=True)
         print(offer.qr_text(), flush=True)
         try:
             e = await offer.wait()

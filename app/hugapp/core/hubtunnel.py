@@ -48,7 +48,7 @@ from bleak.exc import BleakError
 
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.envelope import TOPIC_ROOT, EnvelopeError, Garbled, Replayed, open_bytes, seal_bytes
-from hugapp.core.relay import connect_any, parse_broker_urls, publish
+from hugapp.core.relay import NotDelivering, connect_any, delivering, parse_broker_urls, publish
 
 log = logging.getLogger("hugapp.hubtunnel")
 
@@ -168,10 +168,11 @@ class HubTunnel:
                 ) as client:
                     await client.subscribe(self.tunnel.in_topic, qos=1)
                     self._client = client
-                    self.online.set()
-                    async for message in client.messages:
-                        if not message.retain:
-                            self._dispatch(bytes(message.payload))
+                    async for message in delivering(client, self.tunnel.in_topic, self.online):
+                        self._dispatch(bytes(message.payload))
+            except NotDelivering as exc:
+                log.warning("hub tunnel: %s; trying the next node", exc)
+                self.brokers = exc.next_first(self.brokers)
             except aiomqtt.MqttError as exc:
                 log.info("hub tunnel: broker lost: %s", exc)
             finally:

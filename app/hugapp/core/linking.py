@@ -71,7 +71,6 @@ MAX_ATTEMPTS = 3  # hellos answered per code: each is one online guess at all 8 
 MAX_RENDEZVOUS_MSG = 16 * 1024  # bytes: a welcome carries every member of the circle (~300 B each)
 _QUEUE = 64  # rendezvous messages waiting; a flood beyond it is dropped
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-QR_PREFIX = "hugbutton:link:"
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,25 @@ class Purpose:
     salt: bytes  # of the rendezvous key (scrypt)
     id_a: bytes  # SPAKE2 identity of the offering side
     id_b: bytes  # ... and of the joining side
+    qr_prefix: str  # what its QR code says before the code
+    where: str  # where in the app a person types it
 
 
-LINK = Purpose(b"hugbutton/v1 rendezvous", b"hugbutton/v1 link offer", b"hugbutton/v1 link join")
+LINK = Purpose(
+    b"hugbutton/v1 rendezvous",
+    b"hugbutton/v1 link offer",
+    b"hugbutton/v1 link join",
+    "hugbutton:link:",
+    "Link -> Enter a code",
+)
+HUB = Purpose(
+    b"hugbutton/v1 hub rendezvous",
+    b"hugbutton/v1 hub offer",
+    b"hugbutton/v1 hub join",
+    "hugbutton:hub:",
+    "Bands -> At school",
+)
+PURPOSES = (LINK, HUB)
 
 
 class LinkError(RelayError):
@@ -94,6 +109,13 @@ class LinkError(RelayError):
 class CodeInvalid(LinkError):
     def __init__(self, detail: str = "") -> None:
         super().__init__(f"That isn't a Hug Button code{detail} — codes look like K7PM-4Q2X")
+
+
+class CodeElsewhere(CodeInvalid):
+    """A code (its QR) for another purpose: a hub's code scanned to link phones, or the reverse."""
+
+    def __init__(self, purpose: Purpose) -> None:
+        LinkError.__init__(self, f"That code is for {purpose.where} — type it there")
 
 
 class CodeExpired(LinkError):
@@ -129,16 +151,20 @@ def new_code() -> str:
     return format_code("".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN)))
 
 
-def format_code(code: str) -> str:
-    c = normalize_code(code)
+def format_code(code: str, purpose: Purpose = LINK) -> str:
+    c = normalize_code(code, purpose)
     return f"{c[:4]}-{c[4:]}"
 
 
-def normalize_code(text: str) -> str:
-    """Upper-case, strip spaces/dashes and a QR prefix; CodeInvalid if it cannot be a code."""
+def normalize_code(text: str, purpose: Purpose = LINK) -> str:
+    """Upper-case, strip spaces/dashes and the purpose's QR prefix; CodeInvalid if it cannot be a
+    code, CodeElsewhere if its QR prefix is another purpose's."""
     t = text.strip()
-    if t.lower().startswith(QR_PREFIX):
-        t = t[len(QR_PREFIX) :]
+    for p in PURPOSES:
+        if t.lower().startswith(p.qr_prefix):
+            if p is not purpose:
+                raise CodeElsewhere(p)
+            t = t[len(p.qr_prefix) :]
     t = "".join(ch for ch in t.upper() if ch not in " -_")
     if len(t) != CODE_LEN:
         raise CodeInvalid(f" (it has {len(t)} characters, a code has {CODE_LEN})")
@@ -148,20 +174,27 @@ def normalize_code(text: str) -> str:
     return t
 
 
-def qr_text(code: str) -> str:
-    return QR_PREFIX + format_code(code)
+def qr_text(code: str, purpose: Purpose = LINK) -> str:
+    return purpose.qr_prefix + format_code(code, purpose)
 
 
-def qr_png(code: str, scale: int = 8) -> bytes:
+def qr_png(code: str, scale: int = 8, purpose: Purpose = LINK) -> bytes:
     buf = io.BytesIO()
-    segno.make(qr_text(code), error="m").save(buf, kind="png", scale=scale, border=2)
+    segno.make(qr_text(code, purpose), error="m").save(buf, kind="png", scale=scale, border=2)
     return buf.getvalue()
 
 
-def qr_matrix(code: str) -> list[list[bool]]:
+def qr_matrix(code: str, purpose: Purpose = LINK) -> list[list[bool]]:
     """Rows of dark (True) / light modules, without the quiet zone, for drawing in the UI."""
-    qr = segno.make(qr_text(code), error="m")
+    qr = segno.make(qr_text(code, purpose), error="m")
     return [[bool(v) for v in row] for row in qr.matrix]
+
+
+def qr_terminal(code: str, purpose: Purpose = LINK) -> str:
+    """The QR code drawn in text (two modules per character), for a terminal."""
+    out = io.StringIO()
+    segno.make(qr_text(code, purpose), error="m").terminal(out, compact=True, border=2)
+    return out.getvalue()
 
 
 # ------------------------------------------------------------------------------------- crypto
@@ -271,21 +304,27 @@ Admit = Callable[[dict[str, Any], bytes], tuple[R, dict[str, Any]]]
 class CodeOffer(Generic[R]):
     """A code being offered; `await wait()` for the outcome. Single use; stops listening when done."""
 
-    def __init__(self, code: str, expires_at: float, link_id: str | None = None) -> None:
+    def __init__(
+        self, code: str, expires_at: float, link_id: str | None = None, purpose: Purpose = LINK
+    ) -> None:
         self.code = code
         self.expires_at = expires_at
         self.link_id = link_id
+        self.purpose = purpose
         self.ready = asyncio.Event()
         self._task: asyncio.Task[R] | None = None
 
     def qr_text(self) -> str:
-        return qr_text(self.code)
+        return qr_text(self.code, self.purpose)
 
     def qr_png(self, scale: int = 8) -> bytes:
-        return qr_png(self.code, scale)
+        return qr_png(self.code, scale, self.purpose)
 
     def qr_matrix(self) -> list[list[bool]]:
-        return qr_matrix(self.code)
+        return qr_matrix(self.code, self.purpose)
+
+    def qr_terminal(self) -> str:
+        return qr_terminal(self.code, self.purpose)
 
     async def wait(self) -> R:
         assert self._task is not None
@@ -322,7 +361,7 @@ async def offer_code(
     tls_context: ssl.SSLContext | None = None,
 ) -> CodeOffer[R]:
     """Offer a fresh code for `purpose`; `admit` decides what a joiner who knows it gets."""
-    offer: CodeOffer[R] = CodeOffer(new_code(), clock() + ttl)
+    offer: CodeOffer[R] = CodeOffer(new_code(), clock() + ttl, purpose=purpose)
     await offer._start(  # pyright: ignore[reportPrivateUsage]
         _serve_exchange(offer, broker_url, admit, purpose, clock, poll, tls_context), "code-offer"
     )
@@ -406,7 +445,7 @@ async def _serve_exchange(
 ) -> R:
     """The offering side of one code: answer hellos (at most MAX_ATTEMPTS), then the one joiner whose
     info authenticates gets `admit`'s bundle, sealed."""
-    code = normalize_code(offer.code)
+    code = normalize_code(offer.code, purpose)
     ckey = await asyncio.to_thread(code_key, code, purpose)
     topic_a, topic_b = _topics(ckey)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=_QUEUE)
@@ -582,7 +621,7 @@ async def join_code(
 ) -> tuple[dict[str, Any], bytes]:
     """The joining side of a code: send `info` sealed, return the offer's sealed bundle and the
     exchange's key. Raises CodeInvalid, CodeExpired, CodeBurnt, CodeNotFound as join_with_code."""
-    c = normalize_code(code)
+    c = normalize_code(code, purpose)
     ckey = await asyncio.to_thread(code_key, c, purpose)
     topic_a, topic_b = _topics(ckey)
     sid = secrets.token_hex(8)

@@ -159,8 +159,9 @@ class _Client(aiomqtt.Client):
     connect that timed out is answered late ("Exception in callback None()"). The caller learns of the
     loss through MqttError anyway."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, broker: BrokerAddress, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.broker = broker
         self._disconnected.add_done_callback(_retrieve)
 
     async def __aenter__(self) -> Self:
@@ -207,10 +208,14 @@ class _Client(aiomqtt.Client):
         self._loop.call_soon_threadsafe(register)  # paho may call this from its connect thread
 
 
+PROBE_S = 5.0  # a new session's own probe comes back within this, or the session is given up
+
+
 def make_client(a: BrokerAddress, tls_context: ssl.SSLContext | None, **options: Any) -> aiomqtt.Client:
     """An MQTT client for one broker address (TLS if the URL said mqtts://); not yet connected."""
     tls = tls_context if tls_context is not None else (ssl.create_default_context() if a.tls else None)
     return _Client(
+        a,
         a.host,
         a.port,
         username=a.username,
@@ -241,6 +246,50 @@ async def connect_any(
         return
     assert error is not None
     raise error
+
+
+class NotDelivering(aiomqtt.MqttError):
+    """The broker took the subscription but did not deliver: the session is given up."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.broker: BrokerAddress | None = getattr(client, "broker", None)
+        where = "" if self.broker is None else f"{self.broker.host}:{self.broker.port} "
+        super().__init__(f"broker {where}took the subscription but delivered nothing in {PROBE_S:.0f} s")
+
+    def next_first(self, addresses: list[BrokerAddress]) -> list[BrokerAddress]:
+        """``addresses`` in the order to try next: the ones after this node first, this node last."""
+        if self.broker not in addresses:
+            return addresses
+        i = addresses.index(self.broker) + 1
+        return addresses[i:] + addresses[:i]
+
+
+async def delivering(
+    client: aiomqtt.Client, probe_topic: str | None, ready: asyncio.Event
+) -> AsyncGenerator[aiomqtt.Message]:
+    """The session's messages (not retained ones), once it has shown that it delivers: an empty
+    message published to ``probe_topic`` (one it subscribed to) must come back within ``PROBE_S``,
+    then ``ready`` is set; else NotDelivering. A NATS node rejoining its cluster may acknowledge a
+    subscription and deliver nothing on it, silently. Empty messages are probes, never yielded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROBE_S
+    if probe_topic is None:
+        ready.set()
+    else:
+        await publish(client, probe_topic, b"")
+    messages = aiter(client.messages)
+    while True:
+        if ready.is_set():
+            message = await anext(messages)
+        else:
+            try:
+                message = await asyncio.wait_for(anext(messages), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise NotDelivering(client) from None
+        if not message.payload:
+            ready.set()
+        elif not message.retain:
+            yield message
 
 
 async def publish(client: aiomqtt.Client, topic: str, data: bytes, retain: bool = False) -> None:

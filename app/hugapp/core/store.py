@@ -170,6 +170,10 @@ MIGRATIONS: list[str] = [
         added_at REAL NOT NULL
     )
     """,
+    # 7: the hub's name as its operator set it ("Class 2"), for the parent's words
+    """
+    ALTER TABLE band_hubs ADD COLUMN hub_name TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 
@@ -325,15 +329,16 @@ class Store:
             db.execute("DELETE FROM band_owners WHERE band_id = ?", (band_id,))
             db.execute("DELETE FROM band_hubs WHERE band_id = ?", (band_id,))
 
-    def save_band_hub(self, band_id: str, enrolment: str, tunnel_key: bytes) -> None:
+    def save_band_hub(self, band_id: str, enrolment: str, tunnel_key: bytes, hub_name: str = "") -> None:
         """The band is enrolled at a hub (one hub per band: a new enrolment replaces the last)."""
         if len(tunnel_key) != 32:
             raise StoreError("a hub tunnel key has 32 bytes")
         self.band(band_id)  # StoreError if unknown
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO band_hubs VALUES (?, ?, ?, ?)",
-                (band_id, enrolment, tunnel_key, self.now()),
+                "INSERT OR REPLACE INTO band_hubs (band_id, enrolment, tunnel_key, added_at, hub_name)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (band_id, enrolment, tunnel_key, self.now(), hub_name),
             )
 
     def band_hub(self, band_id: str) -> tuple[str, bytes] | None:
@@ -342,6 +347,11 @@ class Store:
             "SELECT enrolment, tunnel_key FROM band_hubs WHERE band_id = ?", (band_id,)
         ).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]))
+
+    def band_hub_name(self, band_id: str) -> str:
+        """The name of the hub serving the band ("" if it has none, or none serves it)."""
+        row = self.db.execute("SELECT hub_name FROM band_hubs WHERE band_id = ?", (band_id,)).fetchone()
+        return "" if row is None else str(row[0])
 
     def forget_band_hub(self, band_id: str) -> None:
         with self.transaction() as db:

@@ -10,7 +10,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.api import CompanionApi
 from hugapp.core.bandlink import FoundBand, LinkState
 from hugapp.ui.shared import Reads, Shared
-from hugapp.ui.words import ago, bars, link_state_words
+from hugapp.ui.words import ago, bars, hub_words, link_state_words
 
 SCAN_SECONDS = 5.0
 PAIR_HOLD_SECONDS = 5  # the countdown shown while the wearer holds the heart
@@ -203,7 +203,8 @@ class BandsActions:
 
         async def run() -> None:
             await s.api.enrol_at_hub(code.strip(), band_id)
-            s.notice = f"{s.api.store.band(band_id).name} is served by the class hub at school"
+            hub = hub_words(s.api.store.band_hub_name(band_id))
+            s.notice = f"{s.api.store.band(band_id).name} is served by {hub} at school"
 
         s.spawn(run(), "enrol at the class hub")
 
@@ -226,11 +227,18 @@ class BandsActions:
             live = api.band_live(b.band_id)
             battery = live.battery if live.battery is not None else b.battery
             known = battery > 0
+            hub = hub_words(api.store.band_hub_name(b.band_id))
+            if live.via:
+                where = f"at school, via {hub}"
+            elif live.state is LinkState.PARKED:
+                where = f"at school, via {hub}, idle"
+            else:
+                where = link_state_words(live.state, b.name)
             rows.append(
                 BandRow(
                     b.band_id,
                     b.name,
-                    "at school, via the class hub" if live.via else link_state_words(live.state, b.name),
+                    where,
                     live.state is LinkState.CONNECTED,
                     battery if known else None,
                     uisettings.is_low(battery, low_battery_percent),
@@ -271,10 +279,14 @@ def served_words(api: CompanionApi, reads: Reads, band_id: str) -> str:
     live = api.band_live(band_id)
     battery = live.battery if live.battery is not None else band.battery
     charge = f", battery {battery}%" if battery > 0 else ""
+    hub = hub_words(api.store.band_hub_name(band_id))
     if live.state is LinkState.CONNECTED and live.via:
-        return f"band at school, via the class hub{charge}"
+        return f"band at school, via {hub}{charge}"
     if live.state is LinkState.CONNECTED:
         return f"band connected via this phone{charge}"
+    if live.state is LinkState.PARKED:  # the hub let the link go until something is to be carried
+        last = f", last seen {ago(reads.now, band.last_seen)}" if band.last_seen else ""
+        return f"band at school, via {hub}, idle{last}{charge}"
     owners = api.store.owners(band_id)
     online = [reads.name_of(o.member_id) for o in owners if api.online(o.link_id, o.member_id)]
     seen = f", last seen here {ago(reads.now, band.last_seen)}" if band.last_seen else ""

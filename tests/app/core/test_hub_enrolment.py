@@ -108,6 +108,44 @@ def test_the_operator_lists_and_removes_bands(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().out.split() == []
 
 
+def test_the_operator_names_the_hub_and_each_owner_learns_the_name(
+    broker: TestBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hugbutton hub name "Class 2"`; an owner enrolling then stores the name for the parent's words.
+    A name that is not one (too long, control characters) is refused at the hub; from a hostile hub
+    that wrote it anyway, the owner keeps no name and the enrolment still stands."""
+    data = str(tmp_path / "hub")
+    assert cli.main(["hub", "--data", data, "name"]) == 0
+    assert "no name" in capsys.readouterr().out
+    assert cli.main(["hub", "--data", data, "name", "x" * 41]) == 2
+    assert cli.main(["hub", "--data", data, "name", "Class\x1b[2J 2"]) == 2
+    assert "printable" in capsys.readouterr().err
+    assert cli.main(["hub", "--data", data, "name", " Class 2 "]) == 0
+    assert capsys.readouterr().out.strip() == "Class 2"
+    store, _ = _owner(tmp_path)
+    hub_store = HubStore(data)
+
+    async def enrol() -> str:
+        offer = await offer_enrolment(hub_store, broker.url)
+        enrolment = await enrol_at_hub(offer.code, store, BAND_ID, broker.url)
+        await offer.wait()
+        return enrolment
+
+    async def scenario() -> None:
+        async with broker:
+            await enrol()
+            assert store.band_hub_name(BAND_ID) == "Class 2"
+            for hostile in ("\x1b[2J\x07", "Class 2" * 40):  # written past the hub's own check
+                hub_store.db.execute("UPDATE settings SET value = ? WHERE key = 'name'", (hostile,))
+                enrolment = await enrol()
+                assert store.band_hub(BAND_ID) is not None
+                assert store.band_hub(BAND_ID)[0] == enrolment  # type: ignore[index]
+                assert store.band_hub_name(BAND_ID) == ""
+
+    run(scenario())
+    hub_store.close()
+
+
 # ----------------------------------------------------------------------------------------- tunnel
 
 

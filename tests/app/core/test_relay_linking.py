@@ -12,6 +12,8 @@ from relaykit import FakeClock, Phone, TestBroker, run
 from hugapp.core import relaystore as rs
 from hugapp.core.linking import (
     CODE_ALPHABET,
+    HUB,
+    CodeElsewhere,
     CodeExpired,
     CodeInvalid,
     CodeNotFound,
@@ -20,6 +22,7 @@ from hugapp.core.linking import (
     normalize_code,
     qr_matrix,
     qr_png,
+    qr_terminal,
     qr_text,
 )
 
@@ -39,6 +42,25 @@ def test_codes_are_short_unambiguous_and_forgiving() -> None:
     matrix = qr_matrix(offer_code)
     assert len(matrix) == len(matrix[0]) >= 21
     assert any(any(row) for row in matrix)
+
+
+def test_a_hub_code_says_where_it_belongs_and_draws_in_a_terminal() -> None:
+    hub_qr = qr_text("k7pm4q2x", HUB)
+    assert hub_qr == "hugbutton:hub:K7PM-4Q2X"
+    assert normalize_code(hub_qr, HUB) == "K7PM4Q2X"
+    with pytest.raises(CodeElsewhere, match="Bands -> At school"):
+        normalize_code(hub_qr)  # a hub's QR scanned to link phones
+    with pytest.raises(CodeElsewhere, match="Link -> Enter a code"):
+        normalize_code(qr_text("K7PM4Q2X"), HUB)  # a phone's link QR scanned at the classroom door
+    # the terminal drawing is the QR's modules, light ones drawn (two rows a line), in a 2-module border
+    matrix = qr_matrix("K7PM4Q2X", HUB)
+    size = len(matrix) + 4
+    blank = [False] * size
+    framed = [blank, blank, *([False, False, *row, False, False] for row in matrix), blank, blank]
+    lines = qr_terminal("K7PM4Q2X", HUB).splitlines()
+    assert len(lines) == (size + 1) // 2
+    light = [row for line in lines for row in ([c in "█▀" for c in line], [c in "█▄" for c in line])]
+    assert light[:size] == [[not dark for dark in row] for row in framed]
 
 
 def test_link_two_phones_then_a_third_joins_the_same_circle(broker: TestBroker, tmp_path: Path) -> None:

@@ -22,15 +22,21 @@ OTHER = "C0:FF:EE:00:00:02"
 ME = "a" * 32
 
 
-def old_store(path: Path, *, identity: bool = True, schema: int = 3) -> None:
-    """A store as the app before wearers left it (schema 3: bands by address; 4: by band id): two
-    bands, a hug, a circle member."""
+def at_schema(path: Path, schema: int) -> sqlite3.Connection:
+    """An empty store as migrations 1..``schema`` leave it."""
     db = sqlite3.connect(path, isolation_level=None)
     for version, sql in enumerate(MIGRATIONS[:schema], start=1):
         for statement in sql.split(";"):
             if statement.strip():
                 db.execute(statement)
         db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
+def old_store(path: Path, *, identity: bool = True, schema: int = 3) -> None:
+    """A store as the app before wearers left it (schema 3: bands by address; 4: by band id): two
+    bands, a hug, a circle member."""
+    db = at_schema(path, schema)
     column = "address" if schema == 3 else "band_id"
     for band in (BAND, OTHER):
         db.execute(
@@ -63,7 +69,7 @@ def test_bands_of_an_old_store_become_worn_by_its_own_member(tmp_path: Path, sch
     path = tmp_path / "old.sqlite3"
     old_store(path, schema=schema)
     store = Store(path)
-    assert store.schema_version == len(MIGRATIONS) == 6
+    assert store.schema_version == len(MIGRATIONS) == 7
     assert [(b.band_id, b.wearer) for b in store.bands()] == [(BAND, ME), (OTHER, ME)]
     assert store.owners() == []
     (dad,) = rs.members(store, "l" * 32)
@@ -73,6 +79,25 @@ def test_bands_of_an_old_store_become_worn_by_its_own_member(tmp_path: Path, sch
     assert rs.wearers(store) == []
     store.close()
     Store(path).close()  # opening again migrates nothing
+
+
+def test_a_band_enrolled_at_a_hub_before_hub_names_keeps_its_hub(tmp_path: Path) -> None:
+    """Schema 6 (hubs without names) opens through migration 7: the enrolment stands, unnamed."""
+    path = tmp_path / "old.sqlite3"
+    db = at_schema(path, 6)
+    db.execute(
+        "INSERT INTO bands (band_id, name, key, model, added_at) VALUES (?, 'band', ?, '', 1)",
+        (BAND, bytes(16)),
+    )
+    db.execute("INSERT INTO band_hubs VALUES (?, 'e1', ?, 1)", (BAND, bytes(range(32))))
+    db.close()
+    store = Store(path)
+    assert store.schema_version == 7
+    assert store.band_hub(BAND) == ("e1", bytes(range(32)))
+    assert store.band_hub_name(BAND) == ""
+    store.save_band_hub(BAND, "e2", bytes(32), "Class 2")
+    assert (store.band_hub(BAND), store.band_hub_name(BAND)) == (("e2", bytes(32)), "Class 2")
+    store.close()
 
 
 @pytest.mark.parametrize("schema", [3, 4])
