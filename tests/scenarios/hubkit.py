@@ -51,6 +51,15 @@ def pulses(pattern: int, signature: int, intensity: int, repeat: int) -> int:
     return starts
 
 
+async def enrol_shows(stdout: asyncio.StreamReader) -> list[str]:
+    """What `hugbutton hub enrol` shows, up to the QR's text (the last line, what a scanner reads):
+    the words, then the QR drawn in text."""
+    shown: list[str] = []
+    while not shown or not shown[-1].startswith("hugbutton:hub:"):
+        shown.append((await asyncio.wait_for(stdout.readline(), 60)).decode().strip())
+    return shown
+
+
 class TamperingHub(Hub):
     """A hostile hub: flips a bit in what it carries, replays it, drops it, swaps it with the next, or
     injects frames of its own."""

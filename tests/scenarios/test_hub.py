@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from hubkit import PAIR_HOLD_MS, TAP_MS, BrokerSniffer, HubProcess, TamperingHub, pulses, school
+from hubkit import PAIR_HOLD_MS, TAP_MS, BrokerSniffer, HubProcess, TamperingHub, enrol_shows, pulses, school
 from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import BandUnavailable, LinkState
@@ -458,9 +458,7 @@ def test_a_gateway_enrols_its_band_at_a_hub_from_the_command_line(broker: TestBr
                         sys.executable, "-m", "hugapp.cli", *hub, "enrol", stdout=asyncio.subprocess.PIPE
                     )
                     assert offer.stdout is not None
-                    shown: list[str] = []  # the words, the QR drawn in text, the QR's text
-                    while not shown or not shown[-1].startswith("hugbutton:hub:"):
-                        shown.append((await asyncio.wait_for(offer.stdout.readline(), 60)).decode().strip())
+                    shown = await enrol_shows(offer.stdout)
                     assert "Bands -> At school" in shown[0]
                     assert len(shown) > 10
                     assert all(set(line) <= set(" █▀▄") for line in shown[1:-1])
