@@ -46,7 +46,7 @@ from hypothesis import settings
 TESTS = Path(__file__).resolve().parent
 # testkit (mp/), relaykit (app/core/), test_airspace_support (sim/airspace/), bluez_support (sim/phone/),
 # the minimal phone and the virtual band world (firmware/).
-KITS = ("mp", "app/core", "sim/airspace", "sim/phone", "firmware")
+KITS = ("mp", "app/core", "sim/airspace", "sim/phone", "firmware", "scenarios")
 for _kit in reversed(KITS):
     if str(TESTS / _kit) not in sys.path:
         sys.path.insert(0, str(TESTS / _kit))
