@@ -90,7 +90,7 @@ LINK = Purpose(
     b"hugbutton/v1 link offer",
     b"hugbutton/v1 link join",
     "hugbutton:link:",
-    "Link -> Enter a code",
+    "Link -> Join",
 )
 HUB = Purpose(
     b"hugbutton/v1 hub rendezvous",

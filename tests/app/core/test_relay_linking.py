@@ -50,7 +50,7 @@ def test_a_hub_code_says_where_it_belongs_and_draws_in_a_terminal() -> None:
     assert normalize_code(hub_qr, HUB) == "K7PM4Q2X"
     with pytest.raises(CodeElsewhere, match="Bands -> At school"):
         normalize_code(hub_qr)  # a hub's QR scanned to link phones
-    with pytest.raises(CodeElsewhere, match="Link -> Enter a code"):
+    with pytest.raises(CodeElsewhere, match="Link -> Join"):
         normalize_code(qr_text("K7PM4Q2X"), HUB)  # a phone's link QR scanned at the classroom door
     # the terminal drawing is the QR's modules, light ones drawn (two rows a line), in a 2-module border
     matrix = qr_matrix("K7PM4Q2X", HUB)
