@@ -168,13 +168,17 @@ class NatsCluster:
 
     def _check(self, node: Node, deadline: float, timeout: float) -> None:
         if node.proc is not None and node.proc.poll() is not None:
-            raise BrokerError(f"nats-server {node.name} exited; see {node.log}")
+            raise BrokerError(f"nats-server {node.name} exited; see {node.log}{_tail(node.log)}")
         if time.monotonic() > deadline:
-            raise BrokerError(f"nats-server {node.name} not ready in {timeout:.0f} s; see {node.log}")
+            why = f"not ready in {timeout:.0f} s"
+            raise BrokerError(f"nats-server {node.name} {why}; see {node.log}{_tail(node.log)}")
 
     async def start(self) -> None:
-        for node in self.nodes:
-            self._spawn(node)
+        """Start every node that is not running, all at once (a node alone has no JetStream quorum
+        and serves no MQTT session), and return once all serve; on failure, stop them all."""
+        for i, node in enumerate(self.nodes):
+            if not self.running(i):
+                self._spawn(node)
         try:
             await self.wait_ready()
         except BaseException:
@@ -212,6 +216,14 @@ class NatsCluster:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def _tail(log: Path, lines: int = 6) -> str:
+    try:
+        last = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join("\n  " + line for line in last)
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:

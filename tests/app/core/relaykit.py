@@ -27,7 +27,7 @@ from hugapp.core import relaystore as rs
 from hugapp.core.broker import EmbeddedBroker, free_port
 from hugapp.core.relay import Incoming, Relay
 from hugapp.core.store import Store
-from hugapp.dev.cluster import NatsCluster
+from hugapp.dev.cluster import READY_TIMEOUT_S, NatsCluster
 
 HOST = "127.0.0.1"
 TEST_TIMEOUT = 40.0
@@ -89,6 +89,7 @@ def wait_port(port: int, timeout: float = 5.0) -> None:
 class TestBroker:
     kind = ""
     port = 0
+    restart_s = 5.0  # the most `restart()` may take, beyond a test's own time
 
     @property
     def url(self) -> str:
@@ -184,6 +185,7 @@ class ClusterTestBroker(TestBroker):
     restarts every node (same ports, same JetStream stores)."""
 
     kind = "cluster"
+    restart_s = READY_TIMEOUT_S  # every node at once: JetStream elects its leaders again, 13-37 s here
 
     def __init__(self, cluster: NatsCluster) -> None:
         self.cluster = cluster
@@ -197,10 +199,7 @@ class ClusterTestBroker(TestBroker):
         return self.cluster.url_from(index)
 
     async def start(self) -> None:
-        for i in range(len(self.cluster.nodes)):
-            if not self.cluster.running(i):
-                await self.cluster.restart(i)
-        await self.cluster.wait_ready()
+        await self.cluster.start()
 
     async def stop(self) -> None:
         pass

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from relaykit import FakeClock, Phone, TestBroker, make_circle, run
+from relaykit import TEST_TIMEOUT, FakeClock, Phone, TestBroker, make_circle, run
 
 from hugapp.core import relaystore as rs
 
@@ -99,7 +99,7 @@ def test_broker_restart_mid_flight(broker: TestBroker, tmp_path: Path) -> None:
             await a.stop()
             await b.stop()
 
-    run(main())
+    run(main(), TEST_TIMEOUT + broker.restart_s)
 
 
 def test_companion_restarted_after_storing_before_publishing(broker: TestBroker, tmp_path: Path) -> None:
