@@ -245,10 +245,25 @@ class HugStore:
             for r in rows
         ]
 
-    def clamp_sent(self, now: float) -> None:
-        """After the wall clock went back: plays sent "later" than ``now`` were sent now."""
+    def clock_went_back(self, now: float, latest: float) -> None:
+        """The wall clock went back from ``latest`` to ``now``: plays sent "later" than ``now`` were
+        sent now, and plays due by ``latest`` are due now (a hold beyond it, to the end of the quiet
+        hours, stays: that is a time of day)."""
         with self.transaction() as db:
             db.execute("UPDATE plays SET sent_at = ? WHERE sent_at > ?", (now, now))
+            db.execute(
+                "UPDATE plays SET not_before = ? "
+                "WHERE state = 'pending' AND not_before > ? AND not_before <= ?",
+                (now, now, latest),
+            )
+
+    def latest_time(self) -> float:
+        """The latest time this companion's clock stamped on a hug or a play (0 if none)."""
+        row = self.db.execute(
+            "SELECT MAX(t) FROM "
+            "(SELECT MAX(created_at) AS t FROM hugs UNION ALL SELECT MAX(sent_at) FROM plays)"
+        ).fetchone()
+        return float(row[0] or 0.0)
 
     def hold(self, hug_id: str, band: str, until: float) -> None:
         """Keep a play until ``until``; its age then counts from there."""

@@ -82,7 +82,7 @@ class Playback:
         self._reconnected: set[str] = set()  # bands whose unconfirmed plays are resent at once
         self._sent_order: dict[str, dict[int, int]] = {}  # band -> token -> when sent (a counter)
         self._sends = 0
-        self._last_now = 0.0
+        self._last_now = self.hugstore.latest_time()  # a clock set back while the app was closed, too
 
     def storm_rule(self) -> tuple[int, float]:
         """(max buzzes, per rolling window in s) on each band; stored, default 3 a minute."""
@@ -119,7 +119,7 @@ class Playback:
         now = self.clock()
         wakes: list[float] = []
         if now < self._last_now:  # the wall clock was set back: what "happened later" happened now
-            self.hugstore.clamp_sent(now)
+            self.hugstore.clock_went_back(now, self._last_now)
         self._last_now = now
         by_band: dict[str, list[Play]] = {}
         for p in self.hugstore.open_plays():

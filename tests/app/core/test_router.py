@@ -275,6 +275,40 @@ def test_clock_set_back_does_not_delay_a_resend(tmp_path: Path) -> None:
     assert len(r.bands.played) == 2, "resent after 20 s of the new clock, not after ten minutes"
 
 
+def test_clock_set_back_does_not_delay_a_hug_waiting_for_its_band(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.bands.up.clear()  # the band is away when the hug arrives
+    r.incoming(hug(1, r.clock.t))
+    r.deliver()
+    r.clock.t -= 100  # the phone's clock is corrected by 100 s
+    r.bands.up.add(BAND)
+    r.deliver()
+    assert len(r.bands.played) == 1, "played when the band is back, not 100 s later"
+
+
+def test_clock_set_back_while_the_app_was_closed_does_not_delay_a_hug(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-21T12:00"))
+    r.bands.up.clear()
+    r.incoming(hug(1, r.clock.t))
+    r.clock.t -= 100
+    r.router = r.new_router()  # the app starts again after the correction
+    r.bands.up.add(BAND)
+    r.deliver()
+    assert len(r.bands.played) == 1
+
+
+def test_clock_set_back_keeps_a_quiet_hours_hold(tmp_path: Path) -> None:
+    r = Rig(tmp_path, at("2026-11-23T22:30"))  # a Monday night: school-day hold 21:00-07:00
+    r.incoming(hug(1, r.clock.t))
+    assert r.deliver() == at("2026-11-24T07:00")
+    r.clock.t -= 600
+    assert r.deliver() == at("2026-11-24T07:00"), "held until the morning, by the clock on the wall"
+    assert r.bands.played == []
+    r.clock.t = at("2026-11-24T07:00")
+    r.deliver()
+    assert len(r.bands.played) == 1
+
+
 def test_felt_receipts_arriving_together_make_one_tick(tmp_path: Path) -> None:
     r = Rig(tmp_path, at("2026-11-21T12:00"))
     r.router.set_schedule(NO_QUIET_HOURS)
