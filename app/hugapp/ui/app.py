@@ -246,6 +246,14 @@ def window_size(width: int = 420, height: int = 760) -> None:
     Window.clearcolor = (0.98, 0.96, 0.95, 1)
 
 
+def stop_on_signals(app: Any) -> None:
+    """Closing the terminal (SIGINT, SIGTERM) closes the window cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, app.stop)
+
+
 async def run_app(api: CompanionApi, bell: ChangeBell | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
@@ -260,10 +268,7 @@ async def run_app(api: CompanionApi, bell: ChangeBell | None = None, app_ready: 
     app = HugApp(controller)
     if app_ready is not None:
         app_ready(app)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # closing the terminal closes the window cleanly
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, app.stop)
+    stop_on_signals(app)
     try:
         await app.async_run(async_lib="asyncio")
     finally:
