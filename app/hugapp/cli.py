@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
 
         problem = window_problem()
         if problem:
-            print(f"hugbutton demo: --ui: {problem}", file=sys.stderr)
+            print(f"hugbutton demo: --ui: {problem}; run it without --ui", file=sys.stderr)
             return 2
         os.environ.setdefault("KCFG_KIVY_LOG_LEVEL", "warning")  # Kivy's start-up chatter off
     from hugapp.dev import demo

@@ -57,7 +57,7 @@ SCREENS = ("home", "bands", "link", "history", "settings", "child")
 REFRESH_EVERY_S = 1.0  # countdowns and "5 min ago" move even when the companion is quiet
 
 
-class ChangeHub:
+class ChangeBell:
     """The companion's ``on_change`` before the app exists: forwards to whatever target is set."""
 
     def __init__(self) -> None:
@@ -246,28 +246,33 @@ def window_size(width: int = 420, height: int = 760) -> None:
     Window.clearcolor = (0.98, 0.96, 0.95, 1)
 
 
-async def run_app(api: CompanionApi, hub: ChangeHub | None = None, app_ready: Any = None) -> None:
+def stop_on_signals(app: Any) -> None:
+    """Closing the terminal (SIGINT, SIGTERM) closes the window cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, app.stop)
+
+
+async def run_app(api: CompanionApi, bell: ChangeBell | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
     ``api``: a Companion running in this process, or the service's (``hugapp.window_link.remote``).
-    ``hub`` is the ``ChangeHub`` it was built with (its ``on_change``); ``app_ready(app)`` is called
+    ``bell`` is the ``ChangeBell`` it was built with (its ``on_change``); ``app_ready(app)`` is called
     once the app exists (tests drive it from there).
     """
     controller = Controller(api)
-    if hub is not None:
-        hub.target = controller.changed
+    if bell is not None:
+        bell.target = controller.changed
     window_size()
     app = HugApp(controller)
     if app_ready is not None:
         app_ready(app)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # closing the terminal closes the window cleanly
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, app.stop)
+    stop_on_signals(app)
     try:
         await app.async_run(async_lib="asyncio")
     finally:
-        if hub is not None:
-            hub.target = lambda: None
+        if bell is not None:
+            bell.target = lambda: None
         await controller.close()
         await asyncio.sleep(0)

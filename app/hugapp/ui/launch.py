@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _run_client(args: argparse.Namespace) -> int:
     """The window as a client of the service, which owns the one Companion (Android's mode)."""
-    from hugapp.ui.app import ChangeHub, run_app
+    from hugapp.ui.app import ChangeBell, run_app
 
     data = Path(args.data) if args.data else default_path().parent
     service = platform.make_service()
@@ -63,9 +63,9 @@ async def _run_client(args: argparse.Namespace) -> int:
         log.warning("Bluetooth permissions not granted: the hug service cannot reach the bands")
     service.start(json.dumps({"broker": args.broker, "data": str(data)}))
     service.request_battery_exemption()
-    hub = ChangeHub()
-    async with await RemoteCompanion.connect(data, on_change=hub) as remote:
-        await run_app(remote, hub)
+    bell = ChangeBell()
+    async with await RemoteCompanion.connect(data, on_change=bell) as remote:
+        await run_app(remote, bell)
     return 0
 
 
@@ -74,20 +74,22 @@ async def run_companion(
 ) -> int:
     """The window with its own Companion on ``ble`` (this computer's Bluetooth unless the dev wing
     passes the simulated radio's backend)."""
-    from hugapp.ui.app import ChangeHub, run_app
+    from hugapp.ui.app import ChangeBell, run_app
 
     data_path = data / "companion.sqlite3" if data is not None else None
     if data_path is not None:
         data_path.parent.mkdir(parents=True, exist_ok=True)
-    hub = ChangeHub()
+    bell = ChangeBell()
     notifier = make_notifier()
-    companion = Companion(Store(data_path), ble, broker_url, name=args.name, on_change=hub, notifier=notifier)
+    companion = Companion(
+        Store(data_path), ble, broker_url, name=args.name, on_change=bell, notifier=notifier
+    )
     service = platform.make_service()
     service.start()
     service.request_battery_exemption()
     try:
         async with companion:
-            await run_app(companion, hub)
+            await run_app(companion, bell)
     finally:
         service.stop()
     return 0

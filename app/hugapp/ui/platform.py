@@ -139,8 +139,8 @@ def window_problem(env: Mapping[str, str] | None = None) -> str:
     if display and _x_answers(display):
         return ""
     if not display and not wayland:
-        return "there is no display to open a window on (DISPLAY is not set); run it without --ui"
-    return f"the display {display or wayland} does not answer, so no window can open; run it without --ui"
+        return "there is no display to open a window on (DISPLAY is not set)"
+    return f"the display {display or wayland} does not answer, so no window can open"
 
 
 def _x_answers(display: str) -> bool:

@@ -35,6 +35,13 @@ def make(kind: str, **props: Any) -> Any:
     return widget
 
 
+def png_texture(png: bytes) -> Any:
+    """A Kivy texture of a PNG (a QR code: drawn with sharp modules when scaled)."""
+    texture: Any = CoreImage(io.BytesIO(png), ext="png").texture
+    texture.mag_filter = "nearest"
+    return texture
+
+
 def view_of(widget: Any) -> HugView:
     """The :class:`HugView` a widget belongs to (kv handlers call ``view_of(self).controller...``):
     the nearest ancestor, or a popup, with a ``hug_view``; else the running app's view."""
@@ -208,10 +215,7 @@ class LinkScreen(Screen):
         if not code:
             self.qr_texture = None
             return
-        png = linking.qr_png(code, scale=8)
-        texture: Any = CoreImage(io.BytesIO(png), ext="png").texture
-        texture.mag_filter = "nearest"
-        self.qr_texture = texture
+        self.qr_texture = png_texture(linking.qr_png(code, scale=8))
 
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.circle_box

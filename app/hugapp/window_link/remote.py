@@ -1,6 +1,6 @@
 """``hugapp.core.api.CompanionApi`` in the window's process, over the window link to the hug service.
 
-    async with await RemoteCompanion.connect(data_dir, on_change=hub) as api:
+    async with await RemoteCompanion.connect(data_dir, on_change=bell) as api:
         Controller(api)
 
 Reads come from the store (opened once the service is up, so it has migrated it) and from the state

@@ -32,7 +32,7 @@ from hugapp.core.schedule import DayType
 from hugapp.dev import world as sim
 from hugapp.dev.radio import ble_config
 from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
-from hugapp.ui.app import ChangeHub, HugApp, run_app
+from hugapp.ui.app import ChangeBell, HugApp, run_app
 from hugapp.window_link.remote import RemoteCompanion
 from hugsim.band.process import BandProcess
 
@@ -115,7 +115,7 @@ async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
 
 
 async def with_app(
-    phone: Companion | RemoteCompanion, hub: ChangeHub, scenario: Callable[[HugApp], Any]
+    phone: Companion | RemoteCompanion, bell: ChangeBell, scenario: Callable[[HugApp], Any]
 ) -> None:
     """Open the app on ``phone`` (in-process, or the service's) and run ``scenario(app)`` beside it;
     close the window after."""
@@ -134,7 +134,7 @@ async def with_app(
             app.stop()
 
     driver = asyncio.ensure_future(drive())
-    await run_app(phone, hub, app_ready=ready.set_result)
+    await run_app(phone, bell, app_ready=ready.set_result)
     await driver
     if outcome:
         raise outcome[0]
@@ -206,8 +206,8 @@ async def heart_buzzes(w: World, app: HugApp, address: str) -> None:
 async def pair_and_hug(w: World) -> None:
     """The pairing flow with its countdown, then the phone's heart makes the band buzz; every screen."""
     address = await w.band("Mia")
-    hub = ChangeHub()
-    phone = w.companion("Mum", hub)
+    bell = ChangeBell()
+    phone = w.companion("Mum", bell)
 
     async def scenario(app: HugApp) -> None:
         await go(app, "bands")
@@ -294,15 +294,15 @@ async def pair_and_hug(w: World) -> None:
         await until(lambda: app.root.ids.sm.current == "home", 5, "back to the parent's screens")
 
     async with phone:
-        await with_app(phone, hub, scenario)
+        await with_app(phone, bell, scenario)
 
 
 async def two_phones(w: World) -> None:
     """Linking between the app (Mum) and a second phone (Mia, headless), then hugs both ways."""
     mum_band = await w.band("Mum")
     mia_band = await w.band("Mia")
-    hub = ChangeHub()
-    mum = w.companion("Mum", hub)
+    bell = ChangeBell()
+    mum = w.companion("Mum", bell)
     mia = w.companion("Mia", lambda: None)
 
     async def scenario(app: HugApp) -> None:
@@ -374,7 +374,7 @@ async def two_phones(w: World) -> None:
         w.shot(app, "history-circle")
 
     async with mum, mia:
-        await with_app(mum, hub, scenario)
+        await with_app(mum, bell, scenario)
 
 
 async def phoneless_child(w: World) -> None:
@@ -383,8 +383,8 @@ async def phoneless_child(w: World) -> None:
     Settings sets Mia's quiet hours (chosen by her name), which reach the gateway too."""
     mia_band = await w.band("Mia")
     mum_band = await w.band("Mum")
-    hub = ChangeHub()
-    mum = w.companion("Mum", hub)
+    bell = ChangeBell()
+    mum = w.companion("Mum", bell)
     home_gw = w.world.companion("Home", lambda: None)
 
     async def scenario(app: HugApp) -> None:
@@ -486,7 +486,7 @@ async def phoneless_child(w: World) -> None:
         await until(lambda: ids.home_input.text == "20:00-08:00 hold", 5, "Mia's shown again")
 
     async with mum, home_gw:
-        await with_app(mum, hub, scenario)
+        await with_app(mum, bell, scenario)
 
 
 async def at_school(w: World) -> None:
@@ -494,8 +494,8 @@ async def at_school(w: World) -> None:
     (out of Mum's range), the row says so, and Mia's press reaches Mum through it; then Mum stops the
     hub serving it."""
     mia_band = await w.band("Mia")
-    hub = ChangeHub()
-    mum = w.companion("Mum", hub)
+    bell = ChangeBell()
+    mum = w.companion("Mum", bell)
     class_hub = Hub(HubStore(w.tmp / "class-hub"), w.broker_url, ble_config(w.air, "hub"))
     class_hub.store.set_name("Class 2")  # `hugbutton hub name "Class 2"`
     hub_task = asyncio.ensure_future(class_hub.run())
@@ -538,7 +538,7 @@ async def at_school(w: World) -> None:
 
     try:
         async with mum:
-            await with_app(mum, hub, scenario)
+            await with_app(mum, bell, scenario)
     finally:
         hub_task.cancel()
         await asyncio.gather(hub_task, return_exceptions=True)
@@ -624,8 +624,8 @@ async def service_client(w: World) -> None:
             await asyncio.wait_for(service.wait(), 15)
 
     w.stack.push_async_callback(stop_service)
-    hub = ChangeHub()
-    remote = await RemoteCompanion.connect(data, on_change=hub, timeout=30)
+    bell = ChangeBell()
+    remote = await RemoteCompanion.connect(data, on_change=bell, timeout=30)
     w.stack.push_async_callback(remote.close)
     await remote.set_schedule(NO_QUIET_HOURS)  # the heart must buzz at any hour the test runs
 
@@ -648,7 +648,7 @@ async def service_client(w: World) -> None:
         assert len(nodes[address]["connections"]) == 1, nodes[address]["connections"]
         assert remote.service_pid == service.pid
 
-    await with_app(remote, hub, scenario)
+    await with_app(remote, bell, scenario)
     await stop_service()
     assert service.returncode == 0, service.returncode
 

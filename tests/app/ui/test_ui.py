@@ -6,12 +6,10 @@ made with HUG_SCREENSHOTS=docs/screenshots), otherwise to the test's temporary f
 
 from __future__ import annotations
 
-import os
-import struct
 from pathlib import Path
 
 import pytest
-from uikit import run_scenario
+from uikit import check_png, run_scenario, shots_dir
 
 SHOTS = {
     "pair_and_hug": ["bands-pairing", "bands", "home", "history", "settings", "child"],
@@ -21,20 +19,6 @@ SHOTS = {
     "service_client": [],
     "at_school": ["bands-at-school"],
 }
-
-
-def shots_dir(tmp_path: Path) -> Path:
-    chosen = os.environ.get("HUG_SCREENSHOTS")
-    return Path(chosen) if chosen else tmp_path / "shots"
-
-
-def check_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
-    width, height = struct.unpack(">II", data[16:24])
-    assert width >= 200, (path, width)
-    assert height >= 300, (path, height)
-    assert len(data) > 5000, f"{path} looks blank"
 
 
 @pytest.mark.slow

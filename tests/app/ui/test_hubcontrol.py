@@ -1,0 +1,36 @@
+"""The hub's screen without Kivy (hugapp.ui.hubcontrol): what it shows when its hub stops."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bleak.exc import BleakError
+
+from hugapp.core.bandlink import BleConfig
+from hugapp.core.hub import Hub, HubStore
+from hugapp.ui.hubcontrol import HubControl
+
+
+def test_a_hub_that_stops_says_why(tmp_path: Path) -> None:
+    """A hub whose radio fails stops serving: the screen says it is not running, and why, in words."""
+    store = HubStore(tmp_path / "hub")
+
+    async def scenario() -> None:
+        hub = Hub(store, "mqtt://127.0.0.1:1", BleConfig())
+        control = HubControl(hub, "mqtt://127.0.0.1:1")
+        serving: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        control.watch(serving)
+        assert control.snapshot().running
+        serving.set_exception(BleakError("No Bluetooth adapters found."))
+        await asyncio.sleep(0)  # the done callback runs
+        snap = control.snapshot()
+        assert not snap.running
+        assert not snap.online
+        assert snap.broker == "the hub is not running"
+        assert snap.error.startswith("The hub stopped: its Bluetooth failed (No Bluetooth adapters found.)")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
