@@ -18,9 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import aiomqtt
+
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.envelope import RelayError
 from hugapp.core.hub import MAX_HUB_NAME, HubStore, enrol_once, run_hub
+from hugapp.core.relay import parse_broker_urls
 from hugapp.hubwords import status_words
 
 
@@ -106,6 +109,10 @@ def main(args: argparse.Namespace, config: BleConfig | None = None) -> int:
         asyncio.run(run_hub(folder, str(args.broker), config or BleConfig()))
     except RelayError as exc:
         print(f"hugbutton hub: {exc}", file=sys.stderr)
+        return 2
+    except (aiomqtt.MqttError, OSError) as exc:
+        where = ", ".join(f"{a.host}:{a.port}" for a in parse_broker_urls(str(args.broker)))  # no password
+        print(f"hugbutton hub {command}: can't reach the broker ({where}): {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

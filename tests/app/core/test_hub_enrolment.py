@@ -19,6 +19,7 @@ from testkit import require_tool
 from hugapp import cli
 from hugapp.core import hubtunnel
 from hugapp.core.bandlink import BleConfig
+from hugapp.core.broker import free_port
 from hugapp.core.envelope import Forged, Garbled, Replayed
 from hugapp.core.hub import Hub, HubStore, enrol_at_hub, offer_enrolment
 from hugapp.core.hubtunnel import DOWN, UP, HubTunnel, Tunnel
@@ -106,6 +107,18 @@ def test_the_operator_lists_and_removes_bands(tmp_path: Path, capsys: pytest.Cap
     assert cli.main(["hub", "--data", data, "remove", e.enrolment_id]) == 0
     assert cli.main(["hub", "--data", data, "list"]) == 0
     assert capsys.readouterr().out.split() == []
+
+
+def test_enrol_with_no_broker_answering_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"mqtt://hub:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    assert cli.main(["hub", "--data", str(tmp_path / "hub"), "--broker", url, "enrol"]) == 2
+    err = capsys.readouterr().err
+    assert "can't reach the broker (127.0.0.1:" in err, err
+    assert "s3cret" not in err, err
+    assert "Traceback" not in err, err
+    hub_store = HubStore(tmp_path / "hub")
+    assert hub_store.enrolments() == []
+    hub_store.close()
 
 
 def test_the_operator_names_the_hub_and_each_owner_learns_the_name(
