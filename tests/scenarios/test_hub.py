@@ -14,9 +14,11 @@ from relaykit import TestBroker, run
 
 from hugapp.core.bandlink import LinkState
 from hugapp.core.companion import Companion
-from hugapp.core.hub import OWNER_SILENT_S, RELOAD_S, HubStore, leave_hub, offer_enrolment
+from hugapp.core.hub import OWNER_SILENT_S, RELOAD_S, Hub, HubStore, leave_hub, offer_enrolment
 from hugapp.core.hubtunnel import PING_S, HubTunnel
 from hugapp.core.notify import DesktopNotifier
+from hugapp.dev.school import School
+from hugapp.dev.world import open_world
 from hugapp.hubcli import status_words
 from hugproto import patterns
 from hugsim.airspace import Airspace, AirspaceControl
@@ -333,3 +335,41 @@ def test_a_gateway_enrols_its_band_at_a_hub_from_the_command_line(broker: TestBr
                 await server.close()
 
     run(scenario(), 240)
+
+
+def test_a_band_the_operator_removes_is_forgotten_by_its_owner(broker: TestBroker, tmp_path: Path) -> None:
+    """The hub's operator removes a band (`hugbutton hub remove`, or the hub's screen): the hub tells
+    its owner, sealed; the owner's phone forgets the hub, stops its tunnel and says so. A parent who
+    removes the band herself is not told what she did."""
+
+    async def serving(hub: Hub) -> None:  # the running hub takes up an enrolment (it looks every RELOAD_S)
+        async with asyncio.timeout(RELOAD_S + 5):
+            while not hub.served:  # noqa: ASYNC110 - the hub looks at its store on a timer
+                await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        async with broker, open_world(tmp_path, broker.url) as w, School.open(w) as class_hub:
+            mum = await w.person("Mum")
+            await w.pair(mum)
+            phone = mum.phone
+            await class_hub.enrol(phone, mum.band_id)
+            enrolled = phone.store.band_hub(mum.band_id)
+            assert enrolled is not None
+            await asyncio.wait_for(phone.tunnels[mum.band_id].online.wait(), 10)
+            await serving(class_hub.hub)
+            assert class_hub.hub.store.remove(enrolled[0])  # what `hugbutton hub remove ID` does
+            await w.until(lambda: phone.store.band_hub(mum.band_id) is None, RELOAD_S + 10)
+            await w.until(lambda: mum.band_id not in phone.tunnels and not phone.links[mum.band_id].relays, 5)
+            told = [n for n in mum.notifier.shown if n.title == "No longer served at school"]
+            assert [n.message for n in told] == ["the class hub stopped serving Mum's band"]
+
+            await class_hub.enrol(phone, mum.band_id)  # enrolled again; now Mum removes it herself
+            await asyncio.wait_for(phone.tunnels[mum.band_id].online.wait(), 10)
+            await serving(class_hub.hub)
+            await phone.leave_hub(mum.band_id)
+            assert phone.store.band_hub(mum.band_id) is None
+            assert class_hub.hub.store.enrolments() == []
+            await asyncio.sleep(RELOAD_S + 1)  # a "removed" from the hub would have come by now
+            assert len([n for n in mum.notifier.shown if n.title == "No longer served at school"]) == 1
+
+    run(scenario(), 120)

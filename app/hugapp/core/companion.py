@@ -126,6 +126,7 @@ class Companion:
                 outbox=self.outbox,
             )
         self.tunnels: dict[str, HubTunnel] = {}  # band id -> the hub that serves it at school
+        self._leaving: asyncio.Task[None] | None = None  # a tunnel stopping after its hub removed the band
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,8 +248,22 @@ class Companion:
         if enrolled is None or link is None or self.broker_url is None or band_id in self.tunnels:
             return
         tunnel = self.tunnels[band_id] = HubTunnel(self.broker_url, enrolled[1])
+        tunnel.on_removed = lambda: self._removed_at_hub(band_id, tunnel)
         link.relays = [tunnel.config()]
         self._spawn("hub:" + band_id, tunnel.run)
+
+    def _removed_at_hub(self, band_id: str, tunnel: HubTunnel) -> None:
+        """The hub's operator removed the band: this phone forgets the hub and says so."""
+        if self.tunnels.get(band_id) is not tunnel:
+            return  # enrolled elsewhere since, or left already
+        where = hub.hub_words(self.store.band_hub_name(band_id))
+        self.tunnels.pop(band_id, None)
+        self.store.forget_band_hub(band_id)
+        self.notifier.notify(
+            "No longer served at school", f"{where} stopped serving {self.store.band(band_id).name}"
+        )
+        self._leaving = asyncio.ensure_future(self._stop_tunnel(band_id))  # not from inside the tunnel
+        self._leaving.add_done_callback(lambda _t: self._changed())
 
     async def _stop_tunnel(self, band_id: str) -> None:
         self.tunnels.pop(band_id, None)

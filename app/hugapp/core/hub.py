@@ -207,6 +207,11 @@ def hub_name(name: object) -> str:
     return name.strip()
 
 
+def hub_words(name: str) -> str:
+    """A classroom hub as parents read it: "the Class 2 hub", or "the class hub" if it has no name."""
+    return f"the {name} hub" if name else "the class hub"
+
+
 async def leave_hub(store: Store, band_id: str, tunnel: HubTunnel) -> None:
     """The owner: the hub stops serving this band (it forgets the enrolment), and so does this phone.
     If the hub cannot be reached now, this phone forgets it anyway (the operator can remove it)."""
@@ -234,6 +239,7 @@ class _Served:
     client: BleakClient | None = None
     counter: int = 0
     asked_at: float = 0.0  # when its owner last asked anything about its link
+    left: bool = False  # its owner un-enrolled it (bye)
     tasks: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
 
 
@@ -295,6 +301,8 @@ class Hub:
         current = {Tunnel(e.tunnel_key, UP, self.clock).in_topic: e for e in self.store.enrolments()}
         for gone in set(self.served) - set(current):
             served = self.served.pop(gone)
+            if not served.left:  # removed by the operator: its owner stops coming (sealed: only it reads)
+                self._send(served, {"t": "removed"})
             task = asyncio.ensure_future(self._drop_link(served))
             served.tasks.add(task)
         if set(current) != set(self.served):
@@ -481,6 +489,7 @@ class Hub:
         if kind == "connect":
             return await self._connect(served, str(msg["a"]), float(msg.get("w", 10.0)))
         if kind == "bye":
+            served.left = True
             self.store.remove(served.enrolment.enrolment_id)
             self._reload()
             return {}

@@ -18,7 +18,7 @@ Owner -> hub (requests carry "i", a request id): scan (a lease: the band's adver
 ``SCAN_LEASE_S``, no answer), connect {a: address, w: timeout}, read/write/sub {l: link, h: handle,
 v: value, r: with response}, ping {l}, disc {l}, bye (un-enrol). Hub -> owner: re {i, e: error if
 any, ...}, adv {a, r: rssi, d: manufacturer data, u: service uuids}, n {l, k: counter in the link, h,
-v}, gone {l}.
+v}, gone {l}, removed (the hub's operator removed the band).
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class HubTunnel:
         scanner = type("HubBleakScanner", (HubBleakScanner,), {"hub": self, "__module__": __name__})
         client = type("HubBleakClient", (HubBleakClient,), {"hub": self, "__module__": __name__})
         self._config = BleConfig(scanner, client, via="hub")
+        self.on_removed: Callable[[], None] = lambda: None  # the hub's operator removed the band
 
     def config(self) -> BleConfig:
         return self._config
@@ -223,6 +224,9 @@ class HubTunnel:
         elif kind == "adv":
             for scanner in list(self.scanners):
                 scanner.handle_advert(msg)
+        elif kind == "removed":
+            log.info("hub tunnel: the hub's operator removed the band")
+            self.on_removed()
         elif kind in ("n", "gone"):
             client = self.links.get(str(msg.get("l")))
             if client is None:

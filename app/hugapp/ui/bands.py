@@ -9,8 +9,9 @@ from hugapp.core import bandlink, uisettings
 from hugapp.core import relaystore as rs
 from hugapp.core.api import CompanionApi
 from hugapp.core.bandlink import FoundBand, LinkState
+from hugapp.core.hub import hub_words
 from hugapp.ui.shared import Reads, Shared
-from hugapp.ui.words import ago, bars, hub_words, link_state_words
+from hugapp.ui.words import ago, bars, link_state_words
 
 SCAN_SECONDS = 5.0
 PAIR_HOLD_SECONDS = 5  # the countdown shown while the wearer holds the heart

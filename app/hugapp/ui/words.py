@@ -47,11 +47,6 @@ def link_state_words(state: LinkState | None, band_name: str) -> str:
     return state.value
 
 
-def hub_words(name: str) -> str:
-    """A classroom hub as parents read it: "the Class 2 hub", or "the class hub" if it has no name."""
-    return f"the {name} hub" if name else "the class hub"
-
-
 def bars(rssi: int) -> int:
     """Signal bars, 0..4."""
     return 4 if rssi >= -55 else 3 if rssi >= -67 else 2 if rssi >= -78 else 1 if rssi >= -90 else 0
