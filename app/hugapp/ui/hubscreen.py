@@ -69,10 +69,10 @@ class HubRoot(BoxLayout):
         self.notice = snap.notice
 
     def on_kv_post(self, _base: Any) -> None:
-        # strong references: one of the two is always out of the tree (a hidden widget in a layout
-        # would still take touches meant for its neighbours)
-        self._enrol_button = self.ids.enrol_button
-        self._code_card = self.ids.code_card
+        # strong references (``ids`` holds weak proxies): one of the two is always out of the tree (a
+        # hidden widget in a layout would still take touches meant for its neighbours)
+        self._enrol_button = self.ids.enrol_button.__self__
+        self._code_card = self.ids.code_card.__self__
         self.ids.enrol_box.remove_widget(self._code_card)
 
     def on_offering(self, _w: Any, offering: bool) -> None:
