@@ -55,8 +55,9 @@ def name_command(store: HubStore, name: str | None) -> int:
     return 0
 
 
-def ui_command(folder: Path, broker_url: str, config: BleConfig) -> int:
-    """The hub with its own screen (``hugapp.ui.hubscreen``), on this computer's display."""
+def ui_command(folder: Path, broker_url: str, config: BleConfig, app_data: Path | None = None) -> int:
+    """The hub with its own screen (``hugapp.ui.hubscreen``), on this computer's display; also a
+    phone's hub mode (``app_data``: the app's data folder, see ``hugapp.ui.phonemode``)."""
     from hugapp.ui.platform import window_problem
 
     problem = window_problem()
@@ -67,7 +68,7 @@ def ui_command(folder: Path, broker_url: str, config: BleConfig) -> int:
     from hugapp.ui.hubscreen import run_hub_ui
 
     try:
-        asyncio.run(run_hub_ui(folder, broker_url, config))
+        asyncio.run(run_hub_ui(folder, broker_url, config, app_data=app_data))
     except RelayError as exc:
         print(f"hugbutton hub: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ Settings come from the environment: ``HUG_BROKER`` (the family broker URL, or a 
 separated by commas), ``HUG_DATA`` (the data
 folder; default: the platform's), or from the JSON argument the app starts the service with on Android
 (``PYTHON_SERVICE_ARGUMENT``: broker, data). ``python -m hugapp.dev.service`` runs the same service on the
-simulated radio (``HUG_AIRSPACE``).
+simulated radio (``HUG_AIRSPACE``). On a phone in hub mode (``hugapp.ui.phonemode``) it ends at once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from hugapp.core.bandlink import BleConfig
 from hugapp.core.companion import Companion
 from hugapp.core.notify import make_notifier
 from hugapp.core.store import Store, default_path
+from hugapp.ui.phonemode import HUB_MODE, read_mode
 from hugapp.window_link import STORE_FILE
 from hugapp.window_link.api_wire import CompanionHandler
 from hugapp.window_link.server import LinkServer
@@ -40,6 +41,9 @@ async def serve(
     ble: BleConfig | None = None,
 ) -> None:
     data_dir = data if data is not None else default_path().parent
+    if read_mode(data_dir) == HUB_MODE:  # Android restarts a sticky service: not the family's, on a hub
+        log.info("this phone is the class hub: the hug service does not run the family's companion")
+        return
     store = Store(data_dir / STORE_FILE)
     notifier = make_notifier()
     servers: list[LinkServer] = []  # the companion reports changes to the channel

@@ -3,7 +3,8 @@
 The hub knows, per band, an enrolment id and two keys, nothing of the family: so the screen shows
 the hub's name, its counts, the code a parent types to enrol a band, and enrolment ids. It runs over
 a :class:`Hub` serving in the same process; actions start background tasks and return at once, and
-``on_update`` is called whenever anything may have changed. A snapshot only reads.
+``on_update`` is called whenever anything may have changed. A snapshot only reads. On a phone in hub
+mode (``app_data`` given) the screen can also make the phone a family phone again (``phonemode``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hugapp.core.hub import Enrolment, Hub, offer_enrolment
 from hugapp.core.linking import CODE_TTL_S, HUB, CodeOffer
 from hugapp.hubwords import broker_words, error_words, hub_title, status_counts, stopped_words
+from hugapp.ui.phonemode import FAMILY_MODE, set_mode
 from hugapp.ui.words import ago
 
 log = logging.getLogger("hugapp.ui.hub")
@@ -43,6 +46,7 @@ class HubSnapshot:
     message: str  # about the enrolment under way
     error: str
     notice: str
+    phone_hub: bool  # the app's hub mode: it can be a family phone again
 
 
 class HubControl:
@@ -55,8 +59,10 @@ class HubControl:
         on_update: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         code_ttl: float = CODE_TTL_S,
+        app_data: Path | None = None,
     ) -> None:
         self.hub = hub
+        self.app_data = app_data  # the app's data folder when this is a phone's hub mode
         self.broker_url = broker_url
         self.on_update = on_update
         self.clock = clock
@@ -174,6 +180,20 @@ class HubControl:
             self.error = f"No band {enrolment_id} is enrolled here"
         self.changed()
 
+    def use_as_family_phone(self) -> None:
+        """From the app's next start, this phone is a family phone again (the hub serves until then;
+        its enrolments stay in its own folder, for when the phone is a hub again)."""
+        if self.app_data is None:
+            return
+        try:
+            set_mode(self.app_data, FAMILY_MODE)
+        except OSError as exc:
+            self.error = f"Could not switch this phone back ({exc.strerror or exc})"
+        else:
+            self.error = ""
+            self.notice = "A family phone from the next start: close Hug Button and open it again"
+        self.changed()
+
     # ---- what the screen shows
 
     def snapshot(self) -> HubSnapshot:
@@ -200,4 +220,5 @@ class HubControl:
             message=self.message,
             error=self.error,
             notice=self.notice,
+            phone_hub=self.app_data is not None,
         )

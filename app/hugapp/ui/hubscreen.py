@@ -7,7 +7,9 @@ enrolment id: no family data, as the hub has none.
 The same :class:`Hub` as `hugbutton hub run` serves on the loop Kivy runs on
 (``App.async_run(async_lib="asyncio")``). The screen copies :class:`HubControl`'s snapshot into its
 Kivy properties, at most once a frame (a trigger) and every second (the code's countdown, the hub's
-counts). Nothing here is platform-specific: an Android hub mode would start :func:`run_hub_ui` too.
+counts). Nothing here is platform-specific: a phone in hub mode (``android_main``) runs
+:func:`run_hub_ui` too, given the app's data folder, and the screen then offers to make it a family
+phone again.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class HubRoot(BoxLayout):
     offering = BooleanProperty(False)  # a code is being made or offered: its card instead of Enrol
     error = StringProperty("")
     notice = StringProperty("")
+    phone_hub = BooleanProperty(False)  # the app's hub mode: "Use as a family phone again"
     qr_texture = ObjectProperty(None, allownone=True)
 
     def show(self, snap: HubSnapshot) -> None:
@@ -67,12 +70,13 @@ class HubRoot(BoxLayout):
         self.offering = bool(snap.message)
         self.error = snap.error
         self.notice = snap.notice
+        self.phone_hub = snap.phone_hub
 
     def on_kv_post(self, _base: Any) -> None:
-        # strong references: one of the two is always out of the tree (a hidden widget in a layout
-        # would still take touches meant for its neighbours)
-        self._enrol_button = self.ids.enrol_button
-        self._code_card = self.ids.code_card
+        # strong references (``ids`` holds weak proxies): one of the two is always out of the tree (a
+        # hidden widget in a layout would still take touches meant for its neighbours)
+        self._enrol_button = self.ids.enrol_button.__self__
+        self._code_card = self.ids.code_card.__self__
         self.ids.enrol_box.remove_widget(self._code_card)
 
     def on_offering(self, _w: Any, offering: bool) -> None:
@@ -98,6 +102,9 @@ class HubRoot(BoxLayout):
 
     def confirm_remove(self, enrolment_id: str) -> None:
         make("RemoveBandPopup", enrolment_id=enrolment_id).open()
+
+    def confirm_family_phone(self) -> None:
+        make("FamilyPhonePopup").open()
 
 
 class HubApp(App):
@@ -143,13 +150,16 @@ class HubApp(App):
         return save_screenshot(path)
 
 
-async def run_hub_ui(folder: Path, broker_url: str, config: BleConfig, app_ready: Any = None) -> None:
+async def run_hub_ui(
+    folder: Path, broker_url: str, config: BleConfig, app_ready: Any = None, app_data: Path | None = None
+) -> None:
     """Serve the enrolled bands with the hub's screen open, until the window is closed.
-    ``app_ready(app)`` is called once the app exists (tests drive it from there)."""
+    ``app_ready(app)`` is called once the app exists (tests drive it from there); ``app_data``, the
+    app's data folder when this is a phone's hub mode (``phonemode``)."""
     store = HubStore(folder)
     try:
         hub = Hub(store, broker_url, config)
-        control = HubControl(hub, broker_url)
+        control = HubControl(hub, broker_url, app_data=app_data)
         serving = asyncio.ensure_future(hub.run())
         control.watch(serving)
         window_size()

@@ -45,6 +45,11 @@ class BackgroundService:
     def stop(self) -> None:
         self.started = False
 
+    def shut_down(self) -> None:
+        """Stop the background service even where it outlives the window (the phone is the class hub
+        now: the family's companion must not serve its bands beside the hub)."""
+        self.started = False
+
     def request_battery_exemption(self) -> bool:
         """Ask the OS not to stop the companion to save battery; True if it is (now) exempt."""
         return False
@@ -80,6 +85,13 @@ class AndroidBackgroundService(BackgroundService):  # pragma: no cover - runs on
 
     def stop(self) -> None:
         pass  # the service outlives the screen on purpose: hugs arrive with the app closed
+
+    def shut_down(self) -> None:
+        try:  # python-for-android's Service class: stopService, and the service's process ends
+            self._jnius().autoclass(SERVICE_CLASS).stop(self._activity())
+            self.started = False
+        except Exception as exc:  # noqa: BLE001 - the service also declines to start in hub mode
+            log.warning("could not stop the background service: %r", exc)
 
     async def request_permissions(self) -> bool:
         loop = asyncio.get_running_loop()

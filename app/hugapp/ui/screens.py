@@ -278,6 +278,9 @@ class SettingsScreen(Screen):
             ids.home_input.text = view.home
             ids.overrides_input.text = view.overrides
 
+    def confirm_hub(self) -> None:
+        make("HubModePopup", hug_view=view_of(self)).open()
+
     def on_members(self, _w: Any, members: list[dict[str, Any]]) -> None:
         box = self.ids.signatures_box
         box.clear_widgets()

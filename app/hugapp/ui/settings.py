@@ -1,5 +1,5 @@
 """Settings: my name, each sender's signature, quiet hours (yours, or those of a person without a phone
-whose band this phone owns), the low-battery alert level."""
+whose band this phone owns), the low-battery alert level, and making this phone the class hub."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hugapp.core.coowners import served_wearers
 from hugapp.core.hugs import HugError
 from hugapp.core.schedule import DayType, Schedule
 from hugapp.core.store import StoreError
+from hugapp.ui.phonemode import HUB_MODE, set_mode
 from hugapp.ui.shared import Shared
 from hugapp.ui.words import (
     describe_error,
@@ -126,6 +127,19 @@ class SettingsActions:
             self.shared.fail("The low-battery alert is a percentage between 5 and 80")
             return
         self.set_ui_setting("low_battery", int(text))
+
+    def use_as_hub(self) -> None:
+        """From the app's next start this phone is the class hub (``phonemode``); until then it is
+        still this family's phone."""
+        s = self.shared
+        try:
+            set_mode(s.api.store.path.parent, HUB_MODE)  # the app's data folder: the store's
+        except OSError as exc:
+            s.fail(f"Could not make this phone the class hub ({exc.strerror or exc})")
+            return
+        s.error = ""
+        s.notice = "The class hub from the next start: close Hug Button and open it again"
+        s.changed()
 
     def view(self, low_battery_percent: int) -> SettingsView:
         choices = self.quiet_choices()

@@ -33,6 +33,7 @@ from hugapp.dev import world as sim
 from hugapp.dev.radio import ble_config
 from hugapp.dev.world import NO_QUIET_HOURS, PAIR_HOLD_MS, TAP_MS
 from hugapp.ui.app import ChangeBell, HugApp, run_app
+from hugapp.ui.phonemode import FAMILY_MODE, HUB_MODE, read_mode
 from hugapp.window_link.remote import RemoteCompanion
 from hugsim.band.process import BandProcess
 
@@ -606,7 +607,8 @@ async def sim_band_window(w: World) -> None:
 
 async def service_client(w: World) -> None:
     """Android's layout: the hug service (its own process) owns the companion and the window is its
-    client: pair from the window, then its heart makes the band buzz; one BLE link to the band."""
+    client: pair from the window, then its heart makes the band buzz; one BLE link to the band. Then
+    Settings makes the phone the class hub from its next start (after a confirm)."""
     address = await w.band("Mum")
     data = w.tmp / "service"
     service = await asyncio.create_subprocess_exec(
@@ -647,6 +649,24 @@ async def service_client(w: World) -> None:
         nodes = {n["address"]: n for n in await w.control.list_nodes()}
         assert len(nodes[address]["connections"]) == 1, nodes[address]["connections"]
         assert remote.service_pid == service.pid
+
+        # Settings: this phone as the class hub, kept in the app's data folder once confirmed
+        await go(app, "settings")
+        await frames(4)
+        hub_button = app.screen("settings").ids.hub_button
+
+        async def confirm(answer: str) -> None:
+            await tap(hub_button)
+            asked = await until(lambda: _maybe(lambda: popup("HubModePopup")), 5, "the confirm popup")
+            await frames(4)
+            await tap(find_text(asked, answer))
+            await frames(4)
+
+        await confirm("Keep it a family phone")
+        assert read_mode(data) == FAMILY_MODE
+        await confirm("Make it the class hub")
+        await until(lambda: read_mode(data) == HUB_MODE, 5, "the phone is the class hub from its next start")
+        await until(lambda: "close Hug Button and open it again" in app.root.notice, 5, "it says so")
 
     await with_app(remote, bell, scenario)
     await stop_service()

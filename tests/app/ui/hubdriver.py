@@ -30,16 +30,21 @@ from hugapp.core.store import Store
 from hugapp.dev import world as sim
 from hugapp.dev.radio import ble_config
 from hugapp.ui.hubscreen import HubApp, run_hub_ui
+from hugapp.ui.phonemode import FAMILY_MODE, HUB_MODE, hub_folder, read_mode, set_mode
 from hugapp.ui.screens import png_texture
 
 BAND_ID = "b0b0b0b0b0b0"
 
 
 async def with_hub_app(
-    w: sim.World, folder: Path, broker_url: str, scenario: Callable[[HubApp], Any]
+    w: sim.World,
+    folder: Path,
+    broker_url: str,
+    scenario: Callable[[HubApp], Any],
+    app_data: Path | None = None,
 ) -> None:
     """Open the hub's screen (its hub serving on the world's radio) and run ``scenario(app)`` beside
-    it; close the window after."""
+    it; close the window after. ``app_data``: a phone's data folder (the app's hub mode)."""
     ready: asyncio.Future[HubApp] = asyncio.get_running_loop().create_future()
     outcome: list[BaseException] = []
 
@@ -55,7 +60,9 @@ async def with_hub_app(
             app.stop()
 
     driver = asyncio.ensure_future(drive())
-    await run_hub_ui(folder, broker_url, ble_config(w.air, "hub"), app_ready=ready.set_result)
+    await run_hub_ui(
+        folder, broker_url, ble_config(w.air, "hub"), app_ready=ready.set_result, app_data=app_data
+    )
     await driver
     if outcome:
         raise outcome[0]
@@ -80,8 +87,8 @@ async def shot(app: HubApp, shots: Path, name: str) -> None:
     app.screenshot(shots / f"{name}.png")
 
 
-async def confirm_popup() -> Any:
-    found = await until(lambda: _open("RemoveBandPopup"), 5, "the confirm popup")
+async def confirm_popup(kind: str = "RemoveBandPopup") -> Any:
+    found = await until(lambda: _open(kind), 5, "the confirm popup")
     await frames(4)
     return found
 
@@ -94,11 +101,14 @@ def _open(kind: str) -> Any:
 
 
 async def hub_screen(w: sim.World, shots: Path) -> None:
-    """Rename (refused names change nothing), a code that expires, a code cancelled, a band enrolled by
-    the code read off the screen, and removed after a confirm."""
+    """An old phone in hub mode: rename (refused names change nothing), a code that expires, a code
+    cancelled, a band enrolled by the code read off the screen, and removed after a confirm; then the
+    phone is a family phone again from its next start, after a confirm."""
     broker_url = w.broker_url
     assert broker_url is not None
-    folder = w.tmp / "class-hub"
+    phone = w.tmp / "old-phone"  # the app's data folder
+    set_mode(phone, HUB_MODE)
+    folder = hub_folder(phone)
     owner = Store(w.tmp / "owner.sqlite3")  # the parent's app: a band and its key
     owner.save_band(BAND_ID, "Mia's band", os.urandom(16))
 
@@ -186,8 +196,18 @@ async def hub_screen(w: sim.World, shots: Path) -> None:
         await until(lambda: root.bands == [], 5, "removed from the list")
         await until(lambda: "0 band(s) enrolled" in root.counts, 10, "the status counts none")
 
+        # a family phone again from the next start: Stay a hub keeps it a hub
+        await tap(root.ids.family_button)
+        await tap(find_text(await confirm_popup("FamilyPhonePopup"), "Stay a hub"))
+        await frames(4)
+        assert read_mode(phone) == HUB_MODE
+        await tap(root.ids.family_button)
+        await tap(find_text(await confirm_popup("FamilyPhonePopup"), "Use as a family phone"))
+        await until(lambda: read_mode(phone) == FAMILY_MODE, 5, "a family phone from the next start")
+        await until(lambda: "close Hug Button and open it again" in root.notice, 5, "it says so")
+
     try:
-        await with_hub_app(w, folder, broker_url, scenario)
+        await with_hub_app(w, folder, broker_url, scenario, app_data=phone)
     finally:
         owner.close()
 
@@ -211,6 +231,8 @@ async def hub_offline(w: sim.World, shots: Path) -> None:
         await until(lambda: root.ids.enrol_button.parent is not None, 5, "Enrol a band again")
         assert not root.code
         assert not root.message
+        assert root.ids.family_button.disabled  # `hugbutton hub ui`: no family app to go back to
+        assert root.ids.family_button.height == 0
         await shot(app, shots, "hub-offline")
 
     await with_hub_app(w, w.tmp / "class-hub", broker_url, scenario)

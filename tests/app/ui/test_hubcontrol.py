@@ -1,4 +1,5 @@
-"""The hub's screen without Kivy (hugapp.ui.hubcontrol): what it shows when its hub stops."""
+"""The hub's screen without Kivy (hugapp.ui.hubcontrol): what it shows when its hub stops; a phone's
+hub made a family phone again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from bleak.exc import BleakError
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.hub import Hub, HubStore
 from hugapp.ui.hubcontrol import HubControl
+from hugapp.ui.phonemode import FAMILY_MODE, HUB_MODE, hub_folder, read_mode, set_mode
 
 
 def test_a_hub_that_stops_says_why(tmp_path: Path) -> None:
@@ -32,5 +34,26 @@ def test_a_hub_that_stops_says_why(tmp_path: Path) -> None:
 
     try:
         asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_a_phones_hub_can_be_a_family_phone_again(tmp_path: Path) -> None:
+    """On a phone in hub mode the screen offers the way back and keeps it; `hugbutton hub ui` (no
+    app data folder) offers none and writes nothing."""
+    data = tmp_path / "phone"
+    set_mode(data, HUB_MODE)
+    store = HubStore(hub_folder(data))
+    try:
+        hub = Hub(store, "mqtt://127.0.0.1:1", BleConfig())
+        plain = HubControl(hub, "mqtt://127.0.0.1:1")
+        assert not plain.snapshot().phone_hub
+        plain.use_as_family_phone()
+        assert read_mode(data) == HUB_MODE
+        control = HubControl(hub, "mqtt://127.0.0.1:1", app_data=data)
+        assert control.snapshot().phone_hub
+        control.use_as_family_phone()
+        assert read_mode(data) == FAMILY_MODE
+        assert "close Hug Button and open it again" in control.snapshot().notice
     finally:
         store.close()
