@@ -109,6 +109,7 @@ class RelayStats:
     acks_sent: int = 0
     acks_received: int = 0
     rejected: dict[str, int] = field(default_factory=dict[str, int])
+    presence_let_go: int = 0  # subscriptions left in the broker's session from before, dropped
 
 
 @dataclass(frozen=True)
@@ -639,6 +640,14 @@ class Relay:
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await pump
 
+    async def _let_go_presence(self, client: aiomqtt.Client, topic: str) -> None:
+        """A presence this session did not subscribe to: the broker kept the subscription in this
+        phone's persistent session from an earlier one (a circle left, a member gone). Not junk from
+        a stranger, who reaches no topic this phone has not subscribed to: unsubscribe, quietly."""
+        self.stats.presence_let_go += 1
+        log.debug("presence on %s, subscribed in an earlier session: unsubscribing", topic)
+        await client.unsubscribe(topic)
+
     async def _subscribe_presence(self, client: aiomqtt.Client) -> None:
         wanted = {
             presence_topic(m.presence_key)
@@ -647,8 +656,8 @@ class Relay:
             if m.member_id != self.me.member_id and not m.phoneless
         }
         for topic in sorted(wanted - self._presence_subs):
+            self._presence_subs.add(topic)  # first: its retained presence may come before SUBACK returns
             await client.subscribe(topic, qos=1)
-            self._presence_subs.add(topic)
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise asyncio.CancelledError
@@ -704,7 +713,9 @@ class Relay:
     async def _dispatch(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
         self.stats.received += 1
         try:
-            if topic.startswith(PRESENCE_PREFIX):
+            if topic.startswith(PRESENCE_PREFIX) and topic not in self._presence_subs:
+                await self._let_go_presence(client, topic)
+            elif topic.startswith(PRESENCE_PREFIX):
                 await self._on_presence_message(topic, data)
             else:
                 await self._on_inbox_message(client, topic, data)
