@@ -47,6 +47,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 # Reconnecting without a scan waits this long for the band to advertise: long enough to queue behind
 # three strangers' 1 s holds, short enough that a band which rebooted to a new address is soon scanned for.
 IDLE_RELEASE_S = 3.0  # a link through a relay that carried nothing this long is let go (a hub holds few)
+CROWDED_RELEASE_S = 0.5  # ... this long, while the relay says other bands wait for a link
 FELT_WAIT_S = 30.0  # ... unless a Play sent less than this ago is not felt yet
 PARKED_LOOK_S = 30.0  # a parked link's looks (this phone's radio, the relay's waiting bit) last this long
 PREFER_OWN_RADIO_S = 1.5  # a band a relay hears first waits this long for this device's radio to hear it
@@ -107,6 +108,7 @@ class BleConfig:
     scanner_backend: type[BaseBleakScanner] | None = None
     client_backend: type[BaseBleakClient] | None = None
     via: str = ""  # "": this device's own radio; else the relay that carries the band (a classroom hub)
+    crowded: Callable[[], bool] | None = None  # the relay says other bands wait for its few links
 
     def scanner_kwargs(self) -> dict[str, Any]:
         return {} if self.scanner_backend is None else {"backend": self.scanner_backend}
@@ -647,17 +649,20 @@ class BandLink:
             await asyncio.sleep(0.5)
 
     async def _idle(self, route: BleConfig) -> None:
-        """Returns once a link through a relay has carried nothing for ``IDLE_RELEASE_S`` (and no Play
-        is waiting for its Felt); never on this phone's own radio."""
+        """Returns once a link through a relay has carried nothing for ``IDLE_RELEASE_S`` (or
+        ``CROWDED_RELEASE_S`` while the relay is crowded) and no Play is waiting for its Felt; never
+        on this phone's own radio."""
         if not route.via:
             await asyncio.Event().wait()
         while True:
             now = time.monotonic()
             self._unfelt = {t: at for t, at in self._unfelt.items() if now - at < FELT_WAIT_S}
             quiet = now - self._active_at
-            if quiet >= IDLE_RELEASE_S and not self._unfelt and not self._wanted.is_set():
+            crowded = route.crowded is not None and route.crowded()
+            limit = CROWDED_RELEASE_S if crowded else IDLE_RELEASE_S
+            if quiet >= limit and not self._unfelt and not self._wanted.is_set():
                 return
-            await asyncio.sleep(max(0.1, IDLE_RELEASE_S - quiet))
+            await asyncio.sleep(max(0.1, min(limit - quiet, CROWDED_RELEASE_S)))
 
     async def _serve_straight(self, found: tuple[BLEDevice, BleConfig], key: bytes) -> bool:
         """Back straight to the address the band just had, while a look listens for it at a new one

@@ -63,6 +63,7 @@ from hugproto.mac import Hmac
 log = logging.getLogger("hugapp.hub")
 
 ADVERT_FRESH_S = 5.0  # a band not heard for longer is not connected to (it moved, or is connected)
+CROWDED_S = 5.0  # after a connect to a band failed, answers to the others say "busy" this long
 CONNECT_LIMIT_S = 20.0  # the longest connect a request may ask for
 RELOAD_S = 2.0  # how often a running hub reads its enrolments (`hugbutton hub enrol` adds them)
 MAX_HUB_NAME = 40
@@ -240,6 +241,7 @@ class _Served:
     counter: int = 0
     asked_at: float = 0.0  # when its owner last asked anything about its link
     left: bool = False  # its owner un-enrolled it (bye)
+    refused_at: float = float("-inf")  # when a connect to it last failed
     tasks: set[asyncio.Task[None]] = field(default_factory=set[asyncio.Task[None]])
 
 
@@ -478,10 +480,13 @@ class Hub:
 
     async def _answer(self, served: _Served, msg: dict[str, Any]) -> None:
         rid = msg.get("i")
+        answer: dict[str, Any]
         try:
             answer = await self._serve(served, msg)
         except (BleakError, TimeoutError, OSError, ValueError, KeyError, TypeError) as exc:
             answer = {"e": str(exc) or type(exc).__name__}
+        if self._crowded(served):
+            answer["busy"] = 1
         self._send(served, {"t": "re", "i": rid, **answer})
 
     async def _serve(self, served: _Served, msg: dict[str, Any]) -> dict[str, Any]:
@@ -521,6 +526,20 @@ class Hub:
             return {}
         raise ValueError(f"unknown request {kind!r}")
 
+    def _crowded(self, asking: _Served) -> bool:
+        """Another band waits for a link: it has none, and its advert says a press waits or a connect
+        to it just failed. Owners then let idle links go sooner (a real radio holds few links)."""
+        now = self.clock()
+        return any(
+            s is not asking
+            and not s.link
+            and (
+                now - s.refused_at < CROWDED_S
+                or (s.waiting and s.heard is not None and now - s.heard[2] < ADVERT_FRESH_S)
+            )
+            for s in self.served.values()
+        )
+
     async def _connect(self, served: _Served, address: str, timeout: float) -> dict[str, Any]:
         heard = served.heard
         if heard is None or heard[0].address != address or self.clock() - heard[2] > ADVERT_FRESH_S:
@@ -539,7 +558,11 @@ class Hub:
             timeout=min(timeout, CONNECT_LIMIT_S),
             **self.config.client_kwargs(),
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except (BleakError, TimeoutError, OSError):
+            served.refused_at = self.clock()  # (at its link limit, most likely) others should make room
+            raise
         served.link, served.client, served.counter = link, client, 0
         served.asked_at = self.clock()
         self.stats.connects += 1

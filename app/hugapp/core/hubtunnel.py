@@ -18,7 +18,8 @@ Owner -> hub (requests carry "i", a request id): scan (a lease: the band's adver
 ``SCAN_LEASE_S``, no answer), connect {a: address, w: timeout}, read/write/sub {l: link, h: handle,
 v: value, r: with response}, ping {l}, disc {l}, bye (un-enrol). Hub -> owner: re {i, e: error if
 any, ...}, adv {a, r: rssi, d: manufacturer data, u: service uuids}, n {l, k: counter in the link, h,
-v}, gone {l}, removed (the hub's operator removed the band).
+v}, gone {l}, removed (the hub's operator removed the band). An answer carries busy: 1 while other
+bands wait for the hub's few links (the owner then lets an idle link go sooner).
 """
 
 from __future__ import annotations
@@ -151,11 +152,15 @@ class HubTunnel:
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         scanner = type("HubBleakScanner", (HubBleakScanner,), {"hub": self, "__module__": __name__})
         client = type("HubBleakClient", (HubBleakClient,), {"hub": self, "__module__": __name__})
-        self._config = BleConfig(scanner, client, via="hub")
+        self._config = BleConfig(scanner, client, via="hub", crowded=self.crowded)
+        self.crowded_until = 0.0  # monotonic: the hub's last answer said other bands wait for a link
         self.on_removed: Callable[[], None] = lambda: None  # the hub's operator removed the band
 
     def config(self) -> BleConfig:
         return self._config
+
+    def crowded(self) -> bool:
+        return time.monotonic() < self.crowded_until
 
     async def run(self) -> None:
         """Stay connected to the broker (reconnecting after a loss) until cancelled."""
@@ -218,6 +223,8 @@ class HubTunnel:
             return
         kind = msg["t"]
         if kind == "re":
+            # each answer says whether other bands wait for the hub's links (until the next answer)
+            self.crowded_until = time.monotonic() + PING_S + PING_TIMEOUT_S if msg.get("busy") else 0.0
             answer = self._answers.get(str(msg.get("i")))
             if answer is not None and not answer.done():
                 answer.set_result(msg)
