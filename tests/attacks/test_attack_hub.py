@@ -137,11 +137,12 @@ def test_a_hub_that_reorders_loses_nothing_and_buzzes_nothing_wrong(
             async def play(signature: int, token: int | None = None) -> int:
                 """As the owner's playback: when the link is up (a parked one asked for), again if it
                 went meanwhile (an idle link through a hub is let go after 3 s)."""
-                while True:
-                    await link.ready(30)
-                    with contextlib.suppress(BandUnavailable):
-                        return await link.play(patterns.HUG, signature, 255, 1, token=token)
-                    await asyncio.sleep(0.2)  # the link is going: let it
+                async with asyncio.timeout(60):
+                    while True:
+                        with contextlib.suppress(BandUnavailable):  # not up (yet, or any more): again
+                            await link.ready(30)
+                            return await link.play(patterns.HUG, signature, 255, 1, token=token)
+                        await asyncio.sleep(0.2)  # the link is going or coming: let it
 
             hub.swap_writes = 1  # two Plays, carried newer first
             before = await s.motor_runs()

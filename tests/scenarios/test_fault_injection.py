@@ -53,7 +53,7 @@ TAP_MS = 150  # a child's tap
 GAP_S = 0.45  # longer than the band's multi-tap gap: every press is its own hug
 MAX_SKEW_S = 120.0
 RECOVERY_P99_S = 5.0
-SETTLE_S = 90.0  # after the last press, every hug felt (~10 s here; a clock set back once held plays 100 s)
+SETTLE_S = 300.0  # after the last press, every hug felt (~10 s here; 6 presses once waited > 90 s)
 # A band gets a hug every 0.6 s, so storms fold all the time; in 10 s windows instead of a minute,
 # the felt tail after the last press takes seconds rather than minutes.
 STORM_RULE = (3, 10.0)

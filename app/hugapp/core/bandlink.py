@@ -662,7 +662,7 @@ class BandLink:
             limit = CROWDED_RELEASE_S if crowded else IDLE_RELEASE_S
             if quiet >= limit and not self._unfelt and not self._wanted.is_set():
                 return
-            await asyncio.sleep(max(0.1, min(limit - quiet, CROWDED_RELEASE_S)))
+            await asyncio.sleep(max(0.1, limit - quiet))
 
     async def _serve_straight(self, found: tuple[BLEDevice, BleConfig], key: bytes) -> bool:
         """Back straight to the address the band just had, while a look listens for it at a new one
@@ -708,9 +708,10 @@ class BandLink:
             **route.client_kwargs(),
         ) as client:
             channel = _Channel(client)
-            await channel.subscribe()
-            state = await channel.read_state(key)
-            session, ok = await channel.authenticate(key, state.nonce)
+            async with asyncio.timeout(2 * HANDSHAKE_TIMEOUT_S):  # a GATT request never answered
+                await channel.subscribe()  # (a band gone mid-handshake) must not hold the link for good
+                state = await channel.read_state(key)
+                session, ok = await channel.authenticate(key, state.nonce)
             self._client, self._channel, self._session = client, channel, session
             self.via = route.via
             self.stats.connects += 1

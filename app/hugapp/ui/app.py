@@ -254,6 +254,15 @@ def stop_on_signals(app: Any) -> None:
             loop.add_signal_handler(sig, app.stop)
 
 
+async def run_window(app: Any, app_ready: Any = None) -> None:
+    """Run a Kivy ``app`` on the running loop until its window is closed (or the terminal is);
+    ``app_ready(app)`` is called first (tests drive the app from there)."""
+    if app_ready is not None:
+        app_ready(app)
+    stop_on_signals(app)
+    await app.async_run(async_lib="asyncio")
+
+
 async def run_app(api: CompanionApi, bell: ChangeBell | None = None, app_ready: Any = None) -> None:
     """Run the app window until it is closed, on the running loop, beside the companion's tasks.
 
@@ -265,12 +274,8 @@ async def run_app(api: CompanionApi, bell: ChangeBell | None = None, app_ready: 
     if bell is not None:
         bell.target = controller.changed
     window_size()
-    app = HugApp(controller)
-    if app_ready is not None:
-        app_ready(app)
-    stop_on_signals(app)
     try:
-        await app.async_run(async_lib="asyncio")
+        await run_window(HugApp(controller), app_ready)
     finally:
         if bell is not None:
             bell.target = lambda: None

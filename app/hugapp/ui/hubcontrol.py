@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from hugapp.core.hub import Enrolment, Hub, offer_enrolment
 from hugapp.core.linking import CODE_TTL_S, HUB, CodeOffer
 from hugapp.hubwords import broker_words, error_words, hub_title, status_counts, stopped_words
+from hugapp.ui.actions import Actions
 from hugapp.ui.phonemode import FAMILY_MODE, set_mode
 from hugapp.ui.words import ago
 
@@ -49,8 +50,9 @@ class HubSnapshot:
     phone_hub: bool  # the app's hub mode: it can be a family phone again
 
 
-class HubControl:
-    """Actions and state of the hub's screen over one running :class:`Hub`."""
+class HubControl(Actions):
+    """Actions (``Actions``, errors in the operator's words) and state of the hub's screen over one
+    running :class:`Hub`."""
 
     def __init__(
         self,
@@ -61,43 +63,17 @@ class HubControl:
         code_ttl: float = CODE_TTL_S,
         app_data: Path | None = None,
     ) -> None:
+        self.broker = ", ".join(f"{a.host}:{a.port}" for a in hub.brokers)  # no credentials
+        super().__init__(on_update, lambda exc: error_words(exc, self.broker))
         self.hub = hub
         self.app_data = app_data  # the app's data folder when this is a phone's hub mode
         self.broker_url = broker_url
-        self.on_update = on_update
         self.clock = clock
         self.code_ttl = code_ttl  # how long a code offered from now on lives
-        self.broker = ", ".join(f"{a.host}:{a.port}" for a in hub.brokers)  # no credentials
         self.offer: CodeOffer[Enrolment] | None = None
         self.message = ""
-        self.error = ""
-        self.notice = ""
         self.serving: asyncio.Future[None] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
         self._enrolling: asyncio.Task[Any] | None = None
-
-    def changed(self) -> None:
-        self.on_update()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        """Run an action in the background; its error is shown in words, never raised into Kivy."""
-
-        async def guarded() -> Any:
-            try:
-                return await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure of an action is shown to the operator
-                log.info("%s failed: %r", what, exc)
-                self.error = error_words(exc, self.broker)
-                return None
-            finally:
-                self.changed()
-
-        task = asyncio.ensure_future(guarded())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     def watch(self, serving: asyncio.Future[None]) -> None:
         """The hub's own task: if it ends by itself (no radio, say), the screen says why."""

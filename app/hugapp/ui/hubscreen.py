@@ -21,7 +21,7 @@ from typing import Any
 from hugapp.core.bandlink import BleConfig
 from hugapp.core.hub import Hub, HubStore
 from hugapp.core.linking import HUB, qr_png
-from hugapp.ui.app import KV_DIR, save_screenshot, stop_on_signals, window_size
+from hugapp.ui.app import KV_DIR, run_window, save_screenshot, window_size
 from hugapp.ui.hubcontrol import HubControl, HubSnapshot
 from hugapp.ui.screens import make, png_texture
 
@@ -163,12 +163,8 @@ async def run_hub_ui(
         serving = asyncio.ensure_future(hub.run())
         control.watch(serving)
         window_size()
-        app = HubApp(control)
-        if app_ready is not None:
-            app_ready(app)
-        stop_on_signals(app)
         try:
-            await app.async_run(async_lib="asyncio")
+            await run_window(HubApp(control), app_ready)
         finally:
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)

@@ -3,16 +3,15 @@ tasks, the error and notice shown on top, and the reads one snapshot makes once 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from hugapp.core import relaystore as rs
 from hugapp.core.api import CompanionApi
 from hugapp.core.hugstore import HistoryEntry
+from hugapp.ui.actions import Actions
 from hugapp.ui.words import describe_error
 
 log = logging.getLogger("hugapp.ui")
@@ -20,9 +19,9 @@ log = logging.getLogger("hugapp.ui")
 HISTORY_ROWS = 200
 
 
-class Shared:
-    """Actions start background tasks on the running loop and return at once, so a tap never blocks
-    it; whenever anything may have changed, ``on_update`` is called (the app batches those)."""
+class Shared(Actions):
+    """The running companion and the screens' background actions (``Actions``), with errors in the
+    family app's words."""
 
     def __init__(
         self,
@@ -30,40 +29,14 @@ class Shared:
         on_update: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(on_update, describe_error)
         self.api = api
-        self.on_update = on_update
         self.clock = clock
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.error = ""
-        self.notice = ""
-
-    def changed(self) -> None:
-        self.on_update()
 
     def fail(self, sentence: str) -> None:
         """Refuse an action in words, before it starts."""
         self.error = sentence
         self.changed()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        """Run an action in the background; its error is shown in words, never raised into Kivy."""
-
-        async def guarded() -> Any:
-            try:
-                return await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure of an action is shown to the person
-                log.info("%s failed: %r", what, exc)
-                self.error = describe_error(exc)
-                return None
-            finally:
-                self.changed()
-
-        task = asyncio.ensure_future(guarded())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +115,19 @@ async def world(tmp: Path, shots: Path) -> AsyncIterator[World]:
         yield World(w, shots)
 
 
-async def with_app(
-    phone: Companion | RemoteCompanion, bell: ChangeBell, scenario: Callable[[HugApp], Any]
+async def drive_window(
+    open_window: Callable[[Callable[[Any], None]], Awaitable[None]],
+    scenario: Callable[[Any], Any],
+    what: str,
 ) -> None:
-    """Open the app on ``phone`` (in-process, or the service's) and run ``scenario(app)`` beside it;
-    close the window after."""
-    ready: asyncio.Future[HugApp] = asyncio.get_running_loop().create_future()
+    """Run ``open_window(app_ready)`` (it returns when the window is closed) and ``scenario(app)``
+    beside it once the app has started; then close the window, and raise what the scenario raised."""
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     outcome: list[BaseException] = []
 
     async def drive() -> None:
         app = await ready
-        await until(lambda: app.root is not None and app.snapshot is not None, 20, "the app started")
+        await until(lambda: app.root is not None and app.snapshot is not None, 20, what)
         await frames(4)
         try:
             await scenario(app)
@@ -135,10 +137,18 @@ async def with_app(
             app.stop()
 
     driver = asyncio.ensure_future(drive())
-    await run_app(phone, bell, app_ready=ready.set_result)
+    await open_window(ready.set_result)
     await driver
     if outcome:
         raise outcome[0]
+
+
+async def with_app(
+    phone: Companion | RemoteCompanion, bell: ChangeBell, scenario: Callable[[HugApp], Any]
+) -> None:
+    """Open the app on ``phone`` (in-process, or the service's) and run ``scenario(app)`` beside it;
+    close the window after."""
+    await drive_window(lambda ready: run_app(phone, bell, app_ready=ready), scenario, "the app started")
 
 
 def popup(kind: str) -> Any:

@@ -22,7 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from driver import find, find_text, frames, popup, tap, until  # first: Kivy's environment before Kivy
+from driver import (  # first: Kivy's environment before Kivy
+    drive_window,
+    find,
+    find_text,
+    frames,
+    popup,
+    tap,
+    until,
+)
 
 from hugapp.core.hub import HubStore, enrol_at_hub
 from hugapp.core.linking import CODE_TTL_S, HUB, CodeNotFound, qr_png
@@ -45,27 +53,12 @@ async def with_hub_app(
 ) -> None:
     """Open the hub's screen (its hub serving on the world's radio) and run ``scenario(app)`` beside
     it; close the window after. ``app_data``: a phone's data folder (the app's hub mode)."""
-    ready: asyncio.Future[HubApp] = asyncio.get_running_loop().create_future()
-    outcome: list[BaseException] = []
-
-    async def drive() -> None:
-        app = await ready
-        await until(lambda: app.root is not None and app.snapshot is not None, 20, "the hub's screen")
-        await frames(4)
-        try:
-            await scenario(app)
-        except BaseException as exc:  # noqa: BLE001 - reported after the window closes
-            outcome.append(exc)
-        finally:
-            app.stop()
-
-    driver = asyncio.ensure_future(drive())
-    await run_hub_ui(
-        folder, broker_url, ble_config(w.air, "hub"), app_ready=ready.set_result, app_data=app_data
+    radio = ble_config(w.air, "hub")
+    await drive_window(
+        lambda ready: run_hub_ui(folder, broker_url, radio, app_ready=ready, app_data=app_data),
+        scenario,
+        "the hub's screen",
     )
-    await driver
-    if outcome:
-        raise outcome[0]
 
 
 def on_disk(folder: Path) -> tuple[str, list[str]]:
