@@ -110,6 +110,7 @@ class RelayStats:
     acks_received: int = 0
     rejected: dict[str, int] = field(default_factory=dict[str, int])
     presence_let_go: int = 0  # subscriptions left in the broker's session from before, dropped
+    attempts: int = 0  # connection attempts, failed or not
 
 
 @dataclass(frozen=True)
@@ -447,12 +448,15 @@ class Relay:
 
     async def run(self) -> None:
         """Stay connected until cancelled. On a failure or a lost connection it moves to the next
-        address (a cluster's next node) at once; after a round of failures it backs off."""
+        address (a cluster's next node) at once; after a round of failures it backs off, but a message
+        stored meanwhile (a hug someone waits for) tries again after `reconnect_min`."""
         delay = self.reconnect_min
         failed = 0
         while True:
             connects = self.stats.connects
             a = self.address
+            self.stats.attempts += 1
+            self._wake.clear()  # a session that works flushes everything; set again: stored since
             try:
                 await self._session()
             except aiomqtt.MqttError as e:
@@ -472,8 +476,16 @@ class Relay:
             if failed < len(self.addresses):
                 continue
             failed = 0
-            await asyncio.sleep(min(delay, self.reconnect_max) * random.uniform(0.8, 1.2))
+            await self._back_off(min(delay, self.reconnect_max) * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.reconnect_max)
+
+    async def _back_off(self, wait: float) -> None:
+        """Sleep `wait` s before the next round, or only `reconnect_min` s if something is (or gets)
+        stored to send: the broker may be back, and a press should not wait out a long backoff."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await asyncio.sleep(min(wait, self.reconnect_min))
+                await self._wake.wait()
 
     async def send(
         self, link_id: str, payload: Mapping[str, Any], to: str | None = None, type_: str = "hug"

@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from relaykit import TEST_TIMEOUT, FakeClock, Phone, TestBroker, make_circle, run
+from relaykit import TEST_TIMEOUT, FakeClock, Phone, TestBroker, make_broker, make_circle, run
 
 from hugapp.core import relaystore as rs
 from hugapp.core.relay import Relay
@@ -101,6 +102,39 @@ def test_broker_restart_mid_flight(broker: TestBroker, tmp_path: Path) -> None:
             await b.stop()
 
     run(main(), TEST_TIMEOUT + broker.restart_s)
+
+
+def test_a_hug_stored_while_the_broker_is_away_cuts_the_backoff_short(tmp_path: Path) -> None:
+    """A relay long without its broker waits longer and longer between tries (here up to 60 s); a hug
+    stored once the broker is back is tried within `reconnect_min`, not at the end of that wait."""
+
+    async def main() -> None:
+        broker = make_broker("embedded", tmp_path)  # the backoff is the relay's, whatever the broker
+        async with broker:
+            a, b = Phone(tmp_path, "Mum Alice"), Phone(tmp_path, "Kid Bobby")
+            link = make_circle(a, b)
+            ra = await a.start(broker.url, reconnect_min=0.1, reconnect_max=60.0)
+            await b.start(broker.url, reconnect_min=0.1, reconnect_max=0.1)
+            await broker.stop()
+            # waits of 0.1, 0.2, ... 6.4 s after failed tries: after the eighth, 12.8 s (at least 10.2)
+            while ra.stats.attempts < 8:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the eighth is refused
+            await broker.start()
+            assert b.relay is not None
+            async with asyncio.timeout(10):
+                await b.relay.connected.wait()
+            assert not ra.connected.is_set(), "Alice's relay is still in its long wait"
+            t_sent = time.monotonic()
+            msg = await ra.send(link, {"n": 1})
+            await b.changed.until(lambda: msg in b.handled_counts(), timeout=20)
+            assert time.monotonic() - t_sent < 5.0, "the hug waited out the backoff"
+            assert ra.stats.attempts == 9
+            await a.changed.until(lambda: msg in a.acked_ids())
+            await a.stop()
+            await b.stop()
+
+    run(main(), 60)
 
 
 def test_companion_restarted_after_storing_before_publishing(broker: TestBroker, tmp_path: Path) -> None:
