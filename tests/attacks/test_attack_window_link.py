@@ -1,5 +1,5 @@
 """A hostile local process against the hug service's window link: it cannot bloat the service before
-authenticating (three rounds of 300 connections each sending a 1 MB line without its end), cannot
+authenticating (six rounds of 300 connections each sending a 1 MB line without its end), cannot
 crash it with deep JSON, and even with the token its bad arguments get clear errors and change nothing."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hugapp.window_link import LINK_FILE, WindowLinkError
 from hugapp.window_link.remote import RemoteCompanion
 
 CONNECTIONS = 300
-ROUNDS = 3
+ROUNDS = 6
 
 
 def rss_kb(pid: int) -> int:
@@ -114,7 +114,9 @@ def test_a_hostile_local_process_cannot_bloat_crash_or_misuse_the_service(tmp_pa
     grown = [(p - base) / 1024 for p in peaks]
     shown = ", ".join(f"+{g:.1f} MB" for g in grown)
     print(f"window link: {ROUNDS} rounds of {CONNECTIONS} x 1 MB without a token: service {shown}")
-    # unbounded, each round would add 300 MB; what is left is the allocator's transient peak (15-25 MB)
+    # unbounded, each round would add 300 MB; what is left is the allocator's transient peak (8-30 MB
+    # here, up and down from round to round)
     assert max(grown) <= 40
-    # and nothing is kept per connection: 64 KB kept for each would add ~38 MB over the later rounds
-    assert grown[-1] - grown[0] <= 10
+    # and nothing is kept per connection: kept memory only grows, 300 x K per round. The last two rounds
+    # against the first two (one round's spike aside): 17 KB kept for each would add 15 MB, 64 KB 58 MB
+    assert min(grown[-2:]) - max(grown[:2]) <= 15
