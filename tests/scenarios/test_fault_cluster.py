@@ -79,9 +79,7 @@ def test_node_kills_under_load_on_the_cluster(tmp_path: Path) -> None:
                     )
                     duplicate_buzzes += sum(c - 1 for c in tokens.values())
         finally:
-            for side in run.sides:
-                await side.phone.stop()
-                await side.band.kill()
+            await run.stop()  # the hub's process too
             await cluster.stop()
             await server.close()
 

@@ -101,6 +101,14 @@ class Run:
     def now(self) -> float:
         return self.loop.time()
 
+    async def stop(self) -> None:
+        """Every phone, band and hub process this run started."""
+        for side in self.sides:
+            await side.phone.stop()
+            await side.band.kill()
+        if hasattr(self, "hub"):
+            await self.hub.kill()
+
     # ------------------------------------------------------------------ the world
 
     async def start(self, air: str, control: AirspaceControl, broker: Mosquitto, proxy: Proxy) -> None:
@@ -475,11 +483,7 @@ def test_a_thousand_hugs_through_a_hundred_faults(tmp_path: Path) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for side in run.sides:
-                await side.phone.stop()
-                await side.band.kill()
-            if hasattr(run, "hub"):
-                await run.hub.kill()
+            await run.stop()
             await proxy.close()
             await broker.stop()
             await server.close()
